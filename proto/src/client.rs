@@ -1,0 +1,195 @@
+//! Frames a client sends to the server: AUTH, PING, JOIN, LEAVE, PUBLISH.
+//!
+//! [`decode_client`] borrows strings and payloads from the frame it is given
+//! (no copies); [`encode_client`] appends a frame to a buffer and is what the
+//! bench harness and tests use to speak to a server.
+
+use crate::frame::{FrameError, HEADER_LEN};
+use crate::wire::{split_frame, write_frame, EncodeError, FieldReader};
+
+/// Op codes of client-to-server frames.
+pub mod op {
+    /// `AUTH {token: str}`
+    pub const AUTH: u8 = 0x01;
+    /// `PING {}`
+    pub const PING: u8 = 0x02;
+    /// `JOIN {room: str}`
+    pub const JOIN: u8 = 0x03;
+    /// `LEAVE {room: str}`
+    pub const LEAVE: u8 = 0x04;
+    /// `PUBLISH {room: str, payload}`
+    pub const PUBLISH: u8 = 0x05;
+}
+
+/// PUBLISH flag bit 0: the client wants no OK reply.
+pub const PUBLISH_NO_REPLY: u16 = 1 << 0;
+/// PUBLISH flag bit 1: do not deliver the message back to the publishing
+/// connection.
+pub const PUBLISH_EXCLUDE_SELF: u16 = 1 << 1;
+
+/// A decoded client request, borrowing from the frame bytes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ClientRequest<'a> {
+    /// Authenticate with a token (an HS256 JWT).
+    Auth {
+        /// The token.
+        token: &'a str,
+    },
+    /// Keep-alive; answered with PONG.
+    Ping,
+    /// Join a room.
+    Join {
+        /// Room name.
+        room: &'a str,
+    },
+    /// Leave a room.
+    Leave {
+        /// Room name.
+        room: &'a str,
+    },
+    /// Publish an ephemeral message to every member of a room.
+    Publish {
+        /// Room name.
+        room: &'a str,
+        /// Opaque application payload.
+        payload: &'a [u8],
+    },
+}
+
+impl ClientRequest<'_> {
+    /// The op code of this request.
+    pub fn op(&self) -> u8 {
+        match self {
+            ClientRequest::Auth { .. } => op::AUTH,
+            ClientRequest::Ping => op::PING,
+            ClientRequest::Join { .. } => op::JOIN,
+            ClientRequest::Leave { .. } => op::LEAVE,
+            ClientRequest::Publish { .. } => op::PUBLISH,
+        }
+    }
+}
+
+/// A whole client frame: header fields a server needs plus the request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientFrame<'a> {
+    /// Request id to echo in the reply.
+    pub rid: u32,
+    /// Flag bits.
+    pub flags: u16,
+    /// The request.
+    pub request: ClientRequest<'a>,
+}
+
+/// Decodes one complete client frame (as delimited by
+/// [`peek_frame`](crate::frame::peek_frame)).
+pub fn decode_client(frame: &[u8]) -> Result<ClientFrame<'_>, FrameError> {
+    let (header, body) = split_frame(frame)?;
+    let mut r = FieldReader::new(body);
+    let request = match header.op {
+        op::AUTH => {
+            let token = r.str("token")?;
+            r.finish()?;
+            ClientRequest::Auth { token }
+        }
+        op::PING => {
+            r.finish()?;
+            ClientRequest::Ping
+        }
+        op::JOIN => {
+            let room = r.str("room")?;
+            r.finish()?;
+            ClientRequest::Join { room }
+        }
+        op::LEAVE => {
+            let room = r.str("room")?;
+            r.finish()?;
+            ClientRequest::Leave { room }
+        }
+        op::PUBLISH => {
+            let room = r.str("room")?;
+            ClientRequest::Publish { room, payload: r.payload() }
+        }
+        other => return Err(FrameError::UnknownOp(other)),
+    };
+    Ok(ClientFrame { rid: header.rid, flags: header.flags, request })
+}
+
+/// Appends the encoded frame to `out`. On error `out` is left unchanged.
+pub fn encode_client(
+    rid: u32,
+    flags: u16,
+    request: &ClientRequest<'_>,
+    out: &mut Vec<u8>,
+) -> Result<(), EncodeError> {
+    let hint = match request {
+        ClientRequest::Auth { token } => 2 + token.len(),
+        ClientRequest::Ping => 0,
+        ClientRequest::Join { room } | ClientRequest::Leave { room } => 2 + room.len(),
+        ClientRequest::Publish { room, payload } => 2 + room.len() + payload.len(),
+    };
+    write_frame(out, request.op(), flags, rid, hint, |w| {
+        match request {
+            ClientRequest::Auth { token } => w.str(token, "token")?,
+            ClientRequest::Ping => {}
+            ClientRequest::Join { room } | ClientRequest::Leave { room } => w.str(room, "room")?,
+            ClientRequest::Publish { room, payload } => {
+                w.str(room, "room")?;
+                w.payload(payload);
+            }
+        }
+        Ok(())
+    })
+}
+
+/// The encoded length of a PUBLISH frame, for callers sizing payloads
+/// against the maximum frame length.
+pub fn publish_frame_len(room: &str, payload_len: usize) -> usize {
+    HEADER_LEN + 2 + room.len() + payload_len
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn publish_round_trips_with_flags() {
+        let mut buf = Vec::new();
+        let req = ClientRequest::Publish { room: "lobby", payload: b"hi" };
+        encode_client(9, PUBLISH_NO_REPLY, &req, &mut buf).unwrap();
+        assert_eq!(buf.len(), publish_frame_len("lobby", 2));
+        let frame = decode_client(&buf).unwrap();
+        assert_eq!(frame, ClientFrame { rid: 9, flags: PUBLISH_NO_REPLY, request: req });
+    }
+
+    #[test]
+    fn unknown_op_and_trailing_bytes_are_refused() {
+        let mut buf = Vec::new();
+        encode_client(1, 0, &ClientRequest::Ping, &mut buf).unwrap();
+        buf[5] = 0x7e;
+        assert_eq!(decode_client(&buf), Err(FrameError::UnknownOp(0x7e)));
+
+        let mut buf = Vec::new();
+        encode_client(1, 0, &ClientRequest::Join { room: "a" }, &mut buf).unwrap();
+        buf.push(0);
+        buf[3] += 1;
+        assert_eq!(decode_client(&buf), Err(FrameError::TrailingBytes(1)));
+    }
+
+    #[test]
+    fn bad_utf8_room_is_refused() {
+        let mut buf = Vec::new();
+        encode_client(1, 0, &ClientRequest::Join { room: "ab" }, &mut buf).unwrap();
+        let last = buf.len() - 1;
+        buf[last] = 0xff;
+        assert_eq!(decode_client(&buf), Err(FrameError::BadUtf8("room")));
+    }
+
+    #[test]
+    fn too_long_string_leaves_buffer_untouched() {
+        let mut buf = vec![1, 2, 3];
+        let room = "x".repeat(70_000);
+        let err = encode_client(1, 0, &ClientRequest::Join { room: &room }, &mut buf).unwrap_err();
+        assert_eq!(err, EncodeError::StringTooLong("room"));
+        assert_eq!(buf, vec![1, 2, 3]);
+    }
+}

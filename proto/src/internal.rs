@@ -1,0 +1,130 @@
+//! Internal frames: what shards (and later router links) pass to each other.
+//!
+//! An internal frame is an rkyv archive held in a reference-counted [`Bytes`].
+//! The same bytes go from the shard that made them to every other shard that
+//! needs them (a clone is a reference-count increment), and each reads them
+//! in place. A room PUSH is encoded into its client wire form exactly once,
+//! inside the archive; a receiving shard slices that PUSH out of the archive
+//! with [`InternalFrameBytes::wire_push`] and queues the slice to each of its
+//! members, so every recipient on every shard shares one allocation.
+//!
+//! Frames made in this process are trusted; bytes that arrive from the
+//! network are validated once with [`InternalFrameBytes::validate`].
+
+// rkyv derives archived and resolver types whose fields carry no docs.
+#![allow(missing_docs)]
+
+use bytes::Bytes;
+use rkyv::rancor;
+
+/// An internal message between shards or hosts.
+#[derive(Debug, Clone, PartialEq, Eq, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
+#[rkyv(derive(Debug))]
+pub enum InternalFrame {
+    /// Deliver an encoded PUSH to every local member of `room`.
+    RoomPush {
+        /// The room.
+        room: String,
+        /// Connection id that must not receive it (the publisher asked to be
+        /// excluded), or 0.
+        except_conn: u64,
+        /// The client wire PUSH frame, encoded once.
+        push: Vec<u8>,
+    },
+    /// Deliver an encoded PUSH to every authenticated local connection.
+    Broadcast {
+        /// The client wire PUSH frame, encoded once.
+        push: Vec<u8>,
+    },
+}
+
+/// Why received internal bytes were refused.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid internal frame: {0}")]
+pub struct InvalidInternalFrame(String);
+
+/// An encoded internal frame: aligned rkyv bytes, cheap to clone.
+#[derive(Debug, Clone)]
+pub struct InternalFrameBytes(Bytes);
+
+impl InternalFrameBytes {
+    /// Serializes a frame once. The bytes start 16-byte aligned, as rkyv
+    /// needs for in-place access.
+    pub fn encode(frame: &InternalFrame) -> InternalFrameBytes {
+        // Serializing a plain enum of strings and byte vectors into memory
+        // cannot fail; the error type is rkyv's generic one.
+        match rkyv::to_bytes::<rancor::Error>(frame) {
+            Ok(aligned) => InternalFrameBytes(Bytes::from_owner(aligned)),
+            Err(e) => unreachable!("in-memory rkyv serialization failed: {e}"),
+        }
+    }
+
+    /// Checks bytes that came from outside this process (a router link) and
+    /// wraps them. The bytes must start at a 16-byte aligned address.
+    pub fn validate(bytes: Bytes) -> Result<InternalFrameBytes, InvalidInternalFrame> {
+        rkyv::access::<ArchivedInternalFrame, rancor::Error>(&bytes)
+            .map_err(|e| InvalidInternalFrame(e.to_string()))?;
+        Ok(InternalFrameBytes(bytes))
+    }
+
+    /// Reads the archive in place.
+    pub fn archived(&self) -> &ArchivedInternalFrame {
+        // SAFETY: the bytes were produced by `encode` in this process, or were
+        // checked by `validate`; both guarantee a valid, aligned archive of
+        // `InternalFrame` that ends at the end of the slice.
+        unsafe { rkyv::access_unchecked::<ArchivedInternalFrame>(&self.0) }
+    }
+
+    /// The client wire PUSH inside this frame, as a slice that shares this
+    /// frame's allocation (no copy).
+    pub fn wire_push(&self) -> Bytes {
+        let push = match self.archived() {
+            ArchivedInternalFrame::RoomPush { push, .. } => push.as_slice(),
+            ArchivedInternalFrame::Broadcast { push } => push.as_slice(),
+        };
+        self.0.slice_ref(push)
+    }
+
+    /// The raw archive bytes, to send over a link.
+    pub fn as_bytes(&self) -> &Bytes {
+        &self.0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn room_push_is_read_in_place_and_sliced_without_copy() {
+        let frame = InternalFrame::RoomPush { room: "r".into(), except_conn: 7, push: vec![1, 2, 3] };
+        let bytes = InternalFrameBytes::encode(&frame);
+        match bytes.archived() {
+            ArchivedInternalFrame::RoomPush { room, except_conn, .. } => {
+                assert_eq!(room.as_str(), "r");
+                assert_eq!(except_conn.to_native(), 7);
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+        let push = bytes.wire_push();
+        assert_eq!(&push[..], &[1, 2, 3]);
+        let base = bytes.as_bytes().as_ptr() as usize;
+        let sliced = push.as_ptr() as usize;
+        assert!(sliced >= base && sliced < base + bytes.as_bytes().len());
+    }
+
+    fn aligned(bytes: &[u8]) -> Bytes {
+        let mut v = rkyv::util::AlignedVec::<16>::new();
+        v.extend_from_slice(bytes);
+        Bytes::from_owner(v)
+    }
+
+    #[test]
+    fn validate_accepts_own_bytes_and_refuses_garbage() {
+        let bytes = InternalFrameBytes::encode(&InternalFrame::Broadcast { push: vec![9; 40] });
+        let copy = aligned(bytes.as_bytes());
+        assert!(InternalFrameBytes::validate(copy).is_ok());
+        let garbage = aligned(&[0xffu8; 32]);
+        assert!(InternalFrameBytes::validate(garbage).is_err());
+    }
+}

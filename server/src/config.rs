@@ -1,0 +1,269 @@
+//! Server configuration: every setting, its default, and how the three
+//! sources (a TOML file, `CORECAST_*` environment variables, command-line
+//! flags) are merged, later ones winning. `--check-config` prints the result
+//! of this module and exits.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use figment::providers::{Env, Format, Serialized, Toml};
+use figment::Figment;
+use serde::{Deserialize, Serialize};
+
+/// Which io driver the shards run on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "snake_case")]
+pub enum DriverChoice {
+    /// io_uring when the kernel offers it, epoll otherwise.
+    Auto,
+    /// io_uring only; start fails without it.
+    IoUring,
+    /// epoll only.
+    Epoll,
+}
+
+/// The whole server configuration. Field docs are the reference; the README
+/// lists them with their defaults.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Client listener. `None` means 0.0.0.0:7100, or 127.0.0.1:7100 when no
+    /// JWT secret is configured (a generated secret never faces the network).
+    pub listen: Option<SocketAddr>,
+    /// Control plane (health, metrics, admin API).
+    pub control_listen: SocketAddr,
+    /// Number of shards (threads pinned to cores); 0 = one per core.
+    pub shards: usize,
+    /// Pin each shard's thread to its own CPU (shard i on CPU first_cpu + i,
+    /// wrapping around the CPUs available).
+    pub pin_threads: bool,
+    /// CPU of shard 0 when pinning.
+    pub first_cpu: usize,
+    /// io driver of the shards.
+    pub driver: DriverChoice,
+    /// Submission queue entries of each shard's io_uring.
+    pub io_uring_entries: u32,
+    /// Accept backlog of each shard's listener.
+    pub listen_backlog: i32,
+    /// HS256 secret for client tokens. `None` generates one at start (dev mode).
+    pub jwt_secret: Option<String>,
+    /// Key guarding the admin API. `None` generates one at start and prints it.
+    pub admin_key: Option<String>,
+    /// Interval at which clients should PING when otherwise idle.
+    pub heartbeat_ms: u32,
+    /// Close a connection idle this long; `None` = 3 x heartbeat.
+    pub idle_timeout_ms: Option<u32>,
+    /// Close a connection that has not authenticated within this time.
+    pub auth_timeout_ms: u32,
+    /// Largest frame a client may send, header included.
+    pub max_frame_len: u32,
+    /// Rooms one connection may be in at once.
+    pub max_rooms_per_conn: usize,
+    /// Longest room name, in bytes.
+    pub max_room_name_len: usize,
+    /// Bytes of messages queued for one connection before ephemeral
+    /// messages to it are dropped.
+    pub outbound_queue_bytes: usize,
+    /// A connection over its queue limit for this long is closed as a slow
+    /// consumer.
+    pub slow_consumer_grace_ms: u32,
+    /// How long the server keeps trying to write a CLOSE before it drops the
+    /// connection.
+    pub close_linger_ms: u32,
+    /// Rooms publishing more than this many messages per second are flushed
+    /// to their members on the flush tick instead of at once; 0 disables.
+    pub hot_room_msgs_per_sec: u32,
+    /// Flush tick for hot rooms.
+    pub flush_tick_ms: u32,
+    /// Capacity of each shard's inbox (frames from other shards and the
+    /// control plane).
+    pub shard_inbox_capacity: usize,
+    /// On shutdown, how long shards wait for connections to take their CLOSE.
+    pub shutdown_grace_ms: u32,
+    /// Reconnect hint sent with CLOSE on shutdown: base delay.
+    pub reconnect_base_ms: u32,
+    /// Reconnect hint: random extra delay up to this, so clients spread out.
+    pub reconnect_jitter_ms: u32,
+    /// Timing-wheel resolution for idle and auth deadlines.
+    pub timer_tick_ms: u32,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            listen: None,
+            control_listen: SocketAddr::from(([127, 0, 0, 1], 7180)),
+            shards: 0,
+            pin_threads: true,
+            first_cpu: 0,
+            driver: DriverChoice::Auto,
+            io_uring_entries: 2048,
+            listen_backlog: 4096,
+            jwt_secret: None,
+            admin_key: None,
+            heartbeat_ms: 30_000,
+            idle_timeout_ms: None,
+            auth_timeout_ms: 5_000,
+            max_frame_len: corecast_proto::DEFAULT_MAX_FRAME_LEN,
+            max_rooms_per_conn: 64,
+            max_room_name_len: 200,
+            outbound_queue_bytes: 256 * 1024,
+            slow_consumer_grace_ms: 3_000,
+            close_linger_ms: 2_000,
+            hot_room_msgs_per_sec: 200,
+            flush_tick_ms: 2,
+            shard_inbox_capacity: 65_536,
+            shutdown_grace_ms: 5_000,
+            reconnect_base_ms: 1_000,
+            reconnect_jitter_ms: 5_000,
+            timer_tick_ms: 100,
+        }
+    }
+}
+
+/// Why a configuration was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// A source could not be read or parsed.
+    #[error("configuration could not be loaded: {0}")]
+    Load(#[from] Box<figment::Error>),
+    /// A value is out of its allowed range.
+    #[error("invalid configuration: {0}")]
+    Invalid(String),
+}
+
+impl Config {
+    /// Merges defaults, the TOML file (if any), `CORECAST_*` environment
+    /// variables and the given command-line overrides, in that order.
+    pub fn load(file: Option<&PathBuf>, overrides: &impl Serialize) -> Result<Config, ConfigError> {
+        let mut figment = Figment::from(Serialized::defaults(Config::default()));
+        if let Some(path) = file {
+            if !path.exists() {
+                return Err(ConfigError::Invalid(format!("config file {} does not exist", path.display())));
+            }
+            figment = figment.merge(Toml::file(path));
+        }
+        let config: Config = figment
+            .merge(Env::prefixed("CORECAST_").only(&Self::env_keys()))
+            .merge(Serialized::defaults(overrides))
+            .extract()
+            .map_err(Box::new)?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// The keys that may come from `CORECAST_<KEY>` variables: every field.
+    fn env_keys() -> Vec<&'static str> {
+        vec![
+            "listen",
+            "control_listen",
+            "shards",
+            "pin_threads",
+            "first_cpu",
+            "driver",
+            "io_uring_entries",
+            "listen_backlog",
+            "jwt_secret",
+            "admin_key",
+            "heartbeat_ms",
+            "idle_timeout_ms",
+            "auth_timeout_ms",
+            "max_frame_len",
+            "max_rooms_per_conn",
+            "max_room_name_len",
+            "outbound_queue_bytes",
+            "slow_consumer_grace_ms",
+            "close_linger_ms",
+            "hot_room_msgs_per_sec",
+            "flush_tick_ms",
+            "shard_inbox_capacity",
+            "shutdown_grace_ms",
+            "reconnect_base_ms",
+            "reconnect_jitter_ms",
+            "timer_tick_ms",
+        ]
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let bad = |msg: &str| Err(ConfigError::Invalid(msg.to_string()));
+        if self.shards > crate::shard::MAX_SHARDS {
+            return Err(ConfigError::Invalid(format!("shards must be at most {}", crate::shard::MAX_SHARDS)));
+        }
+        if self.heartbeat_ms == 0 || self.auth_timeout_ms == 0 || self.timer_tick_ms == 0 {
+            return bad("heartbeat_ms, auth_timeout_ms and timer_tick_ms must be positive");
+        }
+        if self.max_frame_len < corecast_proto::HEADER_LEN as u32 + 64 {
+            return bad("max_frame_len must leave room for a header and a token (>= 76)");
+        }
+        if self.outbound_queue_bytes < self.max_frame_len as usize {
+            return bad("outbound_queue_bytes must hold at least one maximum-size frame");
+        }
+        if self.jwt_secret.as_deref().is_some_and(|s| s.len() < 16) {
+            return bad("jwt_secret must be at least 16 bytes");
+        }
+        if self.admin_key.as_deref().is_some_and(|k| k.len() < 16) {
+            return bad("admin_key must be at least 16 bytes");
+        }
+        if self.flush_tick_ms == 0 && self.hot_room_msgs_per_sec > 0 {
+            return bad("flush_tick_ms must be positive while hot_room_msgs_per_sec is set");
+        }
+        Ok(())
+    }
+
+    /// The idle timeout in force.
+    pub fn idle_timeout_ms(&self) -> u32 {
+        self.idle_timeout_ms.unwrap_or(self.heartbeat_ms.saturating_mul(3))
+    }
+
+    /// Number of shards in force.
+    pub fn shard_count(&self) -> usize {
+        if self.shards == 0 {
+            std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1).min(crate::shard::MAX_SHARDS)
+        } else {
+            self.shards
+        }
+    }
+
+    /// The client listen address in force.
+    pub fn listen_addr(&self) -> SocketAddr {
+        self.listen.unwrap_or_else(|| {
+            let ip = if self.jwt_secret.is_some() { [0, 0, 0, 0] } else { [127, 0, 0, 1] };
+            SocketAddr::from((ip, 7100))
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Serialize)]
+    struct NoOverrides {}
+
+    #[test]
+    fn defaults_are_valid_and_loopback_without_secret() {
+        let config = Config::default();
+        config.validate().unwrap();
+        assert_eq!(config.listen_addr(), SocketAddr::from(([127, 0, 0, 1], 7100)));
+        assert_eq!(config.idle_timeout_ms(), 90_000);
+        let with_secret = Config { jwt_secret: Some("0123456789abcdef".into()), ..Config::default() };
+        assert_eq!(with_secret.listen_addr(), SocketAddr::from(([0, 0, 0, 0], 7100)));
+    }
+
+    #[test]
+    fn file_then_flags_override_defaults() {
+        let dir = std::env::temp_dir().join(format!("corecast-config-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("c.toml");
+        std::fs::write(&path, "heartbeat_ms = 1000\nmax_rooms_per_conn = 5\n").unwrap();
+        #[derive(Serialize)]
+        struct Flags {
+            max_rooms_per_conn: usize,
+        }
+        let config = Config::load(Some(&path), &Flags { max_rooms_per_conn: 9 }).unwrap();
+        assert_eq!(config.heartbeat_ms, 1000);
+        assert_eq!(config.max_rooms_per_conn, 9);
+        std::fs::write(&path, "no_such_setting = 1\n").unwrap();
+        assert!(Config::load(Some(&path), &NoOverrides {}).is_err());
+    }
+}

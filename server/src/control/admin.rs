@@ -1,0 +1,126 @@
+//! The admin API, guarded by the admin key (`Authorization: Bearer KEY`,
+//! compared in constant time): publish to a room, broadcast to every
+//! connection, a room's member count, and the number of connections online.
+//! Messages are encoded once here and handed to every shard as one shared
+//! internal frame.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use axum::body::Bytes;
+use axum::extract::{Path, Query, Request, State};
+use axum::http::{header, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use corecast_proto::internal::{InternalFrame, InternalFrameBytes};
+use corecast_proto::{encode_server, PushKind, ServerMessage};
+use serde::Deserialize;
+use serde_json::json;
+use subtle::ConstantTimeEq;
+
+use super::ControlState;
+use crate::shard::ShardCommand;
+
+/// How long a query waits for the shards' answers.
+const QUERY_TIMEOUT: Duration = Duration::from_secs(2);
+
+pub fn routes(state: ControlState) -> Router<ControlState> {
+    Router::new()
+        .route("/v1/admin/rooms/{room}/publish", post(publish))
+        .route("/v1/admin/rooms/{room}", get(room_members))
+        .route("/v1/admin/broadcast", post(broadcast))
+        .route("/v1/admin/online", get(online))
+        .route_layer(middleware::from_fn_with_state(state, require_admin_key))
+}
+
+fn api_error(status: StatusCode, message: &str) -> Response {
+    (status, Json(json!({ "error": message }))).into_response()
+}
+
+async fn require_admin_key(State(state): State<ControlState>, request: Request, next: Next) -> Response {
+    let presented = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or("");
+    if presented.as_bytes().ct_eq(state.admin_key.as_bytes()).into() {
+        next.run(request).await
+    } else {
+        api_error(StatusCode::UNAUTHORIZED, "missing or wrong admin key")
+    }
+}
+
+#[derive(Deserialize)]
+struct PublishQuery {
+    /// Sender shown in the PUSH; empty for the operator.
+    #[serde(default)]
+    from: String,
+}
+
+fn encode_push(kind: PushKind, conv: &str, from: &str, payload: &[u8]) -> Result<Vec<u8>, Response> {
+    let ts_ms = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
+    let mut push = Vec::new();
+    encode_server(0, 0, &ServerMessage::Push { kind, conv, from, seq: 0, ts_ms, payload }, &mut push)
+        .map_err(|e| api_error(StatusCode::BAD_REQUEST, &e.to_string()))?;
+    metrics::counter!("corecast_encodes_total", "shard" => "control").increment(1);
+    Ok(push)
+}
+
+/// Hands one shared frame to every shard; returns how many took it.
+fn to_every_shard(state: &ControlState, frame: InternalFrame) -> usize {
+    let frame = InternalFrameBytes::encode(&frame);
+    state.mesh.all().filter(|(_, s)| s.try_send(ShardCommand::Deliver(frame.clone())).is_ok()).count()
+}
+
+async fn publish(
+    State(state): State<ControlState>,
+    Path(room): Path<String>,
+    Query(query): Query<PublishQuery>,
+    payload: Bytes,
+) -> Response {
+    let push = match encode_push(PushKind::Room, &room, &query.from, &payload) {
+        Ok(push) => push,
+        Err(response) => return response,
+    };
+    let shards = to_every_shard(&state, InternalFrame::RoomPush { room: room.clone(), except_conn: 0, push });
+    Json(json!({ "room": room, "shards": shards })).into_response()
+}
+
+async fn broadcast(State(state): State<ControlState>, payload: Bytes) -> Response {
+    let push = match encode_push(PushKind::Broadcast, "", "", &payload) {
+        Ok(push) => push,
+        Err(response) => return response,
+    };
+    let shards = to_every_shard(&state, InternalFrame::Broadcast { push });
+    Json(json!({ "shards": shards })).into_response()
+}
+
+/// Asks every shard and collects one number from each.
+async fn ask_shards(state: &ControlState, make: impl Fn(flume::Sender<usize>) -> ShardCommand) -> Option<Vec<usize>> {
+    let mut answers = Vec::with_capacity(state.mesh.len());
+    for (_, sender) in state.mesh.all() {
+        let (tx, rx) = flume::bounded(1);
+        sender.send_async(make(tx)).await.ok()?;
+        answers.push(tokio::time::timeout(QUERY_TIMEOUT, rx.recv_async()).await.ok()?.ok()?);
+    }
+    Some(answers)
+}
+
+async fn room_members(State(state): State<ControlState>, Path(room): Path<String>) -> Response {
+    let room_name = room.clone();
+    match ask_shards(&state, |reply| ShardCommand::CountRoomMembers { room: room_name.clone(), reply }).await {
+        Some(counts) => Json(json!({ "room": room, "members": counts.iter().sum::<usize>() })).into_response(),
+        None => api_error(StatusCode::SERVICE_UNAVAILABLE, "a shard did not answer"),
+    }
+}
+
+async fn online(State(state): State<ControlState>) -> Response {
+    match ask_shards(&state, |reply| ShardCommand::CountConnections { reply }).await {
+        Some(counts) => {
+            Json(json!({ "connections": counts.iter().sum::<usize>(), "per_shard": counts })).into_response()
+        }
+        None => api_error(StatusCode::SERVICE_UNAVAILABLE, "a shard did not answer"),
+    }
+}

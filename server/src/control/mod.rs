@@ -1,0 +1,103 @@
+//! The control plane: one thread running a small tokio runtime that serves
+//! `GET /health`, `GET /metrics` (Prometheus) and the admin API, and turns
+//! SIGTERM/SIGINT into a graceful shutdown of every shard. It reaches the
+//! shards only through their inboxes.
+
+mod admin;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+use anyhow::Context;
+use axum::extract::State;
+use axum::routing::get;
+use axum::{Json, Router};
+use metrics_exporter_prometheus::PrometheusHandle;
+use serde_json::json;
+
+use crate::shard::{Mesh, ShardCommand};
+
+/// What the control plane's handlers share.
+#[derive(Clone)]
+pub struct ControlState {
+    /// Every shard's inbox.
+    pub mesh: Mesh,
+    /// Renders the metrics registry.
+    pub prometheus: PrometheusHandle,
+    /// The admin API key.
+    pub admin_key: Arc<str>,
+}
+
+/// A running control plane.
+pub struct ControlPlane {
+    thread: JoinHandle<anyhow::Result<()>>,
+    stop: tokio::sync::oneshot::Sender<()>,
+}
+
+impl ControlPlane {
+    /// Binds `addr` and starts serving on a new thread. Signals received
+    /// there shut the shards down.
+    pub fn start(addr: SocketAddr, state: ControlState) -> anyhow::Result<ControlPlane> {
+        let std_listener =
+            std::net::TcpListener::bind(addr).with_context(|| format!("binding the control plane on {addr}"))?;
+        std_listener.set_nonblocking(true)?;
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel();
+        let thread = std::thread::Builder::new().name("corecast-control".into()).spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+            runtime.block_on(serve(std_listener, state, stop_rx))
+        })?;
+        Ok(ControlPlane { thread, stop: stop_tx })
+    }
+
+    /// Stops serving and waits for the thread.
+    pub fn stop(self) -> anyhow::Result<()> {
+        let _ = self.stop.send(());
+        self.thread.join().map_err(|_| anyhow::anyhow!("control plane thread panicked"))?
+    }
+}
+
+async fn serve(
+    std_listener: std::net::TcpListener,
+    state: ControlState,
+    stop: tokio::sync::oneshot::Receiver<()>,
+) -> anyhow::Result<()> {
+    let listener = tokio::net::TcpListener::from_std(std_listener)?;
+    let mesh = state.mesh.clone();
+    tokio::spawn(shutdown_on_signal(mesh));
+    let app = Router::new()
+        .route("/health", get(health))
+        .route("/metrics", get(metrics))
+        .merge(admin::routes(state.clone()))
+        .with_state(state);
+    axum::serve(listener, app)
+        .with_graceful_shutdown(async {
+            let _ = stop.await;
+        })
+        .await?;
+    Ok(())
+}
+
+/// Waits for SIGTERM or SIGINT and tells every shard to shut down.
+async fn shutdown_on_signal(mesh: Mesh) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+        tracing::error!("could not install signal handlers; SIGTERM will not drain");
+        return;
+    };
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM received: shutting down"),
+        _ = int.recv() => tracing::info!("SIGINT received: shutting down"),
+    }
+    for (_, sender) in mesh.all() {
+        let _ = sender.send_async(ShardCommand::Shutdown).await;
+    }
+}
+
+async fn health(State(state): State<ControlState>) -> Json<serde_json::Value> {
+    Json(json!({ "status": "ok", "shards": state.mesh.len() }))
+}
+
+async fn metrics(State(state): State<ControlState>) -> String {
+    state.prometheus.render()
+}

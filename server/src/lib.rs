@@ -1,0 +1,16 @@
+//! corecast server node.
+//!
+//! This crate owns everything a server node does: shards (one thread per
+//! core on monoio's io_uring driver, each with its own listener,
+//! connections, room members and timers), fan-out of encoded-once frames,
+//! the cross-shard inboxes, client authentication, the control plane
+//! (health, Prometheus metrics, admin API) and node start-up and shutdown.
+//! The `corecast-server` binary is a thin command line over [`node::run`].
+#![warn(missing_docs)]
+
+pub mod auth;
+pub mod config;
+pub mod control;
+pub mod metrics;
+pub mod node;
+pub mod shard;

@@ -1,0 +1,161 @@
+//! `corecast-server`: the server node binary. `corecast-server` runs the
+//! server (with `--check-config` it only prints the merged configuration),
+//! and `corecast-server token USER` mints a client token for development.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+use serde::Serialize;
+
+use corecast_server::config::{Config, DriverChoice};
+use corecast_server::{auth, node};
+
+#[cfg(feature = "mimalloc")]
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+/// corecast server node: live rooms and broadcast over io_uring shards.
+///
+/// Settings come from defaults, then the TOML file given with --config, then
+/// CORECAST_<SETTING> environment variables (e.g. CORECAST_JWT_SECRET,
+/// CORECAST_ADMIN_KEY, CORECAST_HEARTBEAT_MS), then these flags.
+#[derive(Parser)]
+#[command(version, about)]
+struct Cli {
+    /// TOML configuration file.
+    #[arg(long, global = true, env = "CORECAST_CONFIG")]
+    config: Option<PathBuf>,
+    /// Print the merged configuration (secrets redacted) and exit.
+    #[arg(long)]
+    check_config: bool,
+    #[command(flatten)]
+    overrides: Overrides,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Mint a client token (HS256) with the configured JWT secret.
+    Token {
+        /// User id (the token's `sub`).
+        user: String,
+        /// Rooms the user may join: names or prefixes ending in `*`,
+        /// comma-separated. Default: any room.
+        #[arg(long, value_delimiter = ',')]
+        rooms: Option<Vec<String>>,
+        /// Lifetime in seconds.
+        #[arg(long, default_value_t = 3600)]
+        ttl_secs: u64,
+    },
+}
+
+/// Command-line overrides of configuration settings (see config.rs for
+/// each setting's meaning and default). Secrets are not accepted as flags,
+/// so they never show in a process list.
+#[derive(clap::Args, Serialize, Default)]
+struct Overrides {
+    /// Client listener address [default: 0.0.0.0:7100, 127.0.0.1:7100 without a JWT secret].
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    listen: Option<SocketAddr>,
+    /// Control plane address [default: 127.0.0.1:7180].
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    control_listen: Option<SocketAddr>,
+    /// Number of shards, 0 = one per core [default: 0].
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    shards: Option<usize>,
+    /// Pin shard threads to CPUs [default: true].
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pin_threads: Option<bool>,
+    /// CPU of shard 0 when pinning [default: 0].
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    first_cpu: Option<usize>,
+    /// io driver [default: auto].
+    #[arg(long, value_enum)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    driver: Option<DriverChoice>,
+    /// Client heartbeat interval in ms [default: 30000].
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    heartbeat_ms: Option<u32>,
+    /// Idle timeout in ms [default: 3 x heartbeat].
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    idle_timeout_ms: Option<u32>,
+    /// Authentication deadline in ms [default: 5000].
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    auth_timeout_ms: Option<u32>,
+    /// Largest client frame in bytes [default: 65536].
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    max_frame_len: Option<u32>,
+    /// Rooms per connection [default: 64].
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    max_rooms_per_conn: Option<usize>,
+    /// Outbound queue limit per connection in bytes [default: 262144].
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    outbound_queue_bytes: Option<usize>,
+    /// Time over the queue limit before a slow-consumer CLOSE, ms [default: 3000].
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    slow_consumer_grace_ms: Option<u32>,
+    /// How long to try writing a CLOSE, ms [default: 2000].
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    close_linger_ms: Option<u32>,
+    /// Room rate above which members are flushed on the tick, msgs/s, 0 = off [default: 200].
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    hot_room_msgs_per_sec: Option<u32>,
+    /// Flush tick for hot rooms, ms [default: 2].
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    flush_tick_ms: Option<u32>,
+    /// Shutdown grace period, ms [default: 5000].
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    shutdown_grace_ms: Option<u32>,
+    /// Timing wheel resolution, ms [default: 100].
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    timer_tick_ms: Option<u32>,
+}
+
+fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let config = Config::load(cli.config.as_ref(), &cli.overrides)?;
+    match cli.command {
+        Some(Command::Token { user, rooms, ttl_secs }) => {
+            let Some(secret) = &config.jwt_secret else {
+                anyhow::bail!("no JWT secret configured: set CORECAST_JWT_SECRET or jwt_secret in the config file");
+            };
+            println!("{}", auth::mint_token(secret.as_bytes(), &user, ttl_secs, rooms)?);
+            Ok(())
+        }
+        None if cli.check_config => {
+            let mut shown = config.clone();
+            shown.jwt_secret = shown.jwt_secret.map(|_| "<redacted>".into());
+            shown.admin_key = shown.admin_key.map(|_| "<redacted>".into());
+            print!("{}", toml::to_string_pretty(&shown)?);
+            println!("# configuration is valid; {} shards, client listener {}", shown.shard_count(), shown.listen_addr());
+            Ok(())
+        }
+        None => node::run(config),
+    }
+}

@@ -1,0 +1,137 @@
+//! Starting and stopping a server node: the dev-mode secret, the metrics
+//! recorder, one SO_REUSEPORT listener per shard, the shard threads and the
+//! control plane, and the order in which they stop.
+
+use std::net::SocketAddr;
+use std::sync::mpsc;
+use std::sync::Arc;
+
+use anyhow::Context;
+use metrics_exporter_prometheus::PrometheusBuilder;
+use socket2::{Domain, Socket, Type};
+
+use crate::auth::{mint_token, TokenVerifier};
+use crate::config::Config;
+use crate::control::{ControlPlane, ControlState};
+use crate::shard::{self, Mesh, ShardCommand, ShardContext};
+
+/// Secrets in force, and whether they were generated for this run.
+struct Secrets {
+    jwt: String,
+    admin_key: String,
+    jwt_generated: bool,
+    admin_generated: bool,
+}
+
+fn random_secret() -> String {
+    let bytes: [u8; 24] = rand::random();
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn secrets(config: &Config) -> Secrets {
+    Secrets {
+        jwt: config.jwt_secret.clone().unwrap_or_else(random_secret),
+        admin_key: config.admin_key.clone().unwrap_or_else(random_secret),
+        jwt_generated: config.jwt_secret.is_none(),
+        admin_generated: config.admin_key.is_none(),
+    }
+}
+
+/// Prints what a newcomer needs to try a default start.
+fn print_banner(config: &Config, secrets: &Secrets, listen: SocketAddr) -> anyhow::Result<()> {
+    println!("corecast listening for clients on {listen}, control plane on http://{}", config.control_listen);
+    if secrets.jwt_generated {
+        let token = mint_token(secrets.jwt.as_bytes(), "demo", 24 * 3600, None)?;
+        println!("no JWT secret configured (CORECAST_JWT_SECRET): generated one for this run; clients on loopback only");
+        println!("token for user \"demo\", valid 24 h: {token}");
+    }
+    if secrets.admin_generated {
+        println!("no admin key configured (CORECAST_ADMIN_KEY): generated for this run: {}", secrets.admin_key);
+    }
+    Ok(())
+}
+
+/// Binds one listener per shard on the same address with SO_REUSEPORT, so
+/// the kernel spreads new connections over the shards. With port 0 the
+/// first listener picks the port and the others share it.
+fn bind_listeners(addr: SocketAddr, count: usize, backlog: i32) -> anyhow::Result<Vec<std::net::TcpListener>> {
+    let mut listeners = Vec::with_capacity(count);
+    let mut addr = addr;
+    for _ in 0..count {
+        let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
+        socket.set_reuse_address(true)?;
+        socket.set_reuse_port(true)?;
+        socket.set_nonblocking(true)?;
+        socket.bind(&addr.into()).with_context(|| format!("binding the client listener on {addr}"))?;
+        socket.listen(backlog)?;
+        let listener: std::net::TcpListener = socket.into();
+        addr = listener.local_addr()?;
+        listeners.push(listener);
+    }
+    Ok(listeners)
+}
+
+/// Runs a server node until it is shut down.
+pub fn run(config: Config) -> anyhow::Result<()> {
+    let secrets = secrets(&config);
+    let mut config = config;
+    if secrets.jwt_generated && config.listen.is_none() {
+        config.listen = Some(config.listen_addr());
+    }
+    let config = Arc::new(config);
+    let prometheus = PrometheusBuilder::new().install_recorder().context("installing the metrics recorder")?;
+
+    let shard_count = config.shard_count();
+    let listeners = bind_listeners(config.listen_addr(), shard_count, config.listen_backlog)?;
+    let listen = listeners[0].local_addr()?;
+    let (mesh, inboxes) = Mesh::new(shard_count, config.shard_inbox_capacity);
+    let control = ControlPlane::start(
+        config.control_listen,
+        ControlState { mesh: mesh.clone(), prometheus, admin_key: secrets.admin_key.clone().into() },
+    )?;
+    print_banner(&config, &secrets, listen)?;
+    tracing::info!(%listen, shards = shard_count, "starting shards");
+
+    let verifier = Arc::new(TokenVerifier::new(secrets.jwt.as_bytes()));
+    let cpus = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    let (exit_tx, exit_rx) = mpsc::channel();
+    let mut threads = Vec::with_capacity(shard_count);
+    for (id, (listener, inbox)) in listeners.into_iter().zip(inboxes).enumerate() {
+        let ctx = ShardContext {
+            id: id as u16,
+            cpu: config.pin_threads.then_some((config.first_cpu + id) % cpus),
+            listener,
+            inbox,
+            mesh: mesh.clone(),
+            config: config.clone(),
+            verifier: verifier.clone(),
+        };
+        let exit_tx = exit_tx.clone();
+        threads.push(std::thread::Builder::new().name(format!("corecast-shard-{id}")).spawn(move || {
+            let result = shard::run(ctx);
+            let _ = exit_tx.send((id, result));
+        })?);
+    }
+    drop(exit_tx);
+
+    // The first shard to stop (shutdown or failure) stops the others.
+    let mut failure = None;
+    for (id, result) in exit_rx.iter() {
+        if let Err(e) = result {
+            tracing::error!(shard = id, "shard failed: {e:#}");
+            failure.get_or_insert(e);
+        }
+        for (_, sender) in mesh.all() {
+            let _ = sender.try_send(ShardCommand::Shutdown);
+        }
+    }
+    for thread in threads {
+        let _ = thread.join();
+    }
+    control.stop()?;
+    tracing::info!("server stopped");
+    match failure {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
+}

@@ -1,0 +1,305 @@
+//! Fan-out and connection lifecycle on a shard: registering and removing
+//! connections, queuing replies, delivering one encoded PUSH to every local
+//! member of a room (and one internal frame to each other shard with
+//! members), broadcasts, slow-consumer handling, closing with CLOSE, and the
+//! deadline checks the timing wheel asks for.
+
+use std::rc::Rc;
+
+use bytes::Bytes;
+use corecast_proto::internal::{ArchivedInternalFrame, InternalFrame, InternalFrameBytes};
+use corecast_proto::{encode_server, ErrorCode, ServerMessage};
+
+use super::conn::{Closing, Conn};
+use super::rooms::{shards_in, JoinOutcome};
+use super::timer_wheel::{Due, TimerEntry};
+use super::{Shard, ShardCommand};
+
+/// Encodes a server frame into its own buffer. Only for frames whose
+/// strings are bounded by the server (replies, errors, CLOSE).
+pub fn encode_reply(rid: u32, message: &ServerMessage<'_>) -> Bytes {
+    let mut out = Vec::new();
+    if let Err(e) = encode_server(rid, 0, message, &mut out) {
+        // Our own strings are short; fall back to a bare internal error.
+        tracing::error!("could not encode a reply: {e}");
+        out.clear();
+        let fallback = ServerMessage::Error { code: ErrorCode::Internal.as_u16(), message: "" };
+        let _ = encode_server(rid, 0, &fallback, &mut out);
+    }
+    Bytes::from(out)
+}
+
+/// Result of queuing a room PUSH to one connection.
+enum Queued {
+    Yes,
+    Dropped,
+    Skipped,
+}
+
+impl Shard {
+    /// Adds a freshly accepted connection and arms its auth deadline.
+    pub(super) fn register(&self, fd: std::os::fd::RawFd) -> (u32, u64) {
+        let seq = self.next_conn_seq.get();
+        self.next_conn_seq.set(seq + 1);
+        let id = ((self.id as u64) << 48) | (seq & ((1 << 48) - 1));
+        let now = self.now_tick();
+        let key = self.conns.borrow_mut().insert(Conn::new(id, fd, now)) as u32;
+        self.metrics.connections.increment(1.0);
+        self.wheel_inserts.borrow_mut().push((TimerEntry { key, conn_id: id }, now + self.settings.auth_ticks));
+        (key, id)
+    }
+
+    /// Removes a connection: leaves its rooms (telling other shards about
+    /// rooms this shard no longer has members of), shuts its socket and
+    /// wakes its writer so it exits.
+    pub(super) fn unregister(&self, key: u32) {
+        let Some(mut conn) = self.conns.borrow_mut().try_remove(key as usize) else { return };
+        self.metrics.connections.decrement(1.0);
+        for room in conn.rooms.drain(..) {
+            self.leave_room(&room, key);
+        }
+        conn.shutdown_socket();
+        conn.wake_writer();
+    }
+
+    /// Queues a reply or error for one connection, regardless of its limit.
+    pub(super) fn reply(&self, key: u32, frame: Bytes) {
+        if let Some(conn) = self.conns.borrow_mut().get_mut(key as usize) {
+            if conn.closing.is_none() {
+                conn.queue.push(frame);
+                conn.wake_writer();
+            }
+        }
+    }
+
+    /// Starts closing a connection: queues CLOSE after what it is still owed
+    /// (a slow consumer is owed nothing: its unsent messages are dropped so
+    /// the CLOSE gets through), and arms the linger deadline after which the
+    /// socket is shut down even if the CLOSE could not be written.
+    pub(super) fn begin_close(&self, key: u32, code: ErrorCode, reason: &str, reconnect_after_ms: u32) {
+        let mut conns = self.conns.borrow_mut();
+        let Some(conn) = conns.get_mut(key as usize) else { return };
+        if conn.closing.is_some() {
+            return;
+        }
+        let deadline_tick = self.now_tick() + self.settings.linger_ticks;
+        conn.closing = Some(Closing { deadline_tick });
+        if code == ErrorCode::SlowConsumer {
+            let dropped = conn.queue.clear_unstarted();
+            self.metrics.drops_slow_consumer.increment(dropped as u64);
+        }
+        let close = ServerMessage::Close { code: code.as_u16(), reason, reconnect_after_ms };
+        conn.queue.push(encode_reply(0, &close));
+        conn.wake_writer();
+        self.metrics.closed_by_server(code);
+        if code == ErrorCode::SlowConsumer {
+            self.metrics.slow_consumer_closes.increment(1);
+        }
+        self.wheel_inserts.borrow_mut().push((TimerEntry { key, conn_id: conn.id }, deadline_tick));
+    }
+
+    /// The timing wheel's question: is this connection's deadline due?
+    pub(super) fn check_deadline(&self, entry: TimerEntry, tick: u64) -> Due {
+        let action = {
+            let conns = self.conns.borrow();
+            let Some(conn) = conns.get(entry.key as usize).filter(|c| c.id == entry.conn_id) else {
+                return Due::Gone;
+            };
+            if let Some(closing) = conn.closing {
+                if tick < closing.deadline_tick {
+                    return Due::Later(closing.deadline_tick);
+                }
+                conn.shutdown_socket();
+                return Due::Fired;
+            }
+            let mut due = if conn.identity.is_some() {
+                conn.last_active_tick + self.settings.idle_ticks
+            } else {
+                conn.opened_tick + self.settings.auth_ticks
+            };
+            if let Some(since) = conn.over_limit_since {
+                due = due.min(since + self.settings.slow_grace_ticks);
+            }
+            if tick < due {
+                return Due::Later(due);
+            }
+            if conn.identity.is_none() {
+                (ErrorCode::NotAuthenticated, "authentication deadline passed")
+            } else if conn.over_limit_since.is_some_and(|since| tick >= since + self.settings.slow_grace_ticks) {
+                (ErrorCode::SlowConsumer, "connection does not read fast enough")
+            } else {
+                (ErrorCode::IdleTimeout, "no frame received within the idle timeout")
+            }
+        };
+        let (code, reason) = action;
+        self.begin_close(entry.key, code, reason, self.config.reconnect_base_ms);
+        // begin_close armed the linger deadline; this entry is done.
+        Due::Fired
+    }
+
+    /// Queues a room PUSH for one connection under its queue limit.
+    fn queue_push(&self, conn: &mut Conn, key: u32, frame: &Bytes, deferred: bool) -> Queued {
+        if conn.closing.is_some() || conn.identity.is_none() {
+            return Queued::Skipped;
+        }
+        if !conn.queue.push_bounded(frame.clone(), self.config.outbound_queue_bytes) {
+            if conn.over_limit_since.is_none() {
+                conn.over_limit_since = Some(self.now_tick());
+            }
+            return Queued::Dropped;
+        }
+        if deferred {
+            if !conn.flush_pending && conn.writer.is_some() {
+                conn.flush_pending = true;
+                self.flush_list.borrow_mut().push((key, conn.id));
+            }
+        } else {
+            conn.wake_writer();
+        }
+        Queued::Yes
+    }
+
+    /// Queues `frame` to every local member of `room` except `except_conn`.
+    fn deliver_to_room_members(&self, room: &str, frame: &Bytes, except_conn: u64) {
+        let mut rooms = self.rooms.borrow_mut();
+        let Some(room) = rooms.get_mut(room) else { return };
+        let hot = room.note_publish(self.now_tick(), self.settings.hot_window_ticks, self.settings.hot_per_window);
+        let mut conns = self.conns.borrow_mut();
+        let (mut delivered, mut dropped) = (0u64, 0u64);
+        for &key in &room.members {
+            let Some(conn) = conns.get_mut(key as usize) else { continue };
+            if conn.id == except_conn {
+                continue;
+            }
+            match self.queue_push(conn, key, frame, hot) {
+                Queued::Yes => delivered += 1,
+                Queued::Dropped => dropped += 1,
+                Queued::Skipped => {}
+            }
+        }
+        drop(conns);
+        drop(rooms);
+        if hot {
+            if let Some(waker) = self.flush_waker.borrow_mut().take() {
+                waker.wake();
+            }
+        }
+        self.metrics.deliveries.increment(delivered);
+        if dropped > 0 {
+            self.metrics.drops_slow_consumer.increment(dropped);
+        }
+    }
+
+    /// Queues `frame` to every authenticated local connection.
+    fn deliver_to_everyone(&self, frame: &Bytes) {
+        let mut conns = self.conns.borrow_mut();
+        let (mut delivered, mut dropped) = (0u64, 0u64);
+        for (key, conn) in conns.iter_mut() {
+            match self.queue_push(conn, key as u32, frame, false) {
+                Queued::Yes => delivered += 1,
+                Queued::Dropped => dropped += 1,
+                Queued::Skipped => {}
+            }
+        }
+        self.metrics.deliveries.increment(delivered);
+        if dropped > 0 {
+            self.metrics.drops_slow_consumer.increment(dropped);
+        }
+    }
+
+    /// Delivers an internal frame that arrived in this shard's inbox.
+    pub(super) fn deliver_internal(&self, frame: &InternalFrameBytes) {
+        let push = frame.wire_push();
+        match frame.archived() {
+            ArchivedInternalFrame::RoomPush { room, except_conn, .. } => {
+                self.deliver_to_room_members(room.as_str(), &push, except_conn.to_native())
+            }
+            ArchivedInternalFrame::Broadcast { .. } => self.deliver_to_everyone(&push),
+        }
+    }
+
+    /// Publishes an encoded PUSH to `room`: to local members directly and to
+    /// each other shard with members as one shared internal frame.
+    pub(super) fn publish_to_room(&self, room: &str, push: Vec<u8>, except_conn: u64) {
+        self.metrics.encodes.increment(1);
+        let remote = self.rooms.borrow().get(room).map_or(0, |r| r.remote_shards);
+        if remote == 0 {
+            self.deliver_to_room_members(room, &Bytes::from(push), except_conn);
+            return;
+        }
+        let frame = InternalFrameBytes::encode(&InternalFrame::RoomPush { room: room.to_string(), except_conn, push });
+        self.deliver_to_room_members(room, &frame.wire_push(), except_conn);
+        for shard in shards_in(remote) {
+            if self.mesh.to(shard).try_send(ShardCommand::Deliver(frame.clone())).is_err() {
+                self.metrics.drops_inbox_full.increment(1);
+            }
+        }
+    }
+
+    /// Adds `key` to `room` and returns once every shard knows this shard
+    /// has members of it. Returns false if the connection is gone.
+    pub(super) async fn join_room(&self, key: u32, room: &str) -> bool {
+        let (shared, outcome) = self.rooms.borrow_mut().join(room, key);
+        match self.conns.borrow_mut().get_mut(key as usize) {
+            Some(conn) => {
+                if !matches!(outcome, JoinOutcome::AlreadyMember) {
+                    conn.rooms.push(shared.clone());
+                }
+            }
+            None => {
+                self.leave_room(&shared, key);
+                return false;
+            }
+        }
+        self.metrics.rooms.set(self.rooms.borrow().local_room_count() as f64);
+        match outcome {
+            JoinOutcome::AlreadyMember | JoinOutcome::Joined(None) => {}
+            JoinOutcome::Joined(Some(announcement)) => announcement.wait().await,
+            JoinOutcome::FirstLocalMember => {
+                self.announce(&shared, true).await;
+                self.rooms.borrow_mut().announced(&shared);
+            }
+        }
+        true
+    }
+
+    /// Removes `key` from `room` (the caller updates the connection's list).
+    pub(super) fn leave_room(&self, room: &Rc<str>, key: u32) {
+        let last = self.rooms.borrow_mut().leave(room, key);
+        if last {
+            // Fire and forget: a frame that crosses this notice finds no
+            // members and is dropped harmlessly.
+            for (shard, sender) in self.mesh.all() {
+                if shard != self.id {
+                    let command = ShardCommand::RoomInterest { room: room.as_ref().into(), shard: self.id, joined: false, ack: None };
+                    let _ = sender.try_send(command);
+                }
+            }
+        }
+        self.metrics.rooms.set(self.rooms.borrow().local_room_count() as f64);
+    }
+
+    /// Tells every other shard this shard has members of `room` and waits
+    /// for all of them to acknowledge.
+    async fn announce(&self, room: &str, joined: bool) {
+        let (ack_tx, ack_rx) = flume::unbounded();
+        let mut expected = 0;
+        for (shard, sender) in self.mesh.all() {
+            if shard == self.id {
+                continue;
+            }
+            let command = ShardCommand::RoomInterest { room: room.into(), shard: self.id, joined, ack: Some(ack_tx.clone()) };
+            if sender.send_async(command).await.is_ok() {
+                expected += 1;
+            }
+        }
+        drop(ack_tx);
+        for _ in 0..expected {
+            // An error means every remaining shard dropped its sender
+            // (it stopped); nothing more will come.
+            if ack_rx.recv_async().await.is_err() {
+                break;
+            }
+        }
+    }
+}

@@ -1,0 +1,307 @@
+//! A shard: one thread pinned to one core, running a monoio runtime, owning
+//! its listener, its connections, its slice of every room and its timers.
+//!
+//! Nothing here is shared with other threads except the inboxes (flume) and
+//! the metrics handles; all state lives in `RefCell`s on this thread and is
+//! never borrowed across an `await`. The submodules hold one concept each:
+//! connection records, the outbound queue, rooms, the timing wheel, the
+//! inbox commands, fan-out and closing (`delivery`), the per-connection read
+//! loop (`session`) and the per-connection writer.
+
+mod conn;
+mod delivery;
+mod inbox;
+mod outbound;
+mod rooms;
+mod session;
+mod timer_wheel;
+mod writer;
+
+use std::cell::{Cell, RefCell};
+use std::future::poll_fn;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::task::{Poll, Waker};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use monoio::net::TcpListener;
+use slab::Slab;
+
+pub use inbox::{Mesh, ShardCommand};
+
+use crate::auth::TokenVerifier;
+use crate::config::{Config, DriverChoice};
+use crate::metrics::ShardMetrics;
+use conn::Conn;
+use rooms::Rooms;
+use timer_wheel::TimerWheel;
+
+/// Most shards one server runs (room interest is a 128-bit mask).
+pub const MAX_SHARDS: usize = 128;
+
+/// Everything a shard thread is started with.
+pub struct ShardContext {
+    /// Shard id, 0-based.
+    pub id: u16,
+    /// CPU to pin the thread to.
+    pub cpu: Option<usize>,
+    /// This shard's SO_REUSEPORT listener.
+    pub listener: std::net::TcpListener,
+    /// This shard's inbox.
+    pub inbox: flume::Receiver<ShardCommand>,
+    /// Every shard's inbox.
+    pub mesh: Mesh,
+    /// Server configuration.
+    pub config: Arc<Config>,
+    /// Token verifier shared by all shards.
+    pub verifier: Arc<TokenVerifier>,
+}
+
+/// Deadlines and limits converted to this shard's ticks.
+struct Settings {
+    tick: Duration,
+    auth_ticks: u64,
+    idle_ticks: u64,
+    slow_grace_ticks: u64,
+    linger_ticks: u64,
+    hot_window_ticks: u64,
+    hot_per_window: u32,
+}
+
+impl Settings {
+    fn new(config: &Config) -> Settings {
+        let tick_ms = config.timer_tick_ms as u64;
+        let ticks = |ms: u32| (ms as u64).div_ceil(tick_ms).max(1);
+        Settings {
+            tick: Duration::from_millis(tick_ms),
+            auth_ticks: ticks(config.auth_timeout_ms),
+            idle_ticks: ticks(config.idle_timeout_ms()),
+            slow_grace_ticks: ticks(config.slow_consumer_grace_ms),
+            linger_ticks: ticks(config.close_linger_ms),
+            hot_window_ticks: ticks(1000),
+            // Rate per second, counted over one second's worth of ticks.
+            hot_per_window: config.hot_room_msgs_per_sec,
+        }
+    }
+}
+
+/// The state of one shard, shared by its tasks through `Rc`.
+pub struct Shard {
+    id: u16,
+    config: Arc<Config>,
+    settings: Settings,
+    verifier: Arc<TokenVerifier>,
+    mesh: Mesh,
+    metrics: ShardMetrics,
+    conns: RefCell<Slab<Conn>>,
+    rooms: RefCell<Rooms>,
+    wheel: RefCell<TimerWheel>,
+    /// Deadlines armed while the wheel is busy; moved in on the next tick.
+    wheel_inserts: RefCell<Vec<(timer_wheel::TimerEntry, u64)>>,
+    started: Instant,
+    now_tick: Cell<u64>,
+    next_conn_seq: Cell<u64>,
+    flush_list: RefCell<Vec<(u32, u64)>>,
+    flush_waker: RefCell<Option<Waker>>,
+    stopping: Cell<bool>,
+    stop_waker: RefCell<Option<Waker>>,
+}
+
+/// Runs a shard on the calling thread until it is shut down.
+pub fn run(ctx: ShardContext) -> anyhow::Result<()> {
+    if let Some(cpu) = ctx.cpu {
+        if let Err(e) = monoio::utils::bind_to_cpu_set([cpu]) {
+            tracing::warn!(shard = ctx.id, cpu, "could not pin shard to its cpu: {e:?}");
+        }
+    }
+    let entries = ctx.config.io_uring_entries;
+    match ctx.config.driver {
+        DriverChoice::Auto => {
+            let mut rt = monoio::RuntimeBuilder::<monoio::FusionDriver>::new()
+                .with_entries(entries)
+                .enable_timer()
+                .build()
+                .context("building the shard runtime")?;
+            let driver = match rt {
+                monoio::FusionRuntime::Uring(_) => "io_uring",
+                monoio::FusionRuntime::Legacy(_) => "epoll",
+            };
+            rt.block_on(shard_main(ctx, driver))
+        }
+        DriverChoice::IoUring => monoio::RuntimeBuilder::<monoio::IoUringDriver>::new()
+            .with_entries(entries)
+            .enable_timer()
+            .build()
+            .context("building the io_uring runtime (driver = io_uring)")?
+            .block_on(shard_main(ctx, "io_uring")),
+        DriverChoice::Epoll => monoio::RuntimeBuilder::<monoio::LegacyDriver>::new()
+            .enable_timer()
+            .build()
+            .context("building the epoll runtime")?
+            .block_on(shard_main(ctx, "epoll")),
+    }
+}
+
+async fn shard_main(ctx: ShardContext, driver: &'static str) -> anyhow::Result<()> {
+    let listener = TcpListener::from_std(ctx.listener).context("registering the listener")?;
+    let tick_ms = ctx.config.timer_tick_ms as u64;
+    // Enough slots that the usual deadlines fit in one lap.
+    let wheel_slots = (ctx.config.idle_timeout_ms().max(ctx.config.auth_timeout_ms) as u64 / tick_ms + 2) as usize;
+    let shard = Rc::new(Shard {
+        id: ctx.id,
+        settings: Settings::new(&ctx.config),
+        config: ctx.config,
+        verifier: ctx.verifier,
+        mesh: ctx.mesh,
+        metrics: ShardMetrics::new(ctx.id, driver),
+        conns: RefCell::new(Slab::new()),
+        rooms: RefCell::new(Rooms::default()),
+        wheel: RefCell::new(TimerWheel::new(wheel_slots.min(1 << 16))),
+        wheel_inserts: RefCell::new(Vec::new()),
+        started: Instant::now(),
+        now_tick: Cell::new(0),
+        next_conn_seq: Cell::new(1),
+        flush_list: RefCell::new(Vec::new()),
+        flush_waker: RefCell::new(None),
+        stopping: Cell::new(false),
+        stop_waker: RefCell::new(None),
+    });
+    tracing::info!(shard = shard.id, driver, addr = ?listener.local_addr().ok(), "shard started");
+
+    monoio::spawn(shard.clone().inbox_loop(ctx.inbox));
+    monoio::spawn(shard.clone().timer_loop());
+    monoio::spawn(shard.clone().flush_loop());
+
+    shard.clone().accept_loop(listener).await;
+    shard.drain().await;
+    tracing::info!(shard = shard.id, "shard stopped");
+    Ok(())
+}
+
+impl Shard {
+    fn now_tick(&self) -> u64 {
+        self.now_tick.get()
+    }
+
+    /// Accepts connections until the shard is told to stop.
+    async fn accept_loop(self: Rc<Self>, listener: TcpListener) {
+        loop {
+            let stop = poll_fn(|cx| {
+                if self.stopping.get() {
+                    Poll::Ready(())
+                } else {
+                    *self.stop_waker.borrow_mut() = Some(cx.waker().clone());
+                    Poll::Pending
+                }
+            });
+            monoio::select! {
+                _ = stop => return,
+                accepted = listener.accept() => match accepted {
+                    Ok((stream, _peer)) => {
+                        self.metrics.accepts.increment(1);
+                        monoio::spawn(session::serve(self.clone(), stream));
+                    }
+                    Err(e) => {
+                        // EMFILE and friends: back off briefly instead of spinning.
+                        tracing::warn!(shard = self.id, "accept failed: {e}");
+                        monoio::time::sleep(Duration::from_millis(50)).await;
+                    }
+                },
+            }
+        }
+    }
+
+    /// Handles commands from other shards and the control plane.
+    async fn inbox_loop(self: Rc<Self>, inbox: flume::Receiver<ShardCommand>) {
+        while let Ok(command) = inbox.recv_async().await {
+            self.handle_command(command);
+        }
+    }
+
+    fn handle_command(&self, command: ShardCommand) {
+        match command {
+            ShardCommand::Deliver(frame) => self.deliver_internal(&frame),
+            ShardCommand::RoomInterest { room, shard, joined, ack } => {
+                self.rooms.borrow_mut().set_remote(&room, shard, joined);
+                if let Some(ack) = ack {
+                    let _ = ack.send(());
+                }
+            }
+            ShardCommand::CountRoomMembers { room, reply } => {
+                let count = self.rooms.borrow().get(&room).map_or(0, |r| r.members.len());
+                let _ = reply.send(count);
+            }
+            ShardCommand::CountConnections { reply } => {
+                let count = self.conns.borrow().iter().filter(|(_, c)| c.identity.is_some()).count();
+                let _ = reply.send(count);
+            }
+            ShardCommand::Shutdown => {
+                self.stopping.set(true);
+                if let Some(waker) = self.stop_waker.borrow_mut().take() {
+                    waker.wake();
+                }
+            }
+        }
+    }
+
+    /// Advances the timing wheel every tick: auth and idle deadlines, slow
+    /// consumers, and the linger limit of connections being closed.
+    async fn timer_loop(self: Rc<Self>) {
+        loop {
+            monoio::time::sleep(self.settings.tick).await;
+            let now = (self.started.elapsed().as_millis() / self.settings.tick.as_millis().max(1)) as u64;
+            self.now_tick.set(now);
+            let mut wheel = self.wheel.borrow_mut();
+            for (entry, due) in self.wheel_inserts.borrow_mut().drain(..) {
+                wheel.insert(entry, due);
+            }
+            wheel.advance(now, |entry, tick| self.check_deadline(entry, tick));
+        }
+    }
+
+    /// Wakes the writers of connections whose frames wait for the flush
+    /// tick (members of hot rooms), once per tick while there are any.
+    async fn flush_loop(self: Rc<Self>) {
+        let tick = Duration::from_millis(self.config.flush_tick_ms.max(1) as u64);
+        loop {
+            poll_fn(|cx| {
+                if self.flush_list.borrow().is_empty() {
+                    *self.flush_waker.borrow_mut() = Some(cx.waker().clone());
+                    Poll::Pending
+                } else {
+                    Poll::Ready(())
+                }
+            })
+            .await;
+            monoio::time::sleep(tick).await;
+            let pending = std::mem::take(&mut *self.flush_list.borrow_mut());
+            let mut conns = self.conns.borrow_mut();
+            for (key, id) in pending {
+                if let Some(conn) = conns.get_mut(key as usize).filter(|c| c.id == id) {
+                    conn.flush_pending = false;
+                    conn.wake_writer();
+                }
+            }
+        }
+    }
+
+    /// On shutdown: CLOSE every connection with a jittered reconnect hint
+    /// and wait, up to the grace period, for them to go.
+    async fn drain(&self) {
+        let keys: Vec<usize> = self.conns.borrow().iter().map(|(k, _)| k).collect();
+        tracing::info!(shard = self.id, connections = keys.len(), "shutting down: closing connections");
+        for key in keys {
+            let hint = self.config.reconnect_base_ms + rand::random_range(0..=self.config.reconnect_jitter_ms);
+            self.begin_close(key as u32, corecast_proto::ErrorCode::ShuttingDown, "server shutting down", hint);
+        }
+        let deadline = Instant::now() + Duration::from_millis(self.config.shutdown_grace_ms as u64);
+        while !self.conns.borrow().is_empty() && Instant::now() < deadline {
+            monoio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let left = self.conns.borrow().len();
+        if left > 0 {
+            tracing::warn!(shard = self.id, left, "grace period over; dropping remaining connections");
+        }
+    }
+}

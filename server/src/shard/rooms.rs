@@ -1,0 +1,239 @@
+//! This shard's view of rooms: its own members of each room, which other
+//! shards also have members (so a publish sends one frame to each of those
+//! shards and none to the rest), and each room's recent message rate (so hot
+//! rooms are flushed on a tick).
+//!
+//! A room's first local member is announced to every other shard, and the
+//! JOIN is answered only once all have acknowledged, so a message published
+//! anywhere after a JOIN's OK reaches the new member. Later joiners on the
+//! same shard wait for that same announcement if it is still in flight.
+
+use std::cell::{Cell, RefCell};
+use std::future::poll_fn;
+use std::rc::Rc;
+use std::task::{Poll, Waker};
+
+use indexmap::IndexSet;
+use rustc_hash::{FxBuildHasher, FxHashMap};
+
+/// A set of shards as a bit mask (shard ids are below [`super::MAX_SHARDS`]).
+pub type ShardMask = u128;
+
+/// Completion of a room's first-member announcement to the other shards.
+#[derive(Default)]
+pub struct Announcement {
+    done: Cell<bool>,
+    waiters: RefCell<Vec<Waker>>,
+}
+
+impl Announcement {
+    /// Marks the announcement acknowledged and wakes every waiting JOIN.
+    pub fn complete(&self) {
+        self.done.set(true);
+        for waker in self.waiters.borrow_mut().drain(..) {
+            waker.wake();
+        }
+    }
+
+    /// Resolves once [`Announcement::complete`] has been called.
+    pub async fn wait(&self) {
+        poll_fn(|cx| {
+            if self.done.get() {
+                Poll::Ready(())
+            } else {
+                self.waiters.borrow_mut().push(cx.waker().clone());
+                Poll::Pending
+            }
+        })
+        .await
+    }
+}
+
+/// One room as this shard sees it.
+#[derive(Default)]
+pub struct Room {
+    /// Slab keys of this shard's member connections.
+    pub members: IndexSet<u32, FxBuildHasher>,
+    /// Other shards with members.
+    pub remote_shards: ShardMask,
+    /// Set while this shard's first-member announcement is unacknowledged.
+    pub announcing: Option<Rc<Announcement>>,
+    rate_window_tick: u64,
+    rate_window_count: u32,
+}
+
+impl Room {
+    /// Counts one published message and says whether the room is hot: more
+    /// than `hot_per_window` messages in the current window of ticks.
+    pub fn note_publish(&mut self, now_tick: u64, window_ticks: u64, hot_per_window: u32) -> bool {
+        if hot_per_window == 0 {
+            return false;
+        }
+        if now_tick >= self.rate_window_tick + window_ticks.max(1) {
+            self.rate_window_tick = now_tick;
+            self.rate_window_count = 0;
+        }
+        self.rate_window_count = self.rate_window_count.saturating_add(1);
+        self.rate_window_count > hot_per_window
+    }
+
+    fn is_unused(&self) -> bool {
+        self.members.is_empty() && self.remote_shards == 0 && self.announcing.is_none()
+    }
+}
+
+/// What [`Rooms::join`] did.
+pub enum JoinOutcome {
+    /// The connection was already a member.
+    AlreadyMember,
+    /// Joined; other shards already know this shard has members (or an
+    /// announcement is in flight: wait for it if given).
+    Joined(Option<Rc<Announcement>>),
+    /// Joined as the first local member: announce to the other shards, then
+    /// call [`Rooms::announced`].
+    FirstLocalMember,
+}
+
+/// Every room this shard has members of or hears about.
+#[derive(Default)]
+pub struct Rooms {
+    map: FxHashMap<Rc<str>, Room>,
+    with_local_members: usize,
+}
+
+impl Rooms {
+    /// The room, if this shard knows it.
+    pub fn get(&self, name: &str) -> Option<&Room> {
+        self.map.get(name)
+    }
+
+    /// The room, mutably.
+    pub fn get_mut(&mut self, name: &str) -> Option<&mut Room> {
+        self.map.get_mut(name)
+    }
+
+    /// The shared name of a room, creating the room if needed.
+    fn entry(&mut self, name: &str) -> (Rc<str>, &mut Room) {
+        let shared = match self.map.get_key_value(name) {
+            Some((shared, _)) => shared.clone(),
+            None => {
+                let shared: Rc<str> = Rc::from(name);
+                self.map.insert(shared.clone(), Room::default());
+                shared
+            }
+        };
+        let room = self.map.entry(shared.clone()).or_default();
+        (shared, room)
+    }
+
+    /// Adds a member. The returned name is shared with the map key, for the
+    /// connection's own list of rooms.
+    pub fn join(&mut self, name: &str, key: u32) -> (Rc<str>, JoinOutcome) {
+        let (shared, room) = self.entry(name);
+        let was_empty = room.members.is_empty();
+        if !room.members.insert(key) {
+            return (shared, JoinOutcome::AlreadyMember);
+        }
+        if !was_empty {
+            return (shared, JoinOutcome::Joined(room.announcing.clone()));
+        }
+        room.announcing = Some(Rc::new(Announcement::default()));
+        self.with_local_members += 1;
+        (shared, JoinOutcome::FirstLocalMember)
+    }
+
+    /// Marks the first-member announcement of `name` acknowledged.
+    pub fn announced(&mut self, name: &str) {
+        if let Some(room) = self.map.get_mut(name) {
+            if let Some(announcement) = room.announcing.take() {
+                announcement.complete();
+            }
+            if room.is_unused() {
+                self.map.remove(name);
+            }
+        }
+    }
+
+    /// Removes a member. Returns true when it was the last local member, so
+    /// the other shards must be told.
+    pub fn leave(&mut self, name: &str, key: u32) -> bool {
+        let Some(room) = self.map.get_mut(name) else { return false };
+        if !room.members.swap_remove(&key) {
+            return false;
+        }
+        let last = room.members.is_empty();
+        if last {
+            self.with_local_members -= 1;
+        }
+        if room.is_unused() {
+            self.map.remove(name);
+        }
+        last
+    }
+
+    /// Records that `shard` gained its first or lost its last member of
+    /// `name`.
+    pub fn set_remote(&mut self, name: &str, shard: u16, has_members: bool) {
+        let bit: ShardMask = 1 << shard;
+        if has_members {
+            self.entry(name).1.remote_shards |= bit;
+        } else if let Some(room) = self.map.get_mut(name) {
+            room.remote_shards &= !bit;
+            if room.is_unused() {
+                self.map.remove(name);
+            }
+        }
+    }
+
+    /// Number of rooms with at least one member on this shard.
+    pub fn local_room_count(&self) -> usize {
+        self.with_local_members
+    }
+}
+
+/// The shard ids in a mask, lowest first.
+pub fn shards_in(mask: ShardMask) -> impl Iterator<Item = u16> {
+    (0..ShardMask::BITS as u16).filter(move |s| mask & (1 << s) != 0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn first_join_announces_and_last_leave_reports() {
+        let mut rooms = Rooms::default();
+        let (_, outcome) = rooms.join("r", 1);
+        assert!(matches!(outcome, JoinOutcome::FirstLocalMember));
+        let (_, outcome) = rooms.join("r", 2);
+        assert!(matches!(outcome, JoinOutcome::Joined(Some(_))));
+        rooms.announced("r");
+        let (_, outcome) = rooms.join("r", 3);
+        assert!(matches!(outcome, JoinOutcome::Joined(None)));
+        assert!(matches!(rooms.join("r", 3).1, JoinOutcome::AlreadyMember));
+        assert!(!rooms.leave("r", 1));
+        assert!(!rooms.leave("r", 2));
+        assert!(rooms.leave("r", 3));
+        assert!(rooms.get("r").is_none());
+        assert_eq!(rooms.local_room_count(), 0);
+    }
+
+    #[test]
+    fn remote_interest_keeps_room_until_cleared() {
+        let mut rooms = Rooms::default();
+        rooms.set_remote("r", 3, true);
+        rooms.set_remote("r", 5, true);
+        assert_eq!(shards_in(rooms.get("r").unwrap().remote_shards).collect::<Vec<_>>(), vec![3, 5]);
+        rooms.set_remote("r", 3, false);
+        rooms.set_remote("r", 5, false);
+        assert!(rooms.get("r").is_none());
+    }
+
+    #[test]
+    fn room_turns_hot_above_rate() {
+        let mut room = Room::default();
+        let hot: Vec<bool> = (0..4).map(|_| room.note_publish(0, 10, 2)).collect();
+        assert_eq!(hot, vec![false, false, true, true]);
+        assert!(!room.note_publish(10, 10, 2));
+    }
+}

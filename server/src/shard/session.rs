@@ -1,0 +1,241 @@
+//! The read side of one connection: accept it into the shard, read frames
+//! into a buffer that stays small while the connection is idle, decode each
+//! one and act on it (AUTH, PING, JOIN, LEAVE, PUBLISH), and tear the
+//! connection down when either side ends it.
+//!
+//! Bad input is answered here: a frame that cannot be decoded gets ERROR
+//! with its rid, and every decode error but an unknown op also closes the
+//! connection, since the client is not speaking the protocol.
+
+use std::os::fd::AsRawFd;
+use std::rc::Rc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use corecast_proto::{
+    decode_client, encode_server, peek_frame, ClientRequest, ErrorCode, FrameError, Header, Peek, PushKind,
+    ServerMessage, PUBLISH_EXCLUDE_SELF, PUBLISH_NO_REPLY,
+};
+use monoio::buf::IoBufMut;
+use monoio::io::{AsyncReadRent, OwnedReadHalf, Splitable};
+use monoio::net::TcpStream;
+
+use super::delivery::encode_reply;
+use super::{writer, Shard};
+
+/// Read buffer capacity of an idle connection.
+const IDLE_READ_CAPACITY: usize = 128;
+/// A buffer larger than this is given back once drained and quiet.
+const KEEP_READ_CAPACITY: usize = 4096;
+
+/// Serves one accepted connection until it closes.
+pub(super) async fn serve(shard: Rc<Shard>, stream: TcpStream) {
+    let _ = stream.set_nodelay(true);
+    let (key, conn_id) = shard.register(stream.as_raw_fd());
+    let (mut reader, write_half) = stream.into_split();
+    let writer_task = monoio::spawn(writer::run(shard.clone(), key, conn_id, write_half));
+    read_loop(&shard, key, &mut reader).await;
+    let server_closing = shard.conns.borrow().get(key as usize).is_some_and(|c| c.closing.is_some());
+    if server_closing {
+        // Let the writer deliver the CLOSE (bounded by the linger deadline).
+        writer_task.await;
+        shard.unregister(key);
+    } else {
+        shard.unregister(key);
+        writer_task.await;
+    }
+    drop(reader);
+}
+
+/// Reads and handles frames until the peer goes away or the server starts
+/// closing the connection.
+async fn read_loop(shard: &Shard, key: u32, reader: &mut OwnedReadHalf<TcpStream>) {
+    let max_len = shard.config.max_frame_len;
+    let mut buf: Vec<u8> = Vec::with_capacity(IDLE_READ_CAPACITY);
+    loop {
+        let mut start = 0;
+        let frame_len = loop {
+            match peek_frame(&buf[start..], max_len) {
+                Ok(Peek::Complete(header)) => {
+                    let end = start + header.len as usize;
+                    handle_frame(shard, key, &buf[start..end]).await;
+                    start = end;
+                    if is_closing(shard, key) {
+                        return;
+                    }
+                }
+                Ok(Peek::NeedMore { frame_len }) => break frame_len,
+                Err(error) => {
+                    refuse_frame(shard, key, Header::read(&buf[start..]).map_or(0, |h| h.rid), &error);
+                    return;
+                }
+            }
+        };
+        buf.drain(..start);
+        size_read_buffer(&mut buf, frame_len);
+        let len = buf.len();
+        let (result, slice) = reader.read(buf.slice_mut(len..)).await;
+        buf = slice.into_inner();
+        match result {
+            Ok(0) | Err(_) => return,
+            Ok(_) => {}
+        }
+    }
+}
+
+/// Makes room for the frame being received, grows the buffer for a busy
+/// connection, and gives memory back when an idle one has drained it.
+fn size_read_buffer(buf: &mut Vec<u8>, frame_len: Option<u32>) {
+    if let Some(len) = frame_len {
+        buf.reserve((len as usize).saturating_sub(buf.len()));
+    } else if buf.is_empty() && buf.capacity() > KEEP_READ_CAPACITY {
+        *buf = Vec::with_capacity(IDLE_READ_CAPACITY);
+    } else if buf.len() == buf.capacity() {
+        buf.reserve(buf.capacity());
+    }
+}
+
+fn is_closing(shard: &Shard, key: u32) -> bool {
+    shard.conns.borrow().get(key as usize).is_none_or(|c| c.closing.is_some())
+}
+
+/// Answers an undecodable frame with ERROR; every error but an unknown op
+/// also closes the connection.
+fn refuse_frame(shard: &Shard, key: u32, rid: u32, error: &FrameError) {
+    let code = error.code();
+    let message = error.to_string();
+    shard.reply(key, encode_reply(rid, &ServerMessage::Error { code: code.as_u16(), message: &message }));
+    if code != ErrorCode::UnknownOp {
+        shard.begin_close(key, code, &message, shard.config.reconnect_base_ms);
+    }
+}
+
+fn error(shard: &Shard, key: u32, rid: u32, code: ErrorCode, message: &str) {
+    shard.reply(key, encode_reply(rid, &ServerMessage::Error { code: code.as_u16(), message }));
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+}
+
+/// Decodes one complete frame and acts on it.
+async fn handle_frame(shard: &Shard, key: u32, bytes: &[u8]) {
+    shard.metrics.frames_in.increment(1);
+    let authenticated = {
+        let mut conns = shard.conns.borrow_mut();
+        let Some(conn) = conns.get_mut(key as usize) else { return };
+        conn.last_active_tick = shard.now_tick();
+        conn.identity.is_some()
+    };
+    let frame = match decode_client(bytes) {
+        Ok(frame) => frame,
+        Err(e) => return refuse_frame(shard, key, Header::read(bytes).map_or(0, |h| h.rid), &e),
+    };
+    let rid = frame.rid;
+    match frame.request {
+        ClientRequest::Auth { token } => authenticate(shard, key, rid, token, authenticated),
+        ClientRequest::Ping => shard.reply(key, encode_reply(rid, &ServerMessage::Pong)),
+        _ if !authenticated => error(shard, key, rid, ErrorCode::NotAuthenticated, "send AUTH first"),
+        ClientRequest::Join { room } => join(shard, key, rid, room).await,
+        ClientRequest::Leave { room } => leave(shard, key, rid, room),
+        ClientRequest::Publish { room, payload } => publish(shard, key, rid, frame.flags, room, payload),
+    }
+}
+
+fn authenticate(shard: &Shard, key: u32, rid: u32, token: &str, already: bool) {
+    if already {
+        return error(shard, key, rid, ErrorCode::Forbidden, "already authenticated");
+    }
+    match shard.verifier.verify(token) {
+        Ok(identity) => {
+            let reply = {
+                let mut conns = shard.conns.borrow_mut();
+                let Some(conn) = conns.get_mut(key as usize) else { return };
+                let reply = encode_reply(
+                    rid,
+                    &ServerMessage::AuthOk {
+                        conn_id: conn.id,
+                        shard: shard.id,
+                        heartbeat_ms: shard.config.heartbeat_ms,
+                        user: &identity.user,
+                    },
+                );
+                conn.identity = Some(identity);
+                reply
+            };
+            shard.reply(key, reply);
+        }
+        Err(e) => {
+            shard.metrics.auth_failures.increment(1);
+            let message = e.to_string();
+            error(shard, key, rid, ErrorCode::AuthFailed, &message);
+            shard.begin_close(key, ErrorCode::AuthFailed, "authentication failed", shard.config.reconnect_base_ms);
+        }
+    }
+}
+
+async fn join(shard: &Shard, key: u32, rid: u32, room: &str) {
+    if room.is_empty() || room.len() > shard.config.max_room_name_len {
+        let message = format!("room name must be 1..={} bytes", shard.config.max_room_name_len);
+        return error(shard, key, rid, ErrorCode::LimitExceeded, &message);
+    }
+    {
+        let conns = shard.conns.borrow();
+        let Some(conn) = conns.get(key as usize) else { return };
+        if conn.rooms.iter().any(|r| &**r == room) {
+            drop(conns);
+            return shard.reply(key, encode_reply(rid, &ServerMessage::Ok));
+        }
+        if !conn.identity.as_ref().is_some_and(|id| id.may_join(room)) {
+            drop(conns);
+            return error(shard, key, rid, ErrorCode::Forbidden, "the token does not allow this room");
+        }
+        if conn.rooms.len() >= shard.config.max_rooms_per_conn {
+            drop(conns);
+            let message = format!("a connection may be in at most {} rooms", shard.config.max_rooms_per_conn);
+            return error(shard, key, rid, ErrorCode::LimitExceeded, &message);
+        }
+    }
+    if shard.join_room(key, room).await {
+        shard.reply(key, encode_reply(rid, &ServerMessage::Ok));
+    }
+}
+
+fn leave(shard: &Shard, key: u32, rid: u32, room: &str) {
+    let removed = {
+        let mut conns = shard.conns.borrow_mut();
+        let Some(conn) = conns.get_mut(key as usize) else { return };
+        conn.rooms.iter().position(|r| &**r == room).map(|i| conn.rooms.swap_remove(i))
+    };
+    if let Some(room) = removed {
+        shard.leave_room(&room, key);
+    }
+    shard.reply(key, encode_reply(rid, &ServerMessage::Ok));
+}
+
+fn publish(shard: &Shard, key: u32, rid: u32, flags: u16, room: &str, payload: &[u8]) {
+    let mut push = Vec::new();
+    let except_conn = {
+        let conns = shard.conns.borrow();
+        let Some(conn) = conns.get(key as usize) else { return };
+        let Some(identity) = &conn.identity else { return };
+        if !conn.rooms.iter().any(|r| &**r == room) {
+            drop(conns);
+            return error(shard, key, rid, ErrorCode::Forbidden, "join the room before publishing to it");
+        }
+        let message =
+            ServerMessage::Push { kind: PushKind::Room, conv: room, from: &identity.user, seq: 0, ts_ms: now_ms(), payload };
+        if encode_server(0, 0, &message, &mut push).is_err() || push.len() > shard.config.max_frame_len as usize {
+            drop(conns);
+            return error(shard, key, rid, ErrorCode::LimitExceeded, "payload too large for a push frame");
+        }
+        if flags & PUBLISH_EXCLUDE_SELF != 0 {
+            conn.id
+        } else {
+            0
+        }
+    };
+    shard.publish_to_room(room, push, except_conn);
+    if flags & PUBLISH_NO_REPLY == 0 {
+        shard.reply(key, encode_reply(rid, &ServerMessage::Ok));
+    }
+}

@@ -1,0 +1,302 @@
+//! Test harness: starts the real `corecast-server` binary on free loopback
+//! ports and speaks the wire protocol to it over real sockets.
+#![allow(dead_code)]
+
+use std::io::{ErrorKind, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use corecast_proto::{
+    decode_server, encode_client, peek_frame, ClientRequest, Peek, PushKind, ServerMessage,
+};
+
+pub const JWT_SECRET: &str = "integration-test-secret-0123456789";
+pub const ADMIN_KEY: &str = "integration-admin-key-0123456789";
+/// Generous bound on any single wait, so a broken server fails a test
+/// instead of hanging it. Not a performance assertion.
+pub const WAIT: Duration = Duration::from_secs(20);
+
+/// A port that was free a moment ago.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// A running server process, killed when dropped.
+pub struct Server {
+    pub child: Child,
+    pub addr: SocketAddr,
+    pub control: SocketAddr,
+}
+
+impl Server {
+    /// Starts the server with two shards and the given extra flags.
+    pub fn start(extra: &[&str]) -> Server {
+        let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        let control: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_corecast-server"));
+        cmd.args(["--listen", &addr.to_string(), "--control-listen", &control.to_string(), "--shards", "2"])
+            .args(extra)
+            .env("CORECAST_JWT_SECRET", JWT_SECRET)
+            .env("CORECAST_ADMIN_KEY", ADMIN_KEY)
+            .env("RUST_LOG", "warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null());
+        let child = cmd.spawn().expect("start corecast-server");
+        let server = Server { child, addr, control };
+        server.wait_healthy();
+        server
+    }
+
+    fn wait_healthy(&self) {
+        let deadline = Instant::now() + WAIT;
+        while Instant::now() < deadline {
+            if let Ok(resp) = ureq::get(&format!("http://{}/health", self.control)).call() {
+                if resp.status() == 200 && TcpStream::connect(self.addr).is_ok() {
+                    return;
+                }
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("server did not become healthy");
+    }
+
+    pub fn connect(&self) -> Client {
+        Client::connect(self.addr)
+    }
+
+    /// A connected, authenticated client for `user`.
+    pub fn user(&self, user: &str) -> (Client, AuthOk) {
+        let mut client = self.connect();
+        let ok = client.auth(&token(user, 3600, None));
+        (client, ok)
+    }
+
+    pub fn admin_get(&self, path: &str) -> serde_json::Value {
+        let mut resp = ureq::get(&format!("http://{}{}", self.control, path))
+            .header("Authorization", &format!("Bearer {ADMIN_KEY}"))
+            .call()
+            .expect("admin GET");
+        serde_json::from_str(&resp.body_mut().read_to_string().unwrap()).unwrap()
+    }
+
+    pub fn admin_post(&self, path: &str, body: &[u8]) -> serde_json::Value {
+        let mut resp = ureq::post(&format!("http://{}{}", self.control, path))
+            .header("Authorization", &format!("Bearer {ADMIN_KEY}"))
+            .send(body)
+            .expect("admin POST");
+        serde_json::from_str(&resp.body_mut().read_to_string().unwrap()).unwrap()
+    }
+
+    pub fn metrics(&self) -> String {
+        ureq::get(&format!("http://{}/metrics", self.control)).call().unwrap().body_mut().read_to_string().unwrap()
+    }
+
+    /// Sum of a metric over all its label sets.
+    pub fn metric_sum(&self, name: &str) -> f64 {
+        self.metrics()
+            .lines()
+            .filter(|l| l.starts_with(name) && l[name.len()..].starts_with(['{', ' ']))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    }
+
+    /// Sends SIGTERM and waits for the process to exit.
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        let deadline = Instant::now() + WAIT;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(Instant::now() < deadline, "server did not exit after SIGTERM");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A token signed with the test secret.
+pub fn token(user: &str, ttl_secs: i64, rooms: Option<Vec<&str>>) -> String {
+    token_with_secret(JWT_SECRET, user, ttl_secs, rooms)
+}
+
+pub fn token_with_secret(secret: &str, user: &str, ttl_secs: i64, rooms: Option<Vec<&str>>) -> String {
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64;
+    let mut claims = serde_json::json!({ "sub": user, "exp": now + ttl_secs });
+    if let Some(rooms) = rooms {
+        claims["rooms"] = serde_json::json!(rooms);
+    }
+    jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+        &claims,
+        &jsonwebtoken::EncodingKey::from_secret(secret.as_bytes()),
+    )
+    .unwrap()
+}
+
+/// An owned copy of a server frame.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reply {
+    AuthOk(AuthOk),
+    Pong { rid: u32 },
+    Ok { rid: u32 },
+    Push(Push),
+    Close { code: u16, reason: String, reconnect_after_ms: u32 },
+    Error { rid: u32, code: u16, message: String },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuthOk {
+    pub conn_id: u64,
+    pub shard: u16,
+    pub heartbeat_ms: u32,
+    pub user: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Push {
+    pub kind: PushKind,
+    pub conv: String,
+    pub from: String,
+    pub seq: u64,
+    pub payload: Vec<u8>,
+}
+
+/// What a read found.
+#[derive(Debug)]
+pub enum Received {
+    Frame(Reply),
+    /// The server closed the connection.
+    Eof,
+    /// Nothing arrived within the timeout.
+    Timeout,
+}
+
+/// A blocking wire-protocol client.
+pub struct Client {
+    pub stream: TcpStream,
+    buf: Vec<u8>,
+    next_rid: u32,
+}
+
+impl Client {
+    pub fn connect(addr: SocketAddr) -> Client {
+        let stream = TcpStream::connect(addr).expect("connect");
+        stream.set_nodelay(true).unwrap();
+        Client { stream, buf: Vec::new(), next_rid: 1 }
+    }
+
+    pub fn send_raw(&mut self, bytes: &[u8]) {
+        self.stream.write_all(bytes).expect("write");
+    }
+
+    /// Sends a request with a fresh rid and returns the rid.
+    pub fn send(&mut self, flags: u16, request: &ClientRequest<'_>) -> u32 {
+        let rid = self.next_rid;
+        self.next_rid += 1;
+        let mut out = Vec::new();
+        encode_client(rid, flags, request, &mut out).unwrap();
+        self.send_raw(&out);
+        rid
+    }
+
+    /// Reads the next frame, waiting at most `timeout`.
+    pub fn recv_within(&mut self, timeout: Duration) -> Received {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Ok(Peek::Complete(h)) = peek_frame(&self.buf, u32::MAX) {
+                let frame: Vec<u8> = self.buf.drain(..h.len as usize).collect();
+                return Received::Frame(to_reply(&frame));
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Received::Timeout;
+            }
+            self.stream.set_read_timeout(Some(left)).unwrap();
+            let mut chunk = [0u8; 65536];
+            match self.stream.read(&mut chunk) {
+                Ok(0) => return Received::Eof,
+                Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
+                Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
+                    return Received::Timeout
+                }
+                Err(e) if e.kind() == ErrorKind::ConnectionReset => return Received::Eof,
+                Err(e) => panic!("read failed: {e}"),
+            }
+        }
+    }
+
+    /// The next frame; panics on EOF or after [`WAIT`].
+    pub fn recv(&mut self) -> Reply {
+        match self.recv_within(WAIT) {
+            Received::Frame(reply) => reply,
+            other => panic!("expected a frame, got {other:?}"),
+        }
+    }
+
+    /// Reads until EOF, returning every frame seen on the way.
+    pub fn recv_until_eof(&mut self) -> Vec<Reply> {
+        let mut frames = Vec::new();
+        loop {
+            match self.recv_within(WAIT) {
+                Received::Frame(reply) => frames.push(reply),
+                Received::Eof => return frames,
+                Received::Timeout => panic!("connection not closed; frames so far: {frames:?}"),
+            }
+        }
+    }
+
+    pub fn auth(&mut self, token: &str) -> AuthOk {
+        self.send(0, &ClientRequest::Auth { token });
+        match self.recv() {
+            Reply::AuthOk(ok) => ok,
+            other => panic!("expected AUTH_OK, got {other:?}"),
+        }
+    }
+
+    /// Sends a request and expects OK for it.
+    pub fn expect_ok(&mut self, request: &ClientRequest<'_>) {
+        let rid = self.send(0, request);
+        match self.recv() {
+            Reply::Ok { rid: got } => assert_eq!(got, rid),
+            other => panic!("expected OK for rid {rid}, got {other:?}"),
+        }
+    }
+
+    pub fn join(&mut self, room: &str) {
+        self.expect_ok(&ClientRequest::Join { room });
+    }
+
+    pub fn next_push(&mut self) -> Push {
+        match self.recv() {
+            Reply::Push(push) => push,
+            other => panic!("expected PUSH, got {other:?}"),
+        }
+    }
+}
+
+fn to_reply(frame: &[u8]) -> Reply {
+    let decoded = decode_server(frame).expect("server sent an undecodable frame");
+    let rid = decoded.rid;
+    match decoded.message {
+        ServerMessage::AuthOk { conn_id, shard, heartbeat_ms, user } => {
+            Reply::AuthOk(AuthOk { conn_id, shard, heartbeat_ms, user: user.into() })
+        }
+        ServerMessage::Pong => Reply::Pong { rid },
+        ServerMessage::Ok => Reply::Ok { rid },
+        ServerMessage::Push { kind, conv, from, seq, payload, .. } => {
+            Reply::Push(Push { kind, conv: conv.into(), from: from.into(), seq, payload: payload.to_vec() })
+        }
+        ServerMessage::Close { code, reason, reconnect_after_ms } => {
+            Reply::Close { code, reason: reason.into(), reconnect_after_ms }
+        }
+        ServerMessage::Error { code, message } => Reply::Error { rid, code, message: message.into() },
+    }
+}
