@@ -7,7 +7,14 @@ use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use std::hint::black_box;
 
 fn push_message(payload: &[u8]) -> ServerMessage<'_> {
-    ServerMessage::Push { kind: PushKind::Room, conv: "room-42", from: "alice", seq: 0, ts_ms: 1_700_000_000_000, payload }
+    ServerMessage::Push {
+        kind: PushKind::Room,
+        conv: "room-42",
+        from: "alice",
+        seq: 0,
+        ts_ms: 1_700_000_000_000,
+        payload,
+    }
 }
 
 fn codec(c: &mut Criterion) {

@@ -115,12 +115,7 @@ pub fn decode_client(frame: &[u8]) -> Result<ClientFrame<'_>, FrameError> {
 }
 
 /// Appends the encoded frame to `out`. On error `out` is left unchanged.
-pub fn encode_client(
-    rid: u32,
-    flags: u16,
-    request: &ClientRequest<'_>,
-    out: &mut Vec<u8>,
-) -> Result<(), EncodeError> {
+pub fn encode_client(rid: u32, flags: u16, request: &ClientRequest<'_>, out: &mut Vec<u8>) -> Result<(), EncodeError> {
     let hint = match request {
         ClientRequest::Auth { token } => 2 + token.len(),
         ClientRequest::Ping => 0,

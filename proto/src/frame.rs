@@ -102,15 +102,20 @@ impl FrameError {
         }
     }
 
-    /// Whether the byte stream can no longer be trusted to stay in step, so
-    /// the connection must be closed after the error is reported. An unknown
-    /// op or a bad body inside a well-delimited frame leaves the stream in
-    /// step; a broken length or version does not.
+    /// Whether the server closes the connection after reporting this error.
+    /// Only an unknown op leaves it open: the frame was well delimited and a
+    /// newer client may probe for ops this server lacks. Any other error
+    /// means the client does not speak the protocol (or the stream is out of
+    /// step), so it gets ERROR, then CLOSE.
+    pub fn closes_connection(&self) -> bool {
+        !matches!(self, FrameError::UnknownOp(_))
+    }
+
+    /// Whether this is a header-level error (bad length or version), after
+    /// which the byte stream can no longer be split into frames. These are
+    /// the only errors [`peek_frame`] returns.
     pub fn breaks_stream(&self) -> bool {
-        matches!(
-            self,
-            FrameError::LengthTooSmall(_) | FrameError::TooLarge { .. } | FrameError::BadVersion(_)
-        )
+        matches!(self, FrameError::LengthTooSmall(_) | FrameError::TooLarge { .. } | FrameError::BadVersion(_))
     }
 }
 
@@ -178,8 +183,9 @@ mod tests {
     }
 
     #[test]
-    fn short_length_and_bad_version_break_the_stream() {
-        assert!(peek_frame(&5u32.to_be_bytes(), 1024).unwrap_err().breaks_stream());
+    fn short_length_and_bad_version_close_the_connection() {
+        assert!(peek_frame(&5u32.to_be_bytes(), 1024).unwrap_err().closes_connection());
+        assert!(!FrameError::UnknownOp(0x42).closes_connection());
         let mut buf = Vec::new();
         Header { len: 12, ver: 9, op: 2, flags: 0, rid: 0 }.write(&mut buf);
         assert_eq!(peek_frame(&buf, 1024), Err(FrameError::BadVersion(9)));

@@ -175,12 +175,7 @@ pub fn decode_server(frame: &[u8]) -> Result<ServerFrame<'_>, FrameError> {
 }
 
 /// Appends the encoded frame to `out`. On error `out` is left unchanged.
-pub fn encode_server(
-    rid: u32,
-    flags: u16,
-    message: &ServerMessage<'_>,
-    out: &mut Vec<u8>,
-) -> Result<(), EncodeError> {
+pub fn encode_server(rid: u32, flags: u16, message: &ServerMessage<'_>, out: &mut Vec<u8>) -> Result<(), EncodeError> {
     let hint = match message {
         ServerMessage::AuthOk { user, .. } => 16 + user.len(),
         ServerMessage::Pong | ServerMessage::Ok => 0,

@@ -94,11 +94,7 @@ impl TokenVerifier {
 pub fn mint_token(secret: &[u8], user: &str, ttl_secs: u64, rooms: Option<Vec<String>>) -> anyhow::Result<String> {
     let now = SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs();
     let claims = Claims { sub: user.to_string(), exp: now + ttl_secs, rooms };
-    Ok(jsonwebtoken::encode(
-        &jsonwebtoken::Header::new(Algorithm::HS256),
-        &claims,
-        &EncodingKey::from_secret(secret),
-    )?)
+    Ok(jsonwebtoken::encode(&jsonwebtoken::Header::new(Algorithm::HS256), &claims, &EncodingKey::from_secret(secret))?)
 }
 
 #[cfg(test)]

@@ -153,7 +153,11 @@ fn main() -> anyhow::Result<()> {
             shown.jwt_secret = shown.jwt_secret.map(|_| "<redacted>".into());
             shown.admin_key = shown.admin_key.map(|_| "<redacted>".into());
             print!("{}", toml::to_string_pretty(&shown)?);
-            println!("# configuration is valid; {} shards, client listener {}", shown.shard_count(), shown.listen_addr());
+            println!(
+                "# configuration is valid; {} shards, client listener {}",
+                shown.shard_count(),
+                shown.listen_addr()
+            );
             Ok(())
         }
         None => node::run(config),

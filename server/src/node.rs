@@ -42,7 +42,9 @@ fn print_banner(config: &Config, secrets: &Secrets, listen: SocketAddr) -> anyho
     println!("corecast listening for clients on {listen}, control plane on http://{}", config.control_listen);
     if secrets.jwt_generated {
         let token = mint_token(secrets.jwt.as_bytes(), "demo", 24 * 3600, None)?;
-        println!("no JWT secret configured (CORECAST_JWT_SECRET): generated one for this run; clients on loopback only");
+        println!(
+            "no JWT secret configured (CORECAST_JWT_SECRET): generated one for this run; clients on loopback only"
+        );
         println!("token for user \"demo\", valid 24 h: {token}");
     }
     if secrets.admin_generated {

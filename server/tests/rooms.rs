@@ -63,7 +63,13 @@ fn every_member_on_every_shard_gets_each_message_once_in_order() {
             let text = String::from_utf8(push.payload).unwrap();
             let (publisher, n) = text.split_once(':').unwrap();
             let expected = next.entry(publisher.to_string()).or_insert(0);
-            assert_eq!(n.parse::<usize>().unwrap(), *expected, "conn {} on shard {}: out of order", ok.conn_id, ok.shard);
+            assert_eq!(
+                n.parse::<usize>().unwrap(),
+                *expected,
+                "conn {} on shard {}: out of order",
+                ok.conn_id,
+                ok.shard
+            );
             *expected += 1;
         }
         assert_eq!(next.values().copied().collect::<Vec<_>>(), vec![PER_PUBLISHER; 2]);

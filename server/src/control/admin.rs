@@ -14,7 +14,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use corecast_proto::internal::{InternalFrame, InternalFrameBytes};
-use corecast_proto::{encode_server, PushKind, ServerMessage};
+use corecast_proto::{encode_server, EncodeError, PushKind, ServerMessage};
 use serde::Deserialize;
 use serde_json::json;
 use subtle::ConstantTimeEq;
@@ -59,11 +59,10 @@ struct PublishQuery {
     from: String,
 }
 
-fn encode_push(kind: PushKind, conv: &str, from: &str, payload: &[u8]) -> Result<Vec<u8>, Response> {
+fn encode_push(kind: PushKind, conv: &str, from: &str, payload: &[u8]) -> Result<Vec<u8>, EncodeError> {
     let ts_ms = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
     let mut push = Vec::new();
-    encode_server(0, 0, &ServerMessage::Push { kind, conv, from, seq: 0, ts_ms, payload }, &mut push)
-        .map_err(|e| api_error(StatusCode::BAD_REQUEST, &e.to_string()))?;
+    encode_server(0, 0, &ServerMessage::Push { kind, conv, from, seq: 0, ts_ms, payload }, &mut push)?;
     metrics::counter!("corecast_encodes_total", "shard" => "control").increment(1);
     Ok(push)
 }
@@ -82,7 +81,7 @@ async fn publish(
 ) -> Response {
     let push = match encode_push(PushKind::Room, &room, &query.from, &payload) {
         Ok(push) => push,
-        Err(response) => return response,
+        Err(e) => return api_error(StatusCode::BAD_REQUEST, &e.to_string()),
     };
     let shards = to_every_shard(&state, InternalFrame::RoomPush { room: room.clone(), except_conn: 0, push });
     Json(json!({ "room": room, "shards": shards })).into_response()
@@ -91,7 +90,7 @@ async fn publish(
 async fn broadcast(State(state): State<ControlState>, payload: Bytes) -> Response {
     let push = match encode_push(PushKind::Broadcast, "", "", &payload) {
         Ok(push) => push,
-        Err(response) => return response,
+        Err(e) => return api_error(StatusCode::BAD_REQUEST, &e.to_string()),
     };
     let shards = to_every_shard(&state, InternalFrame::Broadcast { push });
     Json(json!({ "shards": shards })).into_response()

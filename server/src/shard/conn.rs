@@ -42,6 +42,9 @@ pub struct Conn {
     pub closing: Option<Closing>,
     /// Queued frames wait for the shard's flush tick (hot room).
     pub flush_pending: bool,
+    /// Deadline tick of this connection's live timing-wheel entry; entries
+    /// armed for another tick are stale and dropped when they come up.
+    pub timer_due: u64,
 }
 
 impl Conn {
@@ -59,6 +62,7 @@ impl Conn {
             over_limit_since: None,
             closing: None,
             flush_pending: false,
+            timer_due: u64::MAX,
         }
     }
 

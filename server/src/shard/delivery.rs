@@ -43,10 +43,24 @@ impl Shard {
         self.next_conn_seq.set(seq + 1);
         let id = ((self.id as u64) << 48) | (seq & ((1 << 48) - 1));
         let now = self.now_tick();
-        let key = self.conns.borrow_mut().insert(Conn::new(id, fd, now)) as u32;
+        let mut conns = self.conns.borrow_mut();
+        let entry = conns.vacant_entry();
+        let key = entry.key() as u32;
+        let conn = entry.insert(Conn::new(id, fd, now));
+        // The first check comes at the earlier of the two deadlines; the
+        // check itself then re-arms at the deadline that applies.
+        self.arm_deadline(key, conn, now + self.settings.auth_ticks.min(self.settings.idle_ticks));
         self.metrics.connections.increment(1.0);
-        self.wheel_inserts.borrow_mut().push((TimerEntry { key, conn_id: id }, now + self.settings.auth_ticks));
         (key, id)
+    }
+
+    /// Makes sure the connection is looked at no later than `due`. Only the
+    /// earliest armed deadline stays live; later entries become stale.
+    fn arm_deadline(&self, key: u32, conn: &mut Conn, due: u64) {
+        if due < conn.timer_due {
+            conn.timer_due = due;
+            self.wheel_inserts.borrow_mut().push((TimerEntry { key, conn_id: conn.id }, due));
+        }
     }
 
     /// Removes a connection: leaves its rooms (telling other shards about
@@ -95,19 +109,26 @@ impl Shard {
         if code == ErrorCode::SlowConsumer {
             self.metrics.slow_consumer_closes.increment(1);
         }
-        self.wheel_inserts.borrow_mut().push((TimerEntry { key, conn_id: conn.id }, deadline_tick));
+        self.arm_deadline(key, conn, deadline_tick);
     }
 
     /// The timing wheel's question: is this connection's deadline due?
-    pub(super) fn check_deadline(&self, entry: TimerEntry, tick: u64) -> Due {
+    pub(super) fn check_deadline(&self, entry: TimerEntry, armed_due: u64, tick: u64) -> Due {
         let action = {
-            let conns = self.conns.borrow();
-            let Some(conn) = conns.get(entry.key as usize).filter(|c| c.id == entry.conn_id) else {
+            let mut conns = self.conns.borrow_mut();
+            let Some(conn) = conns.get_mut(entry.key as usize).filter(|c| c.id == entry.conn_id) else {
                 return Due::Gone;
+            };
+            if conn.timer_due != armed_due {
+                return Due::Gone;
+            }
+            let mut later = |due: u64| {
+                conn.timer_due = due;
+                Due::Later(due)
             };
             if let Some(closing) = conn.closing {
                 if tick < closing.deadline_tick {
-                    return Due::Later(closing.deadline_tick);
+                    return later(closing.deadline_tick);
                 }
                 conn.shutdown_socket();
                 return Due::Fired;
@@ -121,7 +142,7 @@ impl Shard {
                 due = due.min(since + self.settings.slow_grace_ticks);
             }
             if tick < due {
-                return Due::Later(due);
+                return later(due);
             }
             if conn.identity.is_none() {
                 (ErrorCode::NotAuthenticated, "authentication deadline passed")
@@ -132,8 +153,11 @@ impl Shard {
             }
         };
         let (code, reason) = action;
+        if let Some(conn) = self.conns.borrow_mut().get_mut(entry.key as usize) {
+            // This entry is spent; begin_close arms the linger deadline.
+            conn.timer_due = u64::MAX;
+        }
         self.begin_close(entry.key, code, reason, self.config.reconnect_base_ms);
-        // begin_close armed the linger deadline; this entry is done.
         Due::Fired
     }
 
@@ -144,7 +168,9 @@ impl Shard {
         }
         if !conn.queue.push_bounded(frame.clone(), self.config.outbound_queue_bytes) {
             if conn.over_limit_since.is_none() {
-                conn.over_limit_since = Some(self.now_tick());
+                let now = self.now_tick();
+                conn.over_limit_since = Some(now);
+                self.arm_deadline(key, conn, now + self.settings.slow_grace_ticks);
             }
             return Queued::Dropped;
         }
@@ -271,7 +297,12 @@ impl Shard {
             // members and is dropped harmlessly.
             for (shard, sender) in self.mesh.all() {
                 if shard != self.id {
-                    let command = ShardCommand::RoomInterest { room: room.as_ref().into(), shard: self.id, joined: false, ack: None };
+                    let command = ShardCommand::RoomInterest {
+                        room: room.as_ref().into(),
+                        shard: self.id,
+                        joined: false,
+                        ack: None,
+                    };
                     let _ = sender.try_send(command);
                 }
             }
@@ -288,7 +319,8 @@ impl Shard {
             if shard == self.id {
                 continue;
             }
-            let command = ShardCommand::RoomInterest { room: room.into(), shard: self.id, joined, ack: Some(ack_tx.clone()) };
+            let command =
+                ShardCommand::RoomInterest { room: room.into(), shard: self.id, joined, ack: Some(ack_tx.clone()) };
             if sender.send_async(command).await.is_ok() {
                 expected += 1;
             }

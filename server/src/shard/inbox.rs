@@ -58,6 +58,11 @@ impl Mesh {
         self.0.len()
     }
 
+    /// Whether there are no shards (never, once a node runs).
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
     /// The sender to `shard`'s inbox.
     pub fn to(&self, shard: u16) -> &flume::Sender<ShardCommand> {
         &self.0[shard as usize]

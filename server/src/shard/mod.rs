@@ -256,7 +256,7 @@ impl Shard {
             for (entry, due) in self.wheel_inserts.borrow_mut().drain(..) {
                 wheel.insert(entry, due);
             }
-            wheel.advance(now, |entry, tick| self.check_deadline(entry, tick));
+            wheel.advance(now, |entry, due, tick| self.check_deadline(entry, due, tick));
         }
     }
 

@@ -104,7 +104,7 @@ fn refuse_frame(shard: &Shard, key: u32, rid: u32, error: &FrameError) {
     let code = error.code();
     let message = error.to_string();
     shard.reply(key, encode_reply(rid, &ServerMessage::Error { code: code.as_u16(), message: &message }));
-    if code != ErrorCode::UnknownOp {
+    if error.closes_connection() {
         shard.begin_close(key, code, &message, shard.config.reconnect_base_ms);
     }
 }
@@ -222,8 +222,14 @@ fn publish(shard: &Shard, key: u32, rid: u32, flags: u16, room: &str, payload: &
             drop(conns);
             return error(shard, key, rid, ErrorCode::Forbidden, "join the room before publishing to it");
         }
-        let message =
-            ServerMessage::Push { kind: PushKind::Room, conv: room, from: &identity.user, seq: 0, ts_ms: now_ms(), payload };
+        let message = ServerMessage::Push {
+            kind: PushKind::Room,
+            conv: room,
+            from: &identity.user,
+            seq: 0,
+            ts_ms: now_ms(),
+            payload,
+        };
         if encode_server(0, 0, &message, &mut push).is_err() || push.len() > shard.config.max_frame_len as usize {
             drop(conns);
             return error(shard, key, rid, ErrorCode::LimitExceeded, "payload too large for a push frame");

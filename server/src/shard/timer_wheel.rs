@@ -22,7 +22,8 @@ pub struct TimerEntry {
 
 /// What the owner says about an entry whose slot came due.
 pub enum Due {
-    /// The connection is gone; forget the entry.
+    /// The connection is gone, or this entry was superseded by an earlier
+    /// deadline armed later; forget the entry.
     Gone,
     /// The deadline has passed; the owner has acted; forget the entry.
     Fired,
@@ -32,7 +33,8 @@ pub enum Due {
 
 /// A hashed wheel of `slots` ticks.
 pub struct TimerWheel {
-    slots: Vec<Vec<TimerEntry>>,
+    /// Entries with the deadline they were armed for.
+    slots: Vec<Vec<(TimerEntry, u64)>>,
     /// The next tick to process.
     next_tick: u64,
 }
@@ -53,20 +55,20 @@ impl TimerWheel {
         // and re-checked there.
         let tick = if laps_ahead >= self.slots.len() { self.next_tick + self.slots.len() as u64 - 1 } else { tick };
         let index = (tick % self.slots.len() as u64) as usize;
-        self.slots[index].push(entry);
+        self.slots[index].push((entry, due_tick));
     }
 
-    /// Processes every tick up to and including `now_tick`, asking `check`
-    /// about each entry that comes due.
-    pub fn advance(&mut self, now_tick: u64, mut check: impl FnMut(TimerEntry, u64) -> Due) {
+    /// Processes every tick up to and including `now_tick`, asking
+    /// `check(entry, armed_due, tick)` about each entry whose slot comes up.
+    pub fn advance(&mut self, now_tick: u64, mut check: impl FnMut(TimerEntry, u64, u64) -> Due) {
         while self.next_tick <= now_tick {
             let tick = self.next_tick;
             let index = (tick % self.slots.len() as u64) as usize;
             let entries = std::mem::take(&mut self.slots[index]);
             self.next_tick += 1;
-            for entry in &entries {
-                if let Due::Later(later) = check(*entry, tick) {
-                    self.insert(*entry, later);
+            for &(entry, due) in &entries {
+                if let Due::Later(later) = check(entry, due, tick) {
+                    self.insert(entry, later);
                 }
             }
             // Keep the slot's allocation for the next lap.
@@ -99,7 +101,7 @@ mod tests {
         wheel.insert(entry(1), 5);
         let mut fired = Vec::new();
         for now in 0..=10 {
-            wheel.advance(now, |e, tick| {
+            wheel.advance(now, |e, _, tick| {
                 if tick >= 5 {
                     fired.push((e.key, tick));
                     Due::Fired
@@ -118,7 +120,8 @@ mod tests {
         wheel.insert(entry(1), 11);
         let mut fired_at = None;
         let mut checks = 0;
-        wheel.advance(20, |_, tick| {
+        wheel.advance(20, |_, due, tick| {
+            assert_eq!(due, 11);
             checks += 1;
             if tick >= 11 {
                 fired_at = Some(tick);
@@ -137,10 +140,10 @@ mod tests {
         wheel.insert(entry(1), 3);
         wheel.insert(entry(2), 3);
         // Connection 1 was active and now expires at 9; connection 2 left.
-        wheel.advance(3, |e, _| if e.key == 1 { Due::Later(9) } else { Due::Gone });
+        wheel.advance(3, |e, _, _| if e.key == 1 { Due::Later(9) } else { Due::Gone });
         assert_eq!(wheel.len(), 1);
         let mut fired = Vec::new();
-        wheel.advance(9, |e, tick| {
+        wheel.advance(9, |e, _, tick| {
             fired.push((e.key, tick));
             Due::Fired
         });

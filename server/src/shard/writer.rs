@@ -30,8 +30,10 @@ struct IoVecFrames {
 
 impl IoVecFrames {
     fn new(frames: Vec<Bytes>) -> IoVecFrames {
-        let iovecs =
-            frames.iter().map(|f| libc::iovec { iov_base: f.as_ptr() as *mut libc::c_void, iov_len: f.len() }).collect();
+        let iovecs = frames
+            .iter()
+            .map(|f| libc::iovec { iov_base: f.as_ptr() as *mut libc::c_void, iov_len: f.len() })
+            .collect();
         IoVecFrames { iovecs, frames }
     }
 }

@@ -7,9 +7,7 @@ use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use corecast_proto::{
-    decode_server, encode_client, peek_frame, ClientRequest, Peek, PushKind, ServerMessage,
-};
+use corecast_proto::{decode_server, encode_client, peek_frame, ClientRequest, Peek, PushKind, ServerMessage};
 
 pub const JWT_SECRET: &str = "integration-test-secret-0123456789";
 pub const ADMIN_KEY: &str = "integration-admin-key-0123456789";
@@ -224,9 +222,7 @@ impl Client {
             match self.stream.read(&mut chunk) {
                 Ok(0) => return Received::Eof,
                 Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
-                Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
-                    return Received::Timeout
-                }
+                Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => return Received::Timeout,
                 Err(e) if e.kind() == ErrorKind::ConnectionReset => return Received::Eof,
                 Err(e) => panic!("read failed: {e}"),
             }

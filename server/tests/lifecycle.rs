@@ -1,0 +1,99 @@
+//! Connection lifecycle against the real server: idle timeout, a consumer
+//! that never reads, and graceful shutdown on SIGTERM.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{Reply, Server};
+use corecast_proto::{ClientRequest, ErrorCode, PUBLISH_EXCLUDE_SELF, PUBLISH_NO_REPLY};
+
+#[test]
+fn idle_connection_gets_close_while_a_pinging_one_stays() {
+    let server = Server::start(&["--heartbeat-ms", "200", "--idle-timeout-ms", "600", "--timer-tick-ms", "50"]);
+    let (mut idle, _) = server.user("sleepy");
+    let (mut active, _) = server.user("awake");
+    // The active client pings well within the timeout for longer than it.
+    for _ in 0..8 {
+        std::thread::sleep(Duration::from_millis(150));
+        let rid = active.send(0, &ClientRequest::Ping);
+        assert_eq!(active.recv(), Reply::Pong { rid });
+    }
+    let frames = idle.recv_until_eof();
+    match frames.as_slice() {
+        [Reply::Close { code, reconnect_after_ms, .. }] => {
+            assert_eq!(*code, ErrorCode::IdleTimeout.as_u16());
+            assert!(*reconnect_after_ms > 0);
+        }
+        other => panic!("expected one CLOSE, got {other:?}"),
+    }
+    active.join("still-alive");
+}
+
+#[test]
+fn consumer_that_never_reads_is_closed_while_the_room_keeps_receiving() {
+    let server = Server::start(&[
+        "--outbound-queue-bytes",
+        "131072",
+        "--slow-consumer-grace-ms",
+        "300",
+        "--close-linger-ms",
+        "60000",
+        "--timer-tick-ms",
+        "50",
+    ]);
+    let (mut publisher, _) = server.user("publisher");
+    let (mut reader, _) = server.user("reader");
+    let (mut stuck, _) = server.user("stuck");
+    for client in [&mut publisher, &mut reader, &mut stuck] {
+        client.join("firehose");
+    }
+    // ~24 MB: well beyond what the kernel buffers of the stuck connection
+    // (a few MB each way on loopback) and its queue can hold.
+    let payload = vec![7u8; 48 * 1024];
+    let total: usize = 500;
+    for n in 0..total {
+        let mut p = payload.clone();
+        p[..4].copy_from_slice(&(n as u32).to_be_bytes());
+        let flags = PUBLISH_NO_REPLY | PUBLISH_EXCLUDE_SELF;
+        publisher.send(flags, &ClientRequest::Publish { room: "firehose", payload: &p });
+        // The reader keeps up and gets every message, in order.
+        let push = reader.next_push();
+        assert_eq!(u32::from_be_bytes(push.payload[..4].try_into().unwrap()) as usize, n);
+        if n % 100 == 99 {
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+    // The stuck client finally reads: some messages, then CLOSE(slow consumer).
+    let frames = stuck.recv_until_eof();
+    let received = frames.iter().filter(|f| matches!(f, Reply::Push(_))).count();
+    assert!(received < total, "the stuck client cannot have had everything");
+    match frames.last() {
+        Some(Reply::Close { code, .. }) => assert_eq!(*code, ErrorCode::SlowConsumer.as_u16()),
+        other => panic!("expected CLOSE last, got {other:?}"),
+    }
+    assert!(server.metric_sum("corecast_slow_consumer_closes_total") >= 1.0);
+    assert!(server.metric_sum("corecast_drops_total") >= 1.0);
+    // The publisher and the reader are fine.
+    publisher.send(0, &ClientRequest::Ping);
+    let reply = publisher.recv();
+    assert!(matches!(reply, Reply::Pong { .. }), "{reply:?}");
+}
+
+#[test]
+fn sigterm_closes_every_connection_with_a_reconnect_hint_and_exits() {
+    let mut server = Server::start(&[]);
+    let mut clients: Vec<_> = (0..6).map(|i| server.user(&format!("u{i}")).0).collect();
+    let status = server.terminate();
+    assert!(status.success(), "exit status {status:?}");
+    for client in clients.iter_mut() {
+        let frames = client.recv_until_eof();
+        match frames.as_slice() {
+            [Reply::Close { code, reconnect_after_ms, .. }] => {
+                assert_eq!(*code, ErrorCode::ShuttingDown.as_u16());
+                assert!(*reconnect_after_ms >= 1000, "hint {reconnect_after_ms}");
+            }
+            other => panic!("expected CLOSE(shutting down), got {other:?}"),
+        }
+    }
+}
