@@ -1,4 +1,5 @@
-//! Frames a client sends to the server: AUTH, PING, JOIN, LEAVE, PUBLISH.
+//! Frames a client sends to the server: AUTH, PING, JOIN, LEAVE, PUBLISH,
+//! and for persistent chat SEND, SYNC, ACK and UNREAD.
 //!
 //! [`decode_client`] borrows strings and payloads from the frame it is given
 //! (no copies); [`encode_client`] appends a frame to a buffer and is what the
@@ -9,7 +10,7 @@ use crate::wire::{split_frame, write_frame, EncodeError, FieldReader};
 
 /// Op codes of client-to-server frames.
 pub mod op {
-    /// `AUTH {token: str}`
+    /// `AUTH {token: str, device: str (optional)}`
     pub const AUTH: u8 = 0x01;
     /// `PING {}`
     pub const PING: u8 = 0x02;
@@ -19,6 +20,14 @@ pub mod op {
     pub const LEAVE: u8 = 0x04;
     /// `PUBLISH {room: str, payload}`
     pub const PUBLISH: u8 = 0x05;
+    /// `SEND {kind: u8, to: str, client_msg_id: u64, payload}`
+    pub const SEND: u8 = 0x06;
+    /// `SYNC {conv: str, after_seq: u64, limit: u16}`
+    pub const SYNC: u8 = 0x07;
+    /// `ACK {conv: str, seq: u64}`
+    pub const ACK: u8 = 0x08;
+    /// `UNREAD {}`
+    pub const UNREAD: u8 = 0x09;
 }
 
 /// PUBLISH flag bit 0: the client wants no OK reply.
@@ -34,6 +43,9 @@ pub enum ClientRequest<'a> {
     Auth {
         /// The token.
         token: &'a str,
+        /// Stable id of this device, for its read cursors; empty when the
+        /// client sent none (the field is optional on the wire).
+        device: &'a str,
     },
     /// Keep-alive; answered with PONG.
     Ping,
@@ -54,6 +66,36 @@ pub enum ClientRequest<'a> {
         /// Opaque application payload.
         payload: &'a [u8],
     },
+    /// Send a persistent message to a user (kind 2) or a group (kind 3).
+    Send {
+        /// 2 direct, 3 group (as in PUSH).
+        kind: u8,
+        /// Recipient user id, or group id.
+        to: &'a str,
+        /// The sender's idempotency key: a resend with the same id stores
+        /// nothing new and gets the original SENT.
+        client_msg_id: u64,
+        /// Opaque application payload.
+        payload: &'a [u8],
+    },
+    /// Fetch stored messages of a conversation after a sequence number.
+    Sync {
+        /// Conversation id, as in PUSH and SENT.
+        conv: &'a str,
+        /// Return messages with a greater seq.
+        after_seq: u64,
+        /// At most this many.
+        limit: u16,
+    },
+    /// Record that this device has read a conversation up to `seq`.
+    Ack {
+        /// Conversation id.
+        conv: &'a str,
+        /// Highest seq read.
+        seq: u64,
+    },
+    /// List conversations with messages past this device's cursors.
+    Unread,
 }
 
 impl ClientRequest<'_> {
@@ -65,6 +107,10 @@ impl ClientRequest<'_> {
             ClientRequest::Join { .. } => op::JOIN,
             ClientRequest::Leave { .. } => op::LEAVE,
             ClientRequest::Publish { .. } => op::PUBLISH,
+            ClientRequest::Send { .. } => op::SEND,
+            ClientRequest::Sync { .. } => op::SYNC,
+            ClientRequest::Ack { .. } => op::ACK,
+            ClientRequest::Unread => op::UNREAD,
         }
     }
 }
@@ -88,8 +134,15 @@ pub fn decode_client(frame: &[u8]) -> Result<ClientFrame<'_>, FrameError> {
     let request = match header.op {
         op::AUTH => {
             let token = r.str("token")?;
+            // Optional; when present it must not be empty, so every frame
+            // has exactly one encoding.
+            let present = !r.is_empty();
+            let device = if present { r.str("device")? } else { "" };
+            if present && device.is_empty() {
+                return Err(FrameError::BadValue("device"));
+            }
             r.finish()?;
-            ClientRequest::Auth { token }
+            ClientRequest::Auth { token, device }
         }
         op::PING => {
             r.finish()?;
@@ -109,6 +162,29 @@ pub fn decode_client(frame: &[u8]) -> Result<ClientFrame<'_>, FrameError> {
             let room = r.str("room")?;
             ClientRequest::Publish { room, payload: r.payload() }
         }
+        op::SEND => {
+            let kind = r.u8("kind")?;
+            let to = r.str("to")?;
+            let client_msg_id = r.u64("client_msg_id")?;
+            ClientRequest::Send { kind, to, client_msg_id, payload: r.payload() }
+        }
+        op::SYNC => {
+            let conv = r.str("conv")?;
+            let after_seq = r.u64("after_seq")?;
+            let limit = r.u16("limit")?;
+            r.finish()?;
+            ClientRequest::Sync { conv, after_seq, limit }
+        }
+        op::ACK => {
+            let conv = r.str("conv")?;
+            let seq = r.u64("seq")?;
+            r.finish()?;
+            ClientRequest::Ack { conv, seq }
+        }
+        op::UNREAD => {
+            r.finish()?;
+            ClientRequest::Unread
+        }
         other => return Err(FrameError::UnknownOp(other)),
     };
     Ok(ClientFrame { rid: header.rid, flags: header.flags, request })
@@ -117,19 +193,42 @@ pub fn decode_client(frame: &[u8]) -> Result<ClientFrame<'_>, FrameError> {
 /// Appends the encoded frame to `out`. On error `out` is left unchanged.
 pub fn encode_client(rid: u32, flags: u16, request: &ClientRequest<'_>, out: &mut Vec<u8>) -> Result<(), EncodeError> {
     let hint = match request {
-        ClientRequest::Auth { token } => 2 + token.len(),
-        ClientRequest::Ping => 0,
+        ClientRequest::Auth { token, device } => 4 + token.len() + device.len(),
+        ClientRequest::Ping | ClientRequest::Unread => 0,
         ClientRequest::Join { room } | ClientRequest::Leave { room } => 2 + room.len(),
         ClientRequest::Publish { room, payload } => 2 + room.len() + payload.len(),
+        ClientRequest::Send { to, payload, .. } => 11 + to.len() + payload.len(),
+        ClientRequest::Sync { conv, .. } => 12 + conv.len(),
+        ClientRequest::Ack { conv, .. } => 10 + conv.len(),
     };
     write_frame(out, request.op(), flags, rid, hint, |w| {
         match request {
-            ClientRequest::Auth { token } => w.str(token, "token")?,
-            ClientRequest::Ping => {}
+            ClientRequest::Auth { token, device } => {
+                w.str(token, "token")?;
+                if !device.is_empty() {
+                    w.str(device, "device")?;
+                }
+            }
+            ClientRequest::Ping | ClientRequest::Unread => {}
             ClientRequest::Join { room } | ClientRequest::Leave { room } => w.str(room, "room")?,
             ClientRequest::Publish { room, payload } => {
                 w.str(room, "room")?;
                 w.payload(payload);
+            }
+            ClientRequest::Send { kind, to, client_msg_id, payload } => {
+                w.u8(*kind);
+                w.str(to, "to")?;
+                w.u64(*client_msg_id);
+                w.payload(payload);
+            }
+            ClientRequest::Sync { conv, after_seq, limit } => {
+                w.str(conv, "conv")?;
+                w.u64(*after_seq);
+                w.u16(*limit);
+            }
+            ClientRequest::Ack { conv, seq } => {
+                w.str(conv, "conv")?;
+                w.u64(*seq);
             }
         }
         Ok(())
@@ -154,6 +253,19 @@ mod tests {
         assert_eq!(buf.len(), publish_frame_len("lobby", 2));
         let frame = decode_client(&buf).unwrap();
         assert_eq!(frame, ClientFrame { rid: 9, flags: PUBLISH_NO_REPLY, request: req });
+    }
+
+    #[test]
+    fn auth_device_is_optional_but_never_empty_when_present() {
+        let mut buf = Vec::new();
+        encode_client(1, 0, &ClientRequest::Auth { token: "t", device: "phone" }, &mut buf).unwrap();
+        assert_eq!(decode_client(&buf).unwrap().request, ClientRequest::Auth { token: "t", device: "phone" });
+        let mut buf = Vec::new();
+        encode_client(1, 0, &ClientRequest::Auth { token: "t", device: "" }, &mut buf).unwrap();
+        assert_eq!(buf.len(), 12 + 3);
+        buf.extend_from_slice(&[0, 0]);
+        buf[3] += 2;
+        assert_eq!(decode_client(&buf), Err(FrameError::BadValue("device")));
     }
 
     #[test]

@@ -8,6 +8,11 @@
 //! with [`InternalFrameBytes::wire_push`] and queues the slice to each of its
 //! members, so every recipient on every shard shares one allocation.
 //!
+//! Chat requests from shards to the router core ([`ChatRequest`]) and the
+//! router core's answers ([`InternalFrame::ConnFrames`]: wire frames for
+//! named connections) travel the same way, so the same bytes can later cross
+//! a router link unchanged.
+//!
 //! Frames made in this process are trusted; bytes that arrive from the
 //! network are validated once with [`InternalFrameBytes::validate`].
 
@@ -36,6 +41,52 @@ pub enum InternalFrame {
         /// The client wire PUSH frame, encoded once.
         push: Vec<u8>,
     },
+    /// Deliver wire bytes (one or more whole client frames) to the named
+    /// local connections: a stored message's PUSH to a user's devices, or
+    /// the router core's reply to one request.
+    ConnFrames {
+        /// Connection ids (the shard is in their top 16 bits).
+        conn_ids: Vec<u64>,
+        /// Whole encoded client frames.
+        frames: Vec<u8>,
+        /// A reply to a request: queued regardless of the outbound limit.
+        reply: bool,
+    },
+    /// A request for the router core.
+    Chat(ChatRequest),
+}
+
+/// What a shard asks of the router core for persistent chat. `conn_id` and
+/// `rid` say where the answer goes.
+#[derive(Debug, Clone, PartialEq, Eq, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
+#[rkyv(derive(Debug))]
+pub enum ChatRequest {
+    /// A connection authenticated.
+    Online { conn_id: u64, user: String, device: String },
+    /// An authenticated connection closed.
+    Offline { conn_id: u64, user: String },
+    /// SEND.
+    Send {
+        conn_id: u64,
+        rid: u32,
+        user: String,
+        device: String,
+        kind: u8,
+        to: String,
+        client_msg_id: u64,
+        payload: Vec<u8>,
+    },
+    /// SYNC.
+    Sync { conn_id: u64, rid: u32, user: String, conv: String, after_seq: u64, limit: u16 },
+    /// ACK.
+    Ack { conn_id: u64, rid: u32, user: String, device: String, conv: String, seq: u64 },
+    /// UNREAD.
+    Unread { conn_id: u64, rid: u32, user: String, device: String },
+}
+
+/// The shard that owns a connection id.
+pub fn shard_of(conn_id: u64) -> u16 {
+    (conn_id >> 48) as u16
 }
 
 /// Why received internal bytes were refused.
@@ -75,13 +126,18 @@ impl InternalFrameBytes {
         unsafe { rkyv::access_unchecked::<ArchivedInternalFrame>(&self.0) }
     }
 
-    /// The client wire PUSH inside this frame, as a slice that shares this
-    /// frame's allocation (no copy).
+    /// The client wire frames inside this frame (empty for a chat request),
+    /// as a slice that shares this frame's allocation (no copy).
     pub fn wire_push(&self) -> Bytes {
         let push = match self.archived() {
             ArchivedInternalFrame::RoomPush { push, .. } => push.as_slice(),
             ArchivedInternalFrame::Broadcast { push } => push.as_slice(),
+            ArchivedInternalFrame::ConnFrames { frames, .. } => frames.as_slice(),
+            ArchivedInternalFrame::Chat(_) => &[],
         };
+        if push.is_empty() {
+            return Bytes::new();
+        }
         self.0.slice_ref(push)
     }
 

@@ -1,5 +1,5 @@
 //! Frames the server sends to a client: AUTH_OK, PONG, OK, PUSH, CLOSE and
-//! ERROR.
+//! ERROR, and for persistent chat SENT, SYNC_END and UNREAD_LIST.
 //!
 //! The server encodes with [`encode_server`]; clients (the bench harness,
 //! tests, third-party clients written from `docs/PROTOCOL.md`) decode with
@@ -16,6 +16,12 @@ pub mod op {
     pub const PONG: u8 = 0x82;
     /// `OK {}`
     pub const OK: u8 = 0x83;
+    /// `SENT {conv: str, seq: u64, ts_ms: u64}`
+    pub const SENT: u8 = 0x86;
+    /// `SYNC_END {conv: str, last_seq: u64, more: u8}`
+    pub const SYNC_END: u8 = 0x87;
+    /// `UNREAD_LIST {count: u16, count x {conv: str, last_seq: u64, read_seq: u64}, more: u8}`
+    pub const UNREAD_LIST: u8 = 0x89;
     /// `PUSH {kind: u8, conv: str, from: str, seq: u64, ts_ms: u64, payload}`
     pub const PUSH: u8 = 0x90;
     /// `CLOSE {code: u16, reason: str, reconnect_after_ms: u32}`
@@ -49,6 +55,17 @@ impl PushKind {
             _ => None,
         }
     }
+}
+
+/// One conversation in an UNREAD_LIST.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnreadEntry<'a> {
+    /// Conversation id.
+    pub conv: &'a str,
+    /// Highest seq stored in it.
+    pub last_seq: u64,
+    /// This device's cursor (0 if it never acknowledged anything).
+    pub read_seq: u64,
 }
 
 /// A server-to-client message, borrowing strings and payload.
@@ -93,6 +110,33 @@ pub enum ServerMessage<'a> {
         /// Wait at least this long before reconnecting.
         reconnect_after_ms: u32,
     },
+    /// A SEND was stored (durably, per the server's durability mode).
+    Sent {
+        /// Conversation id.
+        conv: &'a str,
+        /// The message's sequence number in the conversation.
+        seq: u64,
+        /// Server timestamp, milliseconds since the Unix epoch.
+        ts_ms: u64,
+    },
+    /// Ends the PUSH frames answering a SYNC.
+    SyncEnd {
+        /// Conversation id.
+        conv: &'a str,
+        /// Seq of the last message sent in this batch, or the request's
+        /// `after_seq` when there was none.
+        last_seq: u64,
+        /// More messages follow `last_seq`: SYNC again from it.
+        more: bool,
+    },
+    /// Answer to UNREAD: conversations with messages past this device's
+    /// cursors.
+    UnreadList {
+        /// The conversations.
+        entries: Vec<UnreadEntry<'a>>,
+        /// More conversations than fit in one frame: ACK some and ask again.
+        more: bool,
+    },
     /// A request failed; carries the request's rid.
     Error {
         /// An [`ErrorCode`](crate::ErrorCode) value.
@@ -110,6 +154,9 @@ impl ServerMessage<'_> {
             ServerMessage::Pong => op::PONG,
             ServerMessage::Ok => op::OK,
             ServerMessage::Push { .. } => op::PUSH,
+            ServerMessage::Sent { .. } => op::SENT,
+            ServerMessage::SyncEnd { .. } => op::SYNC_END,
+            ServerMessage::UnreadList { .. } => op::UNREAD_LIST,
             ServerMessage::Close { .. } => op::CLOSE,
             ServerMessage::Error { .. } => op::ERROR,
         }
@@ -125,6 +172,14 @@ pub struct ServerFrame<'a> {
     pub flags: u16,
     /// The message.
     pub message: ServerMessage<'a>,
+}
+
+fn read_bool(r: &mut FieldReader<'_>, field: &'static str) -> Result<bool, FrameError> {
+    match r.u8(field)? {
+        0 => Ok(false),
+        1 => Ok(true),
+        _ => Err(FrameError::BadValue(field)),
+    }
 }
 
 /// Decodes one complete server frame.
@@ -156,6 +211,35 @@ pub fn decode_server(frame: &[u8]) -> Result<ServerFrame<'_>, FrameError> {
             let ts_ms = r.u64("ts_ms")?;
             ServerMessage::Push { kind, conv, from, seq, ts_ms, payload: r.payload() }
         }
+        op::SENT => {
+            let conv = r.str("conv")?;
+            let seq = r.u64("seq")?;
+            let ts_ms = r.u64("ts_ms")?;
+            r.finish()?;
+            ServerMessage::Sent { conv, seq, ts_ms }
+        }
+        op::SYNC_END => {
+            let conv = r.str("conv")?;
+            let last_seq = r.u64("last_seq")?;
+            let more = read_bool(&mut r, "more")?;
+            r.finish()?;
+            ServerMessage::SyncEnd { conv, last_seq, more }
+        }
+        op::UNREAD_LIST => {
+            let count = r.u16("count")?;
+            // Each entry takes at least 18 bytes: never trust `count` to size
+            // an allocation.
+            let mut entries = Vec::with_capacity((count as usize).min(r.remaining() / 18));
+            for _ in 0..count {
+                let conv = r.str("conv")?;
+                let last_seq = r.u64("last_seq")?;
+                let read_seq = r.u64("read_seq")?;
+                entries.push(UnreadEntry { conv, last_seq, read_seq });
+            }
+            let more = read_bool(&mut r, "more")?;
+            r.finish()?;
+            ServerMessage::UnreadList { entries, more }
+        }
         op::CLOSE => {
             let code = r.u16("code")?;
             let reason = r.str("reason")?;
@@ -181,6 +265,9 @@ pub fn encode_server(rid: u32, flags: u16, message: &ServerMessage<'_>, out: &mu
         ServerMessage::Pong | ServerMessage::Ok => 0,
         ServerMessage::Push { conv, from, payload, .. } => 21 + conv.len() + from.len() + payload.len(),
         ServerMessage::Close { reason, .. } => 8 + reason.len(),
+        ServerMessage::Sent { conv, .. } => 18 + conv.len(),
+        ServerMessage::SyncEnd { conv, .. } => 11 + conv.len(),
+        ServerMessage::UnreadList { entries, .. } => 3 + entries.iter().map(|e| 18 + e.conv.len()).sum::<usize>(),
         ServerMessage::Error { message, .. } => 4 + message.len(),
     };
     write_frame(out, message.op(), flags, rid, hint, |w| {
@@ -199,6 +286,26 @@ pub fn encode_server(rid: u32, flags: u16, message: &ServerMessage<'_>, out: &mu
                 w.u64(*seq);
                 w.u64(*ts_ms);
                 w.payload(payload);
+            }
+            ServerMessage::Sent { conv, seq, ts_ms } => {
+                w.str(conv, "conv")?;
+                w.u64(*seq);
+                w.u64(*ts_ms);
+            }
+            ServerMessage::SyncEnd { conv, last_seq, more } => {
+                w.str(conv, "conv")?;
+                w.u64(*last_seq);
+                w.u8(u8::from(*more));
+            }
+            ServerMessage::UnreadList { entries, more } => {
+                let count = u16::try_from(entries.len()).map_err(|_| EncodeError::StringTooLong("entries"))?;
+                w.u16(count);
+                for entry in entries {
+                    w.str(entry.conv, "conv")?;
+                    w.u64(entry.last_seq);
+                    w.u64(entry.read_seq);
+                }
+                w.u8(u8::from(*more));
             }
             ServerMessage::Close { code, reason, reconnect_after_ms } => {
                 w.u16(*code);

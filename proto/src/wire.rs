@@ -64,6 +64,16 @@ impl<'a> FieldReader<'a> {
         std::str::from_utf8(bytes).map_err(|_| FrameError::BadUtf8(field))
     }
 
+    /// Bytes not read yet.
+    pub(crate) fn remaining(&self) -> usize {
+        self.rest.len()
+    }
+
+    /// Whether every byte has been read.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.rest.is_empty()
+    }
+
     /// The rest of the frame: a trailing payload.
     pub(crate) fn payload(&mut self) -> &'a [u8] {
         std::mem::take(&mut self.rest)

@@ -5,7 +5,7 @@
 
 use corecast_proto::{
     decode_client, decode_server, encode_client, encode_server, peek_frame, ClientFrame, ClientRequest, FrameError,
-    Header, Peek, PushKind, ServerFrame, ServerMessage, DEFAULT_MAX_FRAME_LEN, HEADER_LEN, VERSION,
+    Header, Peek, PushKind, ServerFrame, ServerMessage, UnreadEntry, DEFAULT_MAX_FRAME_LEN, HEADER_LEN, VERSION,
 };
 use proptest::prelude::*;
 use proptest::sample::Index;
@@ -17,21 +17,33 @@ use proptest::sample::Index;
 
 #[derive(Debug, Clone)]
 enum OwnedRequest {
-    Auth { token: String },
+    Auth { token: String, device: String },
     Ping,
     Join { room: String },
     Leave { room: String },
     Publish { room: String, payload: Vec<u8> },
+    Send { kind: u8, to: String, client_msg_id: u64, payload: Vec<u8> },
+    Sync { conv: String, after_seq: u64, limit: u16 },
+    Ack { conv: String, seq: u64 },
+    Unread,
 }
 
 impl OwnedRequest {
     fn borrow(&self) -> ClientRequest<'_> {
         match self {
-            OwnedRequest::Auth { token } => ClientRequest::Auth { token },
+            OwnedRequest::Auth { token, device } => ClientRequest::Auth { token, device },
             OwnedRequest::Ping => ClientRequest::Ping,
             OwnedRequest::Join { room } => ClientRequest::Join { room },
             OwnedRequest::Leave { room } => ClientRequest::Leave { room },
             OwnedRequest::Publish { room, payload } => ClientRequest::Publish { room, payload },
+            OwnedRequest::Send { kind, to, client_msg_id, payload } => {
+                ClientRequest::Send { kind: *kind, to, client_msg_id: *client_msg_id, payload }
+            }
+            OwnedRequest::Sync { conv, after_seq, limit } => {
+                ClientRequest::Sync { conv, after_seq: *after_seq, limit: *limit }
+            }
+            OwnedRequest::Ack { conv, seq } => ClientRequest::Ack { conv, seq: *seq },
+            OwnedRequest::Unread => ClientRequest::Unread,
         }
     }
 }
@@ -45,7 +57,11 @@ fn every_client_variant_has_a_strategy(request: &ClientRequest<'_>) {
         | ClientRequest::Ping
         | ClientRequest::Join { .. }
         | ClientRequest::Leave { .. }
-        | ClientRequest::Publish { .. } => {}
+        | ClientRequest::Publish { .. }
+        | ClientRequest::Send { .. }
+        | ClientRequest::Sync { .. }
+        | ClientRequest::Ack { .. }
+        | ClientRequest::Unread => {}
     }
 }
 
@@ -57,6 +73,9 @@ enum OwnedMessage {
     Push { kind: PushKind, conv: String, from: String, seq: u64, ts_ms: u64, payload: Vec<u8> },
     Close { code: u16, reason: String, reconnect_after_ms: u32 },
     Error { code: u16, message: String },
+    Sent { conv: String, seq: u64, ts_ms: u64 },
+    SyncEnd { conv: String, last_seq: u64, more: bool },
+    UnreadList { entries: Vec<(String, u64, u64)>, more: bool },
 }
 
 impl OwnedMessage {
@@ -74,6 +93,17 @@ impl OwnedMessage {
                 ServerMessage::Close { code: *code, reason, reconnect_after_ms: *reconnect_after_ms }
             }
             OwnedMessage::Error { code, message } => ServerMessage::Error { code: *code, message },
+            OwnedMessage::Sent { conv, seq, ts_ms } => ServerMessage::Sent { conv, seq: *seq, ts_ms: *ts_ms },
+            OwnedMessage::SyncEnd { conv, last_seq, more } => {
+                ServerMessage::SyncEnd { conv, last_seq: *last_seq, more: *more }
+            }
+            OwnedMessage::UnreadList { entries, more } => ServerMessage::UnreadList {
+                entries: entries
+                    .iter()
+                    .map(|(conv, last_seq, read_seq)| UnreadEntry { conv, last_seq: *last_seq, read_seq: *read_seq })
+                    .collect(),
+                more: *more,
+            },
         }
     }
 }
@@ -87,7 +117,10 @@ fn every_server_variant_has_a_strategy(message: &ServerMessage<'_>) {
         | ServerMessage::Pong
         | ServerMessage::Ok
         | ServerMessage::Close { .. }
-        | ServerMessage::Error { .. } => {}
+        | ServerMessage::Error { .. }
+        | ServerMessage::Sent { .. }
+        | ServerMessage::SyncEnd { .. }
+        | ServerMessage::UnreadList { .. } => {}
         ServerMessage::Push { kind, .. } => match kind {
             PushKind::Room | PushKind::Direct | PushKind::Group | PushKind::Broadcast => {}
         },
@@ -113,11 +146,20 @@ fn payload() -> impl Strategy<Value = Vec<u8>> {
 
 fn request() -> impl Strategy<Value = OwnedRequest> {
     prop_oneof![
-        text().prop_map(|token| OwnedRequest::Auth { token }),
+        (text(), text()).prop_map(|(token, device)| OwnedRequest::Auth { token, device }),
         Just(OwnedRequest::Ping),
         text().prop_map(|room| OwnedRequest::Join { room }),
         text().prop_map(|room| OwnedRequest::Leave { room }),
         (text(), payload()).prop_map(|(room, payload)| OwnedRequest::Publish { room, payload }),
+        (any::<u8>(), text(), any::<u64>(), payload())
+            .prop_map(|(kind, to, client_msg_id, payload)| OwnedRequest::Send { kind, to, client_msg_id, payload }),
+        (text(), any::<u64>(), any::<u16>()).prop_map(|(conv, after_seq, limit)| OwnedRequest::Sync {
+            conv,
+            after_seq,
+            limit
+        }),
+        (text(), any::<u64>()).prop_map(|(conv, seq)| OwnedRequest::Ack { conv, seq }),
+        Just(OwnedRequest::Unread),
     ]
 }
 
@@ -141,6 +183,14 @@ fn message() -> impl Strategy<Value = OwnedMessage> {
             reconnect_after_ms
         }),
         (any::<u16>(), text()).prop_map(|(code, message)| OwnedMessage::Error { code, message }),
+        (text(), any::<u64>(), any::<u64>()).prop_map(|(conv, seq, ts_ms)| OwnedMessage::Sent { conv, seq, ts_ms }),
+        (text(), any::<u64>(), any::<bool>()).prop_map(|(conv, last_seq, more)| OwnedMessage::SyncEnd {
+            conv,
+            last_seq,
+            more
+        }),
+        (prop::collection::vec((text(), any::<u64>(), any::<u64>()), 0..8), any::<bool>())
+            .prop_map(|(entries, more)| OwnedMessage::UnreadList { entries, more }),
     ]
 }
 

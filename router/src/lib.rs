@@ -1,11 +1,20 @@
-//! The corecast router core and router tier.
+//! The corecast router core and, later, the router tier.
 //!
-//! This crate will own what sits between server nodes: conversation
-//! ownership and sequence numbers, persistence through `corecast-storage`,
-//! presence and the route table (in memory on a single node, Redis in a
-//! cluster, with a bounded LRU in front), the long-lived links to server
-//! nodes, the cluster HTTP API and dispatch, and the `corecast-router`
-//! binary. On a single node the server runs the same core in-process. Until
-//! persistent messaging lands the server core needs none of it, so this crate
-//! is empty.
+//! This crate owns what sits between server nodes and storage: conversation
+//! ids, sequence numbers (`epoch << 40 | counter`, a fresh epoch each time an
+//! owner starts), persistence through `corecast-storage`, presence (which
+//! connections each user has), fan-out of stored messages to every online
+//! device, SYNC/ACK/UNREAD, and groups. On a single node the server runs
+//! [`RouterCore`] in-process on its control-plane thread and hands it
+//! [`ChatRequest`](corecast_proto::internal::ChatRequest) frames; answers go
+//! back through a [`ConnSink`] as internal frames addressed to connections.
+//! The cluster parts (Redis route table, router links, dispatch, the
+//! `corecast-router` binary) build on the same core.
 #![warn(missing_docs)]
+
+pub mod conversation;
+mod core;
+pub mod presence;
+pub mod sequencer;
+
+pub use crate::core::{ChatError, ConnSink, CoreConfig, RouterCore, SendReceipt};

@@ -32,6 +32,8 @@ pub struct Claims {
 pub struct Identity {
     /// User id.
     pub user: Box<str>,
+    /// Device id the client gave in AUTH (empty: the default device).
+    pub device: Box<str>,
     /// Room grants; `None` allows every room.
     pub rooms: Option<Box<[Box<str>]>>,
 }
@@ -84,6 +86,7 @@ impl TokenVerifier {
         }
         Ok(Identity {
             user: claims.sub.into_boxed_str(),
+            device: Box::default(),
             rooms: claims.rooms.map(|rooms| rooms.into_iter().map(String::into_boxed_str).collect()),
         })
     }

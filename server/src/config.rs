@@ -6,6 +6,8 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
+use corecast_storage::embedded::Durability;
+
 use figment::providers::{Env, Format, Serialized, Toml};
 use figment::Figment;
 use serde::{Deserialize, Serialize};
@@ -86,6 +88,17 @@ pub struct Config {
     pub reconnect_jitter_ms: u32,
     /// Timing-wheel resolution for idle and auth deadlines.
     pub timer_tick_ms: u32,
+    /// Directory of the embedded message store.
+    pub data_dir: PathBuf,
+    /// When a stored message counts as stored: `{ mode = "strict" }` (fsync
+    /// before SENT) or `{ mode = "batched", interval_ms = N }`.
+    pub durability: Durability,
+    /// Groups up to this size fan out on write into members' inboxes.
+    pub small_group_limit: usize,
+    /// A storage call slower than this fails with `unavailable`.
+    pub store_timeout_ms: u32,
+    /// Capacity of the queue from shards to the router core.
+    pub core_inbox_capacity: usize,
 }
 
 impl Default for Config {
@@ -117,6 +130,11 @@ impl Default for Config {
             reconnect_base_ms: 1_000,
             reconnect_jitter_ms: 5_000,
             timer_tick_ms: 100,
+            data_dir: PathBuf::from("data"),
+            durability: Durability::Strict,
+            small_group_limit: 200,
+            store_timeout_ms: 5_000,
+            core_inbox_capacity: 65_536,
         }
     }
 }
@@ -181,6 +199,11 @@ impl Config {
             "reconnect_base_ms",
             "reconnect_jitter_ms",
             "timer_tick_ms",
+            "data_dir",
+            "durability",
+            "small_group_limit",
+            "store_timeout_ms",
+            "core_inbox_capacity",
         ]
     }
 

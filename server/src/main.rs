@@ -128,6 +128,18 @@ struct Overrides {
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     timer_tick_ms: Option<u32>,
+    /// Directory of the embedded message store [default: data].
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    data_dir: Option<PathBuf>,
+    /// Groups up to this size fan out on write [default: 200].
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    small_group_limit: Option<usize>,
+    /// Storage call timeout, ms [default: 5000].
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    store_timeout_ms: Option<u32>,
 }
 
 fn main() -> anyhow::Result<()> {

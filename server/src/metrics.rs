@@ -25,6 +25,8 @@ pub struct ShardMetrics {
     pub drops_slow_consumer: Counter,
     /// Frames to another shard dropped because its inbox was full.
     pub drops_inbox_full: Counter,
+    /// Chat requests refused because the router core's inbox was full.
+    pub drops_core_inbox_full: Counter,
     /// Connections closed as slow consumers.
     pub slow_consumer_closes: Counter,
     /// Failed AUTH attempts.
@@ -48,6 +50,7 @@ impl ShardMetrics {
             encodes: counter!("corecast_encodes_total", "shard" => s.clone()),
             drops_slow_consumer: counter!("corecast_drops_total", "shard" => s.clone(), "reason" => "slow_consumer"),
             drops_inbox_full: counter!("corecast_drops_total", "shard" => s.clone(), "reason" => "inbox_full"),
+            drops_core_inbox_full: counter!("corecast_drops_total", "shard" => s.clone(), "reason" => "core_inbox_full"),
             slow_consumer_closes: counter!("corecast_slow_consumer_closes_total", "shard" => s.clone()),
             auth_failures: counter!("corecast_auth_failures_total", "shard" => s.clone()),
             rooms: gauge!("corecast_rooms", "shard" => s.clone()),

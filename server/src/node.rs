@@ -10,10 +10,46 @@ use anyhow::Context;
 use metrics_exporter_prometheus::PrometheusBuilder;
 use socket2::{Domain, Socket, Type};
 
+use corecast_proto::internal::InternalFrameBytes;
+use corecast_router::{ConnSink, CoreConfig, RouterCore};
+use corecast_storage::embedded::EmbeddedStore;
+
 use crate::auth::{mint_token, TokenVerifier};
 use crate::config::Config;
 use crate::control::{ControlPlane, ControlState};
 use crate::shard::{self, Mesh, ShardCommand, ShardContext};
+
+/// The router core's way back to the shards: their inboxes.
+struct MeshSink(Mesh);
+
+impl ConnSink for MeshSink {
+    fn to_shard(&self, shard: u16, frame: InternalFrameBytes) {
+        if (shard as usize) < self.0.len() && self.0.to(shard).try_send(ShardCommand::Deliver(frame)).is_err() {
+            // The client learns nothing of this frame; a PUSH can be synced,
+            // a lost reply makes the client resend (idempotent by its id).
+            metrics::counter!("corecast_drops_total", "shard" => shard.to_string(), "reason" => "inbox_full")
+                .increment(1);
+        }
+    }
+}
+
+/// Opens the embedded store and starts the router core on `runtime`.
+fn start_core(config: &Config, mesh: &Mesh, runtime: &tokio::runtime::Runtime) -> anyhow::Result<Arc<RouterCore>> {
+    std::fs::create_dir_all(&config.data_dir)
+        .with_context(|| format!("creating the data directory {}", config.data_dir.display()))?;
+    let store = EmbeddedStore::open(&config.data_dir, config.durability)
+        .with_context(|| format!("opening the message store in {}", config.data_dir.display()))?;
+    tracing::info!(dir = %config.data_dir.display(), durability = ?config.durability, "message store open");
+    let core_config = CoreConfig {
+        small_group_limit: config.small_group_limit,
+        store_timeout: std::time::Duration::from_millis(config.store_timeout_ms as u64),
+        ..CoreConfig::default()
+    };
+    let core = runtime
+        .block_on(RouterCore::start(Arc::new(store), Arc::new(MeshSink(mesh.clone())), core_config, "single-node"))
+        .context("starting the router core")?;
+    Ok(core)
+}
 
 /// Secrets in force, and whether they were generated for this run.
 struct Secrets {
@@ -87,9 +123,14 @@ pub fn run(config: Config) -> anyhow::Result<()> {
     let listeners = bind_listeners(config.listen_addr(), shard_count, config.listen_backlog)?;
     let listen = listeners[0].local_addr()?;
     let (mesh, inboxes) = Mesh::new(shard_count, config.shard_inbox_capacity);
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let core = start_core(&config, &mesh, &runtime)?;
+    let (core_tx, core_rx) = flume::bounded(config.core_inbox_capacity);
     let control = ControlPlane::start(
+        runtime,
         config.control_listen,
-        ControlState { mesh: mesh.clone(), prometheus, admin_key: secrets.admin_key.clone().into() },
+        ControlState { mesh: mesh.clone(), prometheus, admin_key: secrets.admin_key.clone().into(), core },
+        core_rx,
     )?;
     print_banner(&config, &secrets, listen)?;
     tracing::info!(%listen, shards = shard_count, "starting shards");
@@ -107,6 +148,7 @@ pub fn run(config: Config) -> anyhow::Result<()> {
             mesh: mesh.clone(),
             config: config.clone(),
             verifier: verifier.clone(),
+            core: core_tx.clone(),
         };
         let exit_tx = exit_tx.clone();
         threads.push(std::thread::Builder::new().name(format!("corecast-shard-{id}")).spawn(move || {

@@ -39,7 +39,7 @@ fn bad_signature_and_expired_token_are_refused_and_closed() {
     let server = Server::start(&[]);
     for bad in [token_with_secret("some-other-secret-0123456789", "mallory", 3600, None), token("alice", -3600, None)] {
         let mut client = server.connect();
-        let rid = client.send(0, &ClientRequest::Auth { token: &bad });
+        let rid = client.send(0, &ClientRequest::Auth { token: &bad, device: "" });
         assert_eq!(expect_error(client.recv(), ErrorCode::AuthFailed), rid);
         let rest = client.recv_until_eof();
         expect_close(rest.into_iter().next().expect("CLOSE before EOF"), ErrorCode::AuthFailed);

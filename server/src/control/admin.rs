@@ -25,6 +25,7 @@ use crate::shard::ShardCommand;
 /// How long a query waits for the shards' answers.
 const QUERY_TIMEOUT: Duration = Duration::from_secs(2);
 
+/// The admin routes, behind the admin key.
 pub fn routes(state: ControlState) -> Router<ControlState> {
     Router::new()
         .route("/v1/admin/rooms/{room}/publish", post(publish))
@@ -34,11 +35,13 @@ pub fn routes(state: ControlState) -> Router<ControlState> {
         .route_layer(middleware::from_fn_with_state(state, require_admin_key))
 }
 
-fn api_error(status: StatusCode, message: &str) -> Response {
+/// A JSON error body with `status`.
+pub fn api_error(status: StatusCode, message: &str) -> Response {
     (status, Json(json!({ "error": message }))).into_response()
 }
 
-async fn require_admin_key(State(state): State<ControlState>, request: Request, next: Next) -> Response {
+/// Refuses requests without the admin key (compared in constant time).
+pub async fn require_admin_key(State(state): State<ControlState>, request: Request, next: Next) -> Response {
     let presented = request
         .headers()
         .get(header::AUTHORIZATION)

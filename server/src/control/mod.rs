@@ -1,9 +1,11 @@
 //! The control plane: one thread running a small tokio runtime that serves
-//! `GET /health`, `GET /metrics` (Prometheus) and the admin API, and turns
+//! `GET /health`, `GET /metrics` (Prometheus) and the admin API, runs the
+//! router core on the chat requests the shards send it, and turns
 //! SIGTERM/SIGINT into a graceful shutdown of every shard. It reaches the
 //! shards only through their inboxes.
 
 mod admin;
+mod chat_admin;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -16,6 +18,9 @@ use axum::{Json, Router};
 use metrics_exporter_prometheus::PrometheusHandle;
 use serde_json::json;
 
+use corecast_proto::internal::{ArchivedChatRequest, ArchivedInternalFrame, InternalFrameBytes};
+use corecast_router::RouterCore;
+
 use crate::shard::{Mesh, ShardCommand};
 
 /// What the control plane's handlers share.
@@ -27,6 +32,8 @@ pub struct ControlState {
     pub prometheus: PrometheusHandle,
     /// The admin API key.
     pub admin_key: Arc<str>,
+    /// The router core (persistent chat, presence, groups).
+    pub core: Arc<RouterCore>,
 }
 
 /// A running control plane.
@@ -36,15 +43,21 @@ pub struct ControlPlane {
 }
 
 impl ControlPlane {
-    /// Binds `addr` and starts serving on a new thread. Signals received
+    /// Binds `addr` and starts serving on a new thread, on `runtime`, with
+    /// the router core taking requests from `core_inbox`. Signals received
     /// there shut the shards down.
-    pub fn start(addr: SocketAddr, state: ControlState) -> anyhow::Result<ControlPlane> {
+    pub fn start(
+        runtime: tokio::runtime::Runtime,
+        addr: SocketAddr,
+        state: ControlState,
+        core_inbox: flume::Receiver<InternalFrameBytes>,
+    ) -> anyhow::Result<ControlPlane> {
         let std_listener =
             std::net::TcpListener::bind(addr).with_context(|| format!("binding the control plane on {addr}"))?;
         std_listener.set_nonblocking(true)?;
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel();
         let thread = std::thread::Builder::new().name("corecast-control".into()).spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+            runtime.spawn(run_core(state.core.clone(), core_inbox));
             runtime.block_on(serve(std_listener, state, stop_rx))
         })?;
         Ok(ControlPlane { thread, stop: stop_tx })
@@ -69,6 +82,7 @@ async fn serve(
         .route("/health", get(health))
         .route("/metrics", get(metrics))
         .merge(admin::routes(state.clone()))
+        .merge(chat_admin::routes(state.clone()))
         .with_state(state);
     axum::serve(listener, app)
         .with_graceful_shutdown(async {
@@ -76,6 +90,24 @@ async fn serve(
         })
         .await?;
     Ok(())
+}
+
+/// Feeds the router core. Presence changes are applied in arrival order;
+/// every other request runs as its own task so a slow store call does not
+/// hold up the rest.
+async fn run_core(core: Arc<RouterCore>, inbox: flume::Receiver<InternalFrameBytes>) {
+    while let Ok(frame) = inbox.recv_async().await {
+        let presence = matches!(
+            frame.archived(),
+            ArchivedInternalFrame::Chat(ArchivedChatRequest::Online { .. } | ArchivedChatRequest::Offline { .. })
+        );
+        if presence {
+            core.handle(&frame).await;
+        } else {
+            let core = core.clone();
+            tokio::spawn(async move { core.handle(&frame).await });
+        }
+    }
 }
 
 /// Waits for SIGTERM or SIGINT and tells every shard to shut down.

@@ -7,7 +7,7 @@
 use std::rc::Rc;
 
 use bytes::Bytes;
-use corecast_proto::internal::{ArchivedInternalFrame, InternalFrame, InternalFrameBytes};
+use corecast_proto::internal::{shard_of, ArchivedInternalFrame, ChatRequest, InternalFrame, InternalFrameBytes};
 use corecast_proto::{encode_server, ErrorCode, ServerMessage};
 
 use super::conn::{Closing, Conn};
@@ -50,6 +50,7 @@ impl Shard {
         // The first check comes at the earlier of the two deadlines; the
         // check itself then re-arms at the deadline that applies.
         self.arm_deadline(key, conn, now + self.settings.auth_ticks.min(self.settings.idle_ticks));
+        self.keys_by_id.borrow_mut().insert(id, key);
         self.metrics.connections.increment(1.0);
         (key, id)
     }
@@ -68,7 +69,12 @@ impl Shard {
     /// wakes its writer so it exits.
     pub(super) fn unregister(&self, key: u32) {
         let Some(mut conn) = self.conns.borrow_mut().try_remove(key as usize) else { return };
+        self.keys_by_id.borrow_mut().remove(&conn.id);
         self.metrics.connections.decrement(1.0);
+        if let Some(identity) = &conn.identity {
+            let user = identity.user.to_string();
+            self.to_core(ChatRequest::Offline { conn_id: conn.id, user });
+        }
         for room in conn.rooms.drain(..) {
             self.leave_room(&room, key);
         }
@@ -241,6 +247,53 @@ impl Shard {
                 self.deliver_to_room_members(room.as_str(), &push, except_conn.to_native())
             }
             ArchivedInternalFrame::Broadcast { .. } => self.deliver_to_everyone(&push),
+            ArchivedInternalFrame::ConnFrames { conn_ids, reply, .. } => {
+                let ids = conn_ids.iter().map(|id| id.to_native()).filter(|&id| shard_of(id) == self.id);
+                self.deliver_to_conns(ids, &push, *reply)
+            }
+            ArchivedInternalFrame::Chat(_) => {}
+        }
+    }
+
+    /// Queues frames from the router core to the named connections: a reply
+    /// regardless of the queue limit, a stored message's PUSH within it (a
+    /// device that misses one can SYNC it by seq).
+    fn deliver_to_conns(&self, conn_ids: impl Iterator<Item = u64>, frames: &Bytes, reply: bool) {
+        let keys = self.keys_by_id.borrow();
+        let mut conns = self.conns.borrow_mut();
+        let (mut delivered, mut dropped) = (0u64, 0u64);
+        for id in conn_ids {
+            let Some(&key) = keys.get(&id) else { continue };
+            let Some(conn) = conns.get_mut(key as usize) else { continue };
+            if reply {
+                if conn.closing.is_none() {
+                    conn.queue.push(frames.clone());
+                    conn.wake_writer();
+                }
+                continue;
+            }
+            match self.queue_push(conn, key, frames, false) {
+                Queued::Yes => delivered += 1,
+                Queued::Dropped => dropped += 1,
+                Queued::Skipped => {}
+            }
+        }
+        self.metrics.deliveries.increment(delivered);
+        if dropped > 0 {
+            self.metrics.drops_slow_consumer.increment(dropped);
+        }
+    }
+
+    /// Hands a chat request to the router core. Returns false when its
+    /// inbox is full (the caller answers `unavailable`).
+    pub(super) fn to_core(&self, request: ChatRequest) -> bool {
+        let frame = InternalFrameBytes::encode(&InternalFrame::Chat(request));
+        match self.core.try_send(frame) {
+            Ok(()) => true,
+            Err(_) => {
+                self.metrics.drops_core_inbox_full.increment(1);
+                false
+            }
         }
     }
 

@@ -25,7 +25,9 @@ use std::task::{Poll, Waker};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
+use corecast_proto::internal::InternalFrameBytes;
 use monoio::net::TcpListener;
+use rustc_hash::FxHashMap;
 use slab::Slab;
 
 pub use inbox::{Mesh, ShardCommand};
@@ -56,6 +58,8 @@ pub struct ShardContext {
     pub config: Arc<Config>,
     /// Token verifier shared by all shards.
     pub verifier: Arc<TokenVerifier>,
+    /// The router core's inbox (chat requests as internal frames).
+    pub core: flume::Sender<InternalFrameBytes>,
 }
 
 /// Deadlines and limits converted to this shard's ticks.
@@ -95,6 +99,9 @@ pub struct Shard {
     mesh: Mesh,
     metrics: ShardMetrics,
     conns: RefCell<Slab<Conn>>,
+    /// Connection id → slab key, for frames addressed by connection id.
+    keys_by_id: RefCell<FxHashMap<u64, u32>>,
+    core: flume::Sender<InternalFrameBytes>,
     rooms: RefCell<Rooms>,
     wheel: RefCell<TimerWheel>,
     /// Deadlines armed while the wheel is busy; moved in on the next tick.
@@ -156,6 +163,8 @@ async fn shard_main(ctx: ShardContext, driver: &'static str) -> anyhow::Result<(
         mesh: ctx.mesh,
         metrics: ShardMetrics::new(ctx.id, driver),
         conns: RefCell::new(Slab::new()),
+        keys_by_id: RefCell::new(FxHashMap::default()),
+        core: ctx.core,
         rooms: RefCell::new(Rooms::default()),
         wheel: RefCell::new(TimerWheel::new(wheel_slots.min(1 << 16))),
         wheel_inserts: RefCell::new(Vec::new()),

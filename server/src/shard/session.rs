@@ -1,7 +1,8 @@
 //! The read side of one connection: accept it into the shard, read frames
 //! into a buffer that stays small while the connection is idle, decode each
-//! one and act on it (AUTH, PING, JOIN, LEAVE, PUBLISH), and tear the
-//! connection down when either side ends it.
+//! one and act on it (AUTH, PING, JOIN, LEAVE, PUBLISH here; SEND, SYNC, ACK
+//! and UNREAD are handed to the router core), and tear the connection down
+//! when either side ends it.
 //!
 //! Bad input is answered here: a frame that cannot be decoded gets ERROR
 //! with its rid, and every decode error but an unknown op also closes the
@@ -19,6 +20,8 @@ use monoio::buf::IoBufMut;
 use monoio::io::{AsyncReadRent, OwnedReadHalf, Splitable};
 use monoio::net::TcpStream;
 
+use corecast_proto::internal::ChatRequest;
+
 use super::delivery::encode_reply;
 use super::{writer, Shard};
 
@@ -26,6 +29,8 @@ use super::{writer, Shard};
 const IDLE_READ_CAPACITY: usize = 128;
 /// A buffer larger than this is given back once drained and quiet.
 const KEEP_READ_CAPACITY: usize = 4096;
+/// Longest device id a client may give in AUTH.
+const MAX_DEVICE_ID_LEN: usize = 64;
 
 /// Serves one accepted connection until it closes.
 pub(super) async fn serve(shard: Rc<Shard>, stream: TcpStream) {
@@ -132,21 +137,60 @@ async fn handle_frame(shard: &Shard, key: u32, bytes: &[u8]) {
     };
     let rid = frame.rid;
     match frame.request {
-        ClientRequest::Auth { token } => authenticate(shard, key, rid, token, authenticated),
+        ClientRequest::Auth { token, device } => authenticate(shard, key, rid, token, device, authenticated),
         ClientRequest::Ping => shard.reply(key, encode_reply(rid, &ServerMessage::Pong)),
         _ if !authenticated => error(shard, key, rid, ErrorCode::NotAuthenticated, "send AUTH first"),
         ClientRequest::Join { room } => join(shard, key, rid, room).await,
         ClientRequest::Leave { room } => leave(shard, key, rid, room),
         ClientRequest::Publish { room, payload } => publish(shard, key, rid, frame.flags, room, payload),
+        chat => forward_chat(shard, key, rid, chat),
     }
 }
 
-fn authenticate(shard: &Shard, key: u32, rid: u32, token: &str, already: bool) {
+/// Hands SEND, SYNC, ACK and UNREAD to the router core, which answers the
+/// connection directly.
+fn forward_chat(shard: &Shard, key: u32, rid: u32, request: ClientRequest<'_>) {
+    let (conn_id, user, device) = {
+        let conns = shard.conns.borrow();
+        let Some(conn) = conns.get(key as usize) else { return };
+        let Some(identity) = &conn.identity else { return };
+        (conn.id, identity.user.to_string(), identity.device.to_string())
+    };
+    let request = match request {
+        ClientRequest::Send { kind, to, client_msg_id, payload } => ChatRequest::Send {
+            conn_id,
+            rid,
+            user,
+            device,
+            kind,
+            to: to.into(),
+            client_msg_id,
+            payload: payload.into(),
+        },
+        ClientRequest::Sync { conv, after_seq, limit } => {
+            ChatRequest::Sync { conn_id, rid, user, conv: conv.into(), after_seq, limit }
+        }
+        ClientRequest::Ack { conv, seq } => ChatRequest::Ack { conn_id, rid, user, device, conv: conv.into(), seq },
+        ClientRequest::Unread => ChatRequest::Unread { conn_id, rid, user, device },
+        _ => return,
+    };
+    if !shard.to_core(request) {
+        error(shard, key, rid, ErrorCode::Unavailable, "the router core is overloaded; retry later");
+    }
+}
+
+fn authenticate(shard: &Shard, key: u32, rid: u32, token: &str, device: &str, already: bool) {
     if already {
         return error(shard, key, rid, ErrorCode::Forbidden, "already authenticated");
     }
+    if device.len() > MAX_DEVICE_ID_LEN {
+        let message = format!("device id must be at most {MAX_DEVICE_ID_LEN} bytes");
+        return error(shard, key, rid, ErrorCode::LimitExceeded, &message);
+    }
     match shard.verifier.verify(token) {
-        Ok(identity) => {
+        Ok(mut identity) => {
+            identity.device = device.into();
+            let user = identity.user.to_string();
             let reply = {
                 let mut conns = shard.conns.borrow_mut();
                 let Some(conn) = conns.get_mut(key as usize) else { return };
@@ -160,8 +204,12 @@ fn authenticate(shard: &Shard, key: u32, rid: u32, token: &str, already: bool) {
                     },
                 );
                 conn.identity = Some(identity);
-                reply
+                (reply, conn.id)
             };
+            let (reply, conn_id) = reply;
+            // Presence first, so a message stored right after AUTH_OK finds
+            // this connection.
+            shard.to_core(ChatRequest::Online { conn_id, user, device: device.into() });
             shard.reply(key, reply);
         }
         Err(e) => {

@@ -4,7 +4,9 @@
 
 use std::io::{ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use corecast_proto::{decode_server, encode_client, peek_frame, ClientRequest, Peek, PushKind, ServerMessage};
@@ -20,20 +22,54 @@ pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
+/// A fresh directory for one server's message store, removed when dropped.
+pub struct DataDir(pub PathBuf);
+
+impl DataDir {
+    pub fn new() -> DataDir {
+        static NEXT: AtomicUsize = AtomicUsize::new(0);
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let dir = std::env::temp_dir().join(format!("corecast-test-{}-{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        DataDir(dir)
+    }
+}
+
+impl Drop for DataDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
 /// A running server process, killed when dropped.
 pub struct Server {
     pub child: Child,
     pub addr: SocketAddr,
     pub control: SocketAddr,
+    /// The store directory, when this server owns it.
+    _data: Option<DataDir>,
 }
 
 impl Server {
-    /// Starts the server with two shards and the given extra flags.
+    /// Starts the server with two shards, a fresh store and the given extra
+    /// flags.
     pub fn start(extra: &[&str]) -> Server {
-        let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        let data = DataDir::new();
+        let mut server = Server::start_in(&data.0, free_port(), extra);
+        server._data = Some(data);
+        server
+    }
+
+    /// Starts the server on `port` with its store in `dir` (kept when the
+    /// server stops, for restart tests).
+    pub fn start_in(dir: &Path, port: u16, extra: &[&str]) -> Server {
+        let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
         let control: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_corecast-server"));
         cmd.args(["--listen", &addr.to_string(), "--control-listen", &control.to_string(), "--shards", "2"])
+            .arg("--data-dir")
+            .arg(dir)
             .args(extra)
             .env("CORECAST_JWT_SECRET", JWT_SECRET)
             .env("CORECAST_ADMIN_KEY", ADMIN_KEY)
@@ -41,7 +77,7 @@ impl Server {
             .stdin(Stdio::null())
             .stdout(Stdio::null());
         let child = cmd.spawn().expect("start corecast-server");
-        let server = Server { child, addr, control };
+        let server = Server { child, addr, control, _data: None };
         server.wait_healthy();
         server
     }
@@ -81,6 +117,15 @@ impl Server {
     pub fn admin_post(&self, path: &str, body: &[u8]) -> serde_json::Value {
         let mut resp = ureq::post(&format!("http://{}{}", self.control, path))
             .header("Authorization", &format!("Bearer {ADMIN_KEY}"))
+            .send(body)
+            .expect("admin POST");
+        serde_json::from_str(&resp.body_mut().read_to_string().unwrap()).unwrap()
+    }
+
+    pub fn admin_post_json(&self, path: &str, body: &str) -> serde_json::Value {
+        let mut resp = ureq::post(&format!("http://{}{}", self.control, path))
+            .header("Authorization", &format!("Bearer {ADMIN_KEY}"))
+            .header("Content-Type", "application/json")
             .send(body)
             .expect("admin POST");
         serde_json::from_str(&resp.body_mut().read_to_string().unwrap()).unwrap()
@@ -143,11 +188,40 @@ pub fn token_with_secret(secret: &str, user: &str, ttl_secs: i64, rooms: Option<
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Reply {
     AuthOk(AuthOk),
-    Pong { rid: u32 },
-    Ok { rid: u32 },
+    Pong {
+        rid: u32,
+    },
+    Ok {
+        rid: u32,
+    },
     Push(Push),
-    Close { code: u16, reason: String, reconnect_after_ms: u32 },
-    Error { rid: u32, code: u16, message: String },
+    Close {
+        code: u16,
+        reason: String,
+        reconnect_after_ms: u32,
+    },
+    Error {
+        rid: u32,
+        code: u16,
+        message: String,
+    },
+    Sent {
+        rid: u32,
+        conv: String,
+        seq: u64,
+    },
+    SyncEnd {
+        rid: u32,
+        conv: String,
+        last_seq: u64,
+        more: bool,
+    },
+    /// (conv, last_seq, read_seq) entries.
+    Unread {
+        rid: u32,
+        entries: Vec<(String, u64, u64)>,
+        more: bool,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -160,6 +234,7 @@ pub struct AuthOk {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Push {
+    pub rid: u32,
     pub kind: PushKind,
     pub conv: String,
     pub from: String,
@@ -250,7 +325,12 @@ impl Client {
     }
 
     pub fn auth(&mut self, token: &str) -> AuthOk {
-        self.send(0, &ClientRequest::Auth { token });
+        self.auth_device(token, "")
+    }
+
+    /// AUTH as a named device (its read cursors are its own).
+    pub fn auth_device(&mut self, token: &str, device: &str) -> AuthOk {
+        self.send(0, &ClientRequest::Auth { token, device });
         match self.recv() {
             Reply::AuthOk(ok) => ok,
             other => panic!("expected AUTH_OK, got {other:?}"),
@@ -288,11 +368,18 @@ fn to_reply(frame: &[u8]) -> Reply {
         ServerMessage::Pong => Reply::Pong { rid },
         ServerMessage::Ok => Reply::Ok { rid },
         ServerMessage::Push { kind, conv, from, seq, payload, .. } => {
-            Reply::Push(Push { kind, conv: conv.into(), from: from.into(), seq, payload: payload.to_vec() })
+            Reply::Push(Push { rid, kind, conv: conv.into(), from: from.into(), seq, payload: payload.to_vec() })
         }
         ServerMessage::Close { code, reason, reconnect_after_ms } => {
             Reply::Close { code, reason: reason.into(), reconnect_after_ms }
         }
         ServerMessage::Error { code, message } => Reply::Error { rid, code, message: message.into() },
+        ServerMessage::Sent { conv, seq, .. } => Reply::Sent { rid, conv: conv.into(), seq },
+        ServerMessage::SyncEnd { conv, last_seq, more } => Reply::SyncEnd { rid, conv: conv.into(), last_seq, more },
+        ServerMessage::UnreadList { entries, more } => Reply::Unread {
+            rid,
+            entries: entries.iter().map(|e| (e.conv.to_string(), e.last_seq, e.read_seq)).collect(),
+            more,
+        },
     }
 }

@@ -1,0 +1,409 @@
+//! The router core: owns conversations (assigns their seqs), stores messages,
+//! answers SYNC, ACK and UNREAD, keeps presence, manages groups, and fans
+//! stored messages out to every online device of every member.
+//!
+//! It is independent of the server's shards: requests arrive as
+//! [`ChatRequest`] internal frames, answers leave through a [`ConnSink`] as
+//! [`InternalFrame::ConnFrames`] addressed to connection ids. Each stored
+//! message's PUSH is encoded once and the same frame goes to every shard that
+//! has a recipient.
+
+mod requests;
+
+use std::future::Future;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use corecast_proto::internal::{shard_of, InternalFrame, InternalFrameBytes};
+use corecast_proto::{encode_server, ErrorCode, PushKind, ServerMessage};
+use corecast_storage::{AppendOutcome, Fanout, GroupInfo, MessageStore, StoreError, StoredMessage};
+use rustc_hash::{FxHashMap, FxHashSet};
+
+use crate::conversation::{Conversation, KIND_DIRECT, KIND_GROUP};
+use crate::presence::{OnlineConn, Presence};
+use crate::sequencer::Sequencer;
+
+/// Where the core's frames for connections go (the shards of this node, or
+/// later the links to server nodes).
+pub trait ConnSink: Send + Sync + 'static {
+    /// Hands an internal frame to `shard`.
+    fn to_shard(&self, shard: u16, frame: InternalFrameBytes);
+}
+
+/// Settings of the router core.
+#[derive(Debug, Clone)]
+pub struct CoreConfig {
+    /// Groups up to this many members fan out on write into each member's
+    /// inbox; larger ones are stored once and read from the timeline.
+    pub small_group_limit: usize,
+    /// A store call slower than this fails with `unavailable`.
+    pub store_timeout: Duration,
+    /// Most messages one SYNC returns.
+    pub max_sync_batch: u16,
+    /// Longest user or group id.
+    pub max_id_len: usize,
+}
+
+impl Default for CoreConfig {
+    fn default() -> Self {
+        CoreConfig {
+            small_group_limit: 200,
+            store_timeout: Duration::from_secs(5),
+            max_sync_batch: 200,
+            max_id_len: 128,
+        }
+    }
+}
+
+/// Why a chat request failed; maps to a wire error code.
+#[derive(Debug, thiserror::Error)]
+pub enum ChatError {
+    /// The user may not do this (not a member, not a participant).
+    #[error("forbidden: {0}")]
+    Forbidden(String),
+    /// The group or conversation does not exist.
+    #[error("not found: {0}")]
+    NotFound(String),
+    /// The request is malformed (bad kind, empty id, id too long).
+    #[error("invalid request: {0}")]
+    Invalid(String),
+    /// Storage is unavailable or too slow; nothing was half-stored, and a
+    /// resend with the same client message id is safe.
+    #[error("unavailable: {0}")]
+    Unavailable(String),
+    /// An unexpected failure.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl ChatError {
+    /// The wire error code.
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            ChatError::Forbidden(_) => ErrorCode::Forbidden,
+            ChatError::NotFound(_) => ErrorCode::NotFound,
+            ChatError::Invalid(_) => ErrorCode::LimitExceeded,
+            ChatError::Unavailable(_) => ErrorCode::Unavailable,
+            ChatError::Internal(_) => ErrorCode::Internal,
+        }
+    }
+}
+
+impl From<StoreError> for ChatError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::Unavailable(m) => ChatError::Unavailable(m),
+            StoreError::NotFound(m) => ChatError::NotFound(m),
+            StoreError::AlreadyExists(m) => ChatError::Invalid(format!("already exists: {m}")),
+            StoreError::Internal(m) => ChatError::Internal(m),
+        }
+    }
+}
+
+/// What SENT reports.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct SendReceipt {
+    /// Conversation id.
+    pub conv: String,
+    /// The message's seq.
+    pub seq: u64,
+    /// Server timestamp.
+    pub ts_ms: u64,
+}
+
+struct State {
+    sequencer: Sequencer,
+    presence: Presence,
+    groups: FxHashMap<String, Arc<[String]>>,
+}
+
+/// The router core of one owner (a single node, or one router).
+pub struct RouterCore {
+    store: Arc<dyn MessageStore>,
+    sink: Arc<dyn ConnSink>,
+    config: CoreConfig,
+    state: Mutex<State>,
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+}
+
+impl RouterCore {
+    /// Takes a fresh epoch from the store and starts owning conversations.
+    pub async fn start(
+        store: Arc<dyn MessageStore>,
+        sink: Arc<dyn ConnSink>,
+        config: CoreConfig,
+        owner: &str,
+    ) -> Result<Arc<RouterCore>, StoreError> {
+        let epoch = store.next_epoch(owner).await?;
+        tracing::info!(owner, epoch, "router core owns conversations");
+        let state =
+            State { sequencer: Sequencer::new(epoch), presence: Presence::default(), groups: FxHashMap::default() };
+        Ok(Arc::new(RouterCore { store, sink, config, state: Mutex::new(state) }))
+    }
+
+    fn state(&self) -> MutexGuard<'_, State> {
+        // A panic while holding the lock leaves plain maps behind; keep going.
+        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Runs a store call under the configured timeout.
+    async fn store_call<T>(&self, call: impl Future<Output = Result<T, StoreError>>) -> Result<T, ChatError> {
+        match tokio::time::timeout(self.config.store_timeout, call).await {
+            Ok(result) => Ok(result?),
+            Err(_) => Err(ChatError::Unavailable("storage did not answer in time".into())),
+        }
+    }
+
+    fn check_id(&self, what: &str, id: &str) -> Result<(), ChatError> {
+        if id.is_empty() || id.len() > self.config.max_id_len {
+            return Err(ChatError::Invalid(format!("{what} must be 1..={} bytes", self.config.max_id_len)));
+        }
+        Ok(())
+    }
+
+    /// Members of `group`, from the cache or the store.
+    async fn members(&self, group: &str) -> Result<Arc<[String]>, ChatError> {
+        if let Some(members) = self.state().groups.get(group) {
+            return Ok(members.clone());
+        }
+        let info = self.store_call(self.store.group(group)).await?;
+        let info = info.ok_or_else(|| ChatError::NotFound(format!("group {group}")))?;
+        let members: Arc<[String]> = info.members.into();
+        self.state().groups.insert(group.to_string(), members.clone());
+        Ok(members)
+    }
+
+    /// Who takes part in `conv`, checking that `user` does.
+    async fn participants(&self, conv: &Conversation, user: &str) -> Result<Arc<[String]>, ChatError> {
+        let members: Arc<[String]> = match conv {
+            Conversation::Direct { low, high } => Arc::from(vec![low.clone(), high.clone()]),
+            Conversation::Group { group } => self.members(group).await?,
+        };
+        if !members.iter().any(|m| m == user) {
+            return Err(ChatError::Forbidden("not a member of this conversation".into()));
+        }
+        Ok(members)
+    }
+
+    /// Stores a message from `sender` and delivers it to every online device
+    /// of every participant except `origin_conn`. A resend of the same
+    /// (sender, client_msg_id) returns the original receipt and stores
+    /// nothing.
+    pub async fn send(
+        &self,
+        sender: &str,
+        kind: u8,
+        to: &str,
+        client_msg_id: u64,
+        payload: &[u8],
+        origin_conn: Option<u64>,
+    ) -> Result<SendReceipt, ChatError> {
+        self.check_id("recipient", to)?;
+        let conv = match kind {
+            KIND_DIRECT => Conversation::direct(sender, to),
+            KIND_GROUP => Conversation::group(to),
+            other => return Err(ChatError::Invalid(format!("SEND kind must be 2 or 3, not {other}"))),
+        };
+        let members = self.participants(&conv, sender).await?;
+        if let Some(original) = self.store_call(self.store.find_by_client_id(sender, client_msg_id)).await? {
+            return Ok(SendReceipt { conv: original.conv, seq: original.seq, ts_ms: original.ts_ms });
+        }
+        let conv_id = conv.id();
+        let fanout = match &conv {
+            Conversation::Group { .. } if members.len() <= self.config.small_group_limit => {
+                Fanout::Inboxes { members: members.to_vec() }
+            }
+            Conversation::Group { .. } => Fanout::Timeline { members: Vec::new() },
+            Conversation::Direct { .. } => Fanout::Timeline { members: members.to_vec() },
+        };
+        let seq = self
+            .state()
+            .sequencer
+            .next(&conv_id)
+            .ok_or_else(|| ChatError::Unavailable("sequence space of this epoch is spent".into()))?;
+        let message = StoredMessage {
+            conv: conv_id,
+            seq,
+            sender: sender.to_string(),
+            client_msg_id,
+            ts_ms: now_ms(),
+            kind,
+            payload: payload.to_vec(),
+        };
+        match self.store_call(self.store.append(&message, &fanout)).await? {
+            AppendOutcome::Duplicate(original) => {
+                Ok(SendReceipt { conv: original.conv, seq: original.seq, ts_ms: original.ts_ms })
+            }
+            AppendOutcome::Stored => {
+                self.deliver(&message, &members, origin_conn);
+                Ok(SendReceipt { conv: message.conv, seq: message.seq, ts_ms: message.ts_ms })
+            }
+        }
+    }
+
+    /// Encodes the PUSH once and hands one frame to each shard with a
+    /// recipient connection.
+    fn deliver(&self, message: &StoredMessage, members: &[String], origin_conn: Option<u64>) {
+        let conn_ids: Vec<u64> = {
+            let state = self.state();
+            members
+                .iter()
+                .flat_map(|m| state.presence.conns(m))
+                .map(|c| c.conn_id)
+                .filter(|&id| Some(id) != origin_conn)
+                .collect()
+        };
+        if conn_ids.is_empty() {
+            return;
+        }
+        let kind = if message.kind == KIND_GROUP { PushKind::Group } else { PushKind::Direct };
+        let push = ServerMessage::Push {
+            kind,
+            conv: &message.conv,
+            from: &message.sender,
+            seq: message.seq,
+            ts_ms: message.ts_ms,
+            payload: &message.payload,
+        };
+        let mut frames = Vec::new();
+        if let Err(e) = encode_server(0, 0, &push, &mut frames) {
+            tracing::error!(conv = %message.conv, "stored message does not fit a PUSH: {e}");
+            return;
+        }
+        let shards: FxHashSet<u16> = conn_ids.iter().map(|&id| shard_of(id)).collect();
+        let frame = InternalFrameBytes::encode(&InternalFrame::ConnFrames { conn_ids, frames, reply: false });
+        for shard in shards {
+            self.sink.to_shard(shard, frame.clone());
+        }
+    }
+
+    /// Messages of `conv` after `after_seq` that `user` may read, at most
+    /// `limit` (capped), and whether more follow.
+    pub async fn sync(
+        &self,
+        user: &str,
+        conv_id: &str,
+        after_seq: u64,
+        limit: u16,
+    ) -> Result<(Vec<StoredMessage>, bool), ChatError> {
+        let conv =
+            Conversation::parse(conv_id).ok_or_else(|| ChatError::NotFound(format!("conversation {conv_id}")))?;
+        let members = self.participants(&conv, user).await?;
+        let limit = limit.clamp(1, self.config.max_sync_batch) as usize;
+        let small_group = matches!(conv, Conversation::Group { .. }) && members.len() <= self.config.small_group_limit;
+        let mut messages = if small_group {
+            self.store_call(self.store.read_inbox(user, conv_id, after_seq, limit + 1)).await?
+        } else {
+            self.store_call(self.store.read_timeline(conv_id, after_seq, limit + 1)).await?
+        };
+        let more = messages.len() > limit;
+        messages.truncate(limit);
+        Ok((messages, more))
+    }
+
+    /// Moves `device`'s cursor in `conv` forward to `seq`.
+    pub async fn ack(&self, user: &str, device: &str, conv: &str, seq: u64) -> Result<(), ChatError> {
+        self.store_call(self.store.set_cursor(user, device, conv, seq)).await
+    }
+
+    /// Conversations of `user` with messages past `device`'s cursors, as
+    /// (conv, last_seq, read_seq), most recent first.
+    pub async fn unread(&self, user: &str, device: &str) -> Result<Vec<(String, u64, u64)>, ChatError> {
+        let mut last: FxHashMap<String, u64> = self
+            .store_call(self.store.user_conversations(user))
+            .await?
+            .into_iter()
+            .map(|c| (c.conv, c.last_seq))
+            .collect();
+        // Large groups fan out on read: their members are not in the index.
+        for group in self.store_call(self.store.user_groups(user)).await? {
+            let conv = Conversation::group(&group).id();
+            if let std::collections::hash_map::Entry::Vacant(entry) = last.entry(conv) {
+                let seq = self.store_call(self.store.last_seq(entry.key())).await?;
+                if seq > 0 {
+                    entry.insert(seq);
+                }
+            }
+        }
+        let cursors: FxHashMap<String, u64> =
+            self.store_call(self.store.cursors(user, device)).await?.into_iter().collect();
+        let mut unread: Vec<(String, u64, u64)> = last
+            .into_iter()
+            .map(|(conv, last_seq)| {
+                let read = cursors.get(&conv).copied().unwrap_or(0);
+                (conv, last_seq, read)
+            })
+            .filter(|(_, last_seq, read)| last_seq > read)
+            .collect();
+        unread.sort_by_key(|entry| std::cmp::Reverse(entry.1));
+        Ok(unread)
+    }
+
+    /// Stored messages of any conversation (admin history).
+    pub async fn history(&self, conv: &str, after_seq: u64, limit: usize) -> Result<Vec<StoredMessage>, ChatError> {
+        self.store_call(self.store.read_timeline(conv, after_seq, limit)).await
+    }
+
+    /// Online connections of `user`.
+    pub fn presence(&self, user: &str) -> Vec<OnlineConn> {
+        self.state().presence.conns(user).to_vec()
+    }
+
+    /// Users with at least one online connection.
+    pub fn users_online(&self) -> usize {
+        self.state().presence.users_online()
+    }
+
+    /// Records a connection coming online.
+    pub fn online(&self, user: &str, conn_id: u64, device: &str) {
+        self.state().presence.online(user, conn_id, device);
+    }
+
+    /// Records a connection going offline.
+    pub fn offline(&self, user: &str, conn_id: u64) {
+        self.state().presence.offline(user, conn_id);
+    }
+
+    /// Creates a group.
+    pub async fn create_group(&self, group: &str, members: &[String]) -> Result<(), ChatError> {
+        self.check_id("group", group)?;
+        for member in members {
+            self.check_id("member", member)?;
+        }
+        self.store_call(self.store.create_group(group, members)).await?;
+        self.state().groups.remove(group);
+        Ok(())
+    }
+
+    /// Adds and removes members of a group.
+    pub async fn change_members(&self, group: &str, add: &[String], remove: &[String]) -> Result<(), ChatError> {
+        for member in add {
+            self.check_id("member", member)?;
+        }
+        let result = async {
+            if !add.is_empty() {
+                self.store_call(self.store.add_members(group, add)).await?;
+            }
+            if !remove.is_empty() {
+                self.store_call(self.store.remove_members(group, remove)).await?;
+            }
+            Ok(())
+        }
+        .await;
+        self.state().groups.remove(group);
+        result
+    }
+
+    /// A group and its members.
+    pub async fn group(&self, group: &str) -> Result<Option<GroupInfo>, ChatError> {
+        self.store_call(self.store.group(group)).await
+    }
+
+    /// Every group id.
+    pub async fn list_groups(&self) -> Result<Vec<String>, ChatError> {
+        self.store_call(self.store.list_groups()).await
+    }
+}

@@ -1,0 +1,125 @@
+//! Answering chat requests that arrive from shards as internal frames: each
+//! request's reply (SENT, the PUSH frames of a SYNC and its SYNC_END,
+//! UNREAD_LIST, OK, or ERROR with the request's rid) goes back to the
+//! requesting connection as one `ConnFrames` frame.
+
+use corecast_proto::internal::{
+    shard_of, ArchivedChatRequest, ArchivedInternalFrame, InternalFrame, InternalFrameBytes,
+};
+use corecast_proto::{encode_server, PushKind, ServerMessage, UnreadEntry};
+use corecast_storage::StoredMessage;
+
+use super::{ChatError, RouterCore};
+use crate::conversation::KIND_GROUP;
+
+/// Most entries one UNREAD_LIST carries.
+const MAX_UNREAD_ENTRIES: usize = 1000;
+
+impl RouterCore {
+    /// Handles one request from a shard and sends its reply. Frames other
+    /// than chat requests are ignored.
+    pub async fn handle(&self, frame: &InternalFrameBytes) {
+        let ArchivedInternalFrame::Chat(request) = frame.archived() else { return };
+        match request {
+            ArchivedChatRequest::Online { conn_id, user, device } => {
+                self.online(user.as_str(), conn_id.to_native(), device.as_str())
+            }
+            ArchivedChatRequest::Offline { conn_id, user } => self.offline(user.as_str(), conn_id.to_native()),
+            ArchivedChatRequest::Send { conn_id, rid, user, kind, to, client_msg_id, payload, .. } => {
+                let (conn_id, rid) = (conn_id.to_native(), rid.to_native());
+                let sent = self
+                    .send(
+                        user.as_str(),
+                        *kind,
+                        to.as_str(),
+                        client_msg_id.to_native(),
+                        payload.as_slice(),
+                        Some(conn_id),
+                    )
+                    .await;
+                match sent {
+                    Ok(r) => self.reply_message(
+                        conn_id,
+                        rid,
+                        &ServerMessage::Sent { conv: &r.conv, seq: r.seq, ts_ms: r.ts_ms },
+                    ),
+                    Err(e) => self.reply_error(conn_id, rid, &e),
+                }
+            }
+            ArchivedChatRequest::Sync { conn_id, rid, user, conv, after_seq, limit } => {
+                let (conn_id, rid, after_seq) = (conn_id.to_native(), rid.to_native(), after_seq.to_native());
+                match self.sync(user.as_str(), conv.as_str(), after_seq, limit.to_native()).await {
+                    Ok((messages, more)) => self.reply_sync(conn_id, rid, conv.as_str(), after_seq, &messages, more),
+                    Err(e) => self.reply_error(conn_id, rid, &e),
+                }
+            }
+            ArchivedChatRequest::Ack { conn_id, rid, user, device, conv, seq } => {
+                let (conn_id, rid) = (conn_id.to_native(), rid.to_native());
+                match self.ack(user.as_str(), device.as_str(), conv.as_str(), seq.to_native()).await {
+                    Ok(()) => self.reply_message(conn_id, rid, &ServerMessage::Ok),
+                    Err(e) => self.reply_error(conn_id, rid, &e),
+                }
+            }
+            ArchivedChatRequest::Unread { conn_id, rid, user, device } => {
+                let (conn_id, rid) = (conn_id.to_native(), rid.to_native());
+                match self.unread(user.as_str(), device.as_str()).await {
+                    Ok(unread) => self.reply_unread(conn_id, rid, &unread),
+                    Err(e) => self.reply_error(conn_id, rid, &e),
+                }
+            }
+        }
+    }
+
+    /// The stored messages as PUSH frames carrying the SYNC's rid, then
+    /// SYNC_END, in one buffer.
+    fn reply_sync(&self, conn_id: u64, rid: u32, conv: &str, after_seq: u64, messages: &[StoredMessage], more: bool) {
+        let mut frames = Vec::new();
+        for m in messages {
+            let kind = if m.kind == KIND_GROUP { PushKind::Group } else { PushKind::Direct };
+            let push = ServerMessage::Push {
+                kind,
+                conv: &m.conv,
+                from: &m.sender,
+                seq: m.seq,
+                ts_ms: m.ts_ms,
+                payload: &m.payload,
+            };
+            if let Err(e) = encode_server(rid, 0, &push, &mut frames) {
+                tracing::error!(conv, seq = m.seq, "stored message does not fit a PUSH: {e}");
+            }
+        }
+        let last_seq = messages.last().map_or(after_seq, |m| m.seq);
+        if encode_server(rid, 0, &ServerMessage::SyncEnd { conv, last_seq, more }, &mut frames).is_ok() {
+            self.reply(conn_id, frames);
+        }
+    }
+
+    fn reply_unread(&self, conn_id: u64, rid: u32, unread: &[(String, u64, u64)]) {
+        let shown = &unread[..unread.len().min(MAX_UNREAD_ENTRIES)];
+        let entries = shown
+            .iter()
+            .map(|(conv, last_seq, read_seq)| UnreadEntry { conv, last_seq: *last_seq, read_seq: *read_seq })
+            .collect();
+        let more = shown.len() < unread.len();
+        self.reply_message(conn_id, rid, &ServerMessage::UnreadList { entries, more });
+    }
+
+    fn reply(&self, conn_id: u64, frames: Vec<u8>) {
+        let frame =
+            InternalFrameBytes::encode(&InternalFrame::ConnFrames { conn_ids: vec![conn_id], frames, reply: true });
+        self.sink.to_shard(shard_of(conn_id), frame);
+    }
+
+    fn reply_message(&self, conn_id: u64, rid: u32, message: &ServerMessage<'_>) {
+        let mut frames = Vec::new();
+        match encode_server(rid, 0, message, &mut frames) {
+            Ok(()) => self.reply(conn_id, frames),
+            Err(e) => tracing::error!("could not encode a chat reply: {e}"),
+        }
+    }
+
+    fn reply_error(&self, conn_id: u64, rid: u32, error: &ChatError) {
+        let message = error.to_string();
+        self.reply_message(conn_id, rid, &ServerMessage::Error { code: error.code().as_u16(), message: &message });
+    }
+}

@@ -1,0 +1,120 @@
+//! Reads of the embedded store. They run on the caller's thread, straight
+//! from the engine (point reads and short range scans of an LSM tree with a
+//! block cache; no writer round trip), and see every write whose future has
+//! resolved.
+
+use super::codec::{decode_message, decode_u64};
+use super::keys::{self, KeyReader};
+use super::tables::{Table, Tables};
+use crate::{GroupInfo, StoreError, StoredMessage, UserConversation};
+
+/// The message a (sender, client_msg_id) pair stored.
+pub(crate) fn find_by_client_id(
+    tables: &Tables,
+    sender: &str,
+    client_msg_id: u64,
+) -> Result<Option<StoredMessage>, StoreError> {
+    let Some(pointer) = tables.get(Table::Dedup, &keys::dedup(sender, client_msg_id))? else {
+        return Ok(None);
+    };
+    let bytes = tables
+        .get(Table::Timeline, &pointer)?
+        .ok_or_else(|| StoreError::Internal("dedup record points at a missing message".into()))?;
+    decode_message(&bytes).map(Some)
+}
+
+/// `conv`'s timeline after `after_seq`.
+pub(crate) fn timeline(
+    tables: &Tables,
+    conv: &str,
+    after_seq: u64,
+    limit: usize,
+) -> Result<Vec<StoredMessage>, StoreError> {
+    let Some(first) = after_seq.checked_add(1) else { return Ok(Vec::new()) };
+    let from = keys::timeline(conv, first);
+    let to = keys::timeline(conv, u64::MAX);
+    messages(tables.scan_range(Table::Timeline, &from, &to, limit)?)
+}
+
+/// `user`'s inbox copy of `conv` after `after_seq`.
+pub(crate) fn inbox(
+    tables: &Tables,
+    user: &str,
+    conv: &str,
+    after_seq: u64,
+    limit: usize,
+) -> Result<Vec<StoredMessage>, StoreError> {
+    let Some(first) = after_seq.checked_add(1) else { return Ok(Vec::new()) };
+    let from = keys::inbox(user, conv, first);
+    let to = keys::inbox(user, conv, u64::MAX);
+    messages(tables.scan_range(Table::Inbox, &from, &to, limit)?)
+}
+
+fn messages(rows: Vec<(fjall::Slice, fjall::Slice)>) -> Result<Vec<StoredMessage>, StoreError> {
+    rows.iter().map(|(_, value)| decode_message(value)).collect()
+}
+
+/// The highest seq stored in `conv`.
+pub(crate) fn last_seq(tables: &Tables, conv: &str) -> Result<u64, StoreError> {
+    match tables.get(Table::Conversations, &keys::conversation(conv))? {
+        Some(bytes) => decode_u64(&bytes),
+        None => Ok(0),
+    }
+}
+
+/// `user`'s conversation index, sorted by conversation id.
+pub(crate) fn user_conversations(tables: &Tables, user: &str) -> Result<Vec<UserConversation>, StoreError> {
+    let prefix = keys::str_prefix(user);
+    tables
+        .scan_prefix(Table::UserConversations, &prefix, usize::MAX)?
+        .iter()
+        .map(|(key, value)| {
+            let conv = single_str_after(key, prefix.len())?;
+            Ok(UserConversation { conv, last_seq: decode_u64(value)? })
+        })
+        .collect()
+}
+
+/// Every cursor of one device, sorted by conversation id.
+pub(crate) fn cursors(tables: &Tables, user: &str, device: &str) -> Result<Vec<(String, u64)>, StoreError> {
+    let prefix = keys::cursors_prefix(user, device);
+    tables
+        .scan_prefix(Table::Cursors, &prefix, usize::MAX)?
+        .iter()
+        .map(|(key, value)| Ok((single_str_after(key, prefix.len())?, decode_u64(value)?)))
+        .collect()
+}
+
+/// A group and its sorted members.
+pub(crate) fn group(tables: &Tables, group: &str) -> Result<Option<GroupInfo>, StoreError> {
+    if tables.get(Table::Groups, &keys::group(group))?.is_none() {
+        return Ok(None);
+    }
+    let members = strs_after_prefix(tables, Table::GroupMembers, group)?;
+    Ok(Some(GroupInfo { group: group.to_owned(), members }))
+}
+
+/// Every group id, sorted.
+pub(crate) fn list_groups(tables: &Tables) -> Result<Vec<String>, StoreError> {
+    tables.scan_prefix(Table::Groups, &[], usize::MAX)?.iter().map(|(key, _)| single_str_after(key, 0)).collect()
+}
+
+/// Groups `user` is a member of, sorted.
+pub(crate) fn user_groups(tables: &Tables, user: &str) -> Result<Vec<String>, StoreError> {
+    strs_after_prefix(tables, Table::UserGroups, user)
+}
+
+/// The second string field of every key of `table` whose first is `first`.
+/// Keys are order-preserving, so the result is sorted.
+fn strs_after_prefix(tables: &Tables, table: Table, first: &str) -> Result<Vec<String>, StoreError> {
+    let prefix = keys::str_prefix(first);
+    tables.scan_prefix(table, &prefix, usize::MAX)?.iter().map(|(key, _)| single_str_after(key, prefix.len())).collect()
+}
+
+/// Decodes a key that is `skip` known bytes followed by exactly one string.
+fn single_str_after(key: &[u8], skip: usize) -> Result<String, StoreError> {
+    let mut reader = KeyReader::new(key).skip(skip)?;
+    let s = reader.str()?;
+    reader.finish()?;
+    Ok(s)
+}

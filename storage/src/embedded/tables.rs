@@ -1,0 +1,151 @@
+//! The engine's keyspaces (one per table of `keys`) and how engine errors
+//! map to [`StoreError`].
+
+use std::path::Path;
+
+use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode};
+
+use crate::StoreError;
+
+/// One table of the embedded store, an engine keyspace of its own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) enum Table {
+    Timeline,
+    Inbox,
+    Dedup,
+    Conversations,
+    UserConversations,
+    Cursors,
+    Groups,
+    GroupMembers,
+    UserGroups,
+    Meta,
+}
+
+impl Table {
+    const ALL: [Table; 10] = [
+        Table::Timeline,
+        Table::Inbox,
+        Table::Dedup,
+        Table::Conversations,
+        Table::UserConversations,
+        Table::Cursors,
+        Table::Groups,
+        Table::GroupMembers,
+        Table::UserGroups,
+        Table::Meta,
+    ];
+
+    /// The keyspace's name on disk.
+    fn name(self) -> &'static str {
+        match self {
+            Table::Timeline => "timeline",
+            Table::Inbox => "inbox",
+            Table::Dedup => "dedup",
+            Table::Conversations => "conversations",
+            Table::UserConversations => "user_conversations",
+            Table::Cursors => "cursors",
+            Table::Groups => "groups",
+            Table::GroupMembers => "group_members",
+            Table::UserGroups => "user_groups",
+            Table::Meta => "meta",
+        }
+    }
+}
+
+/// The open database and a handle to every table's keyspace. Cheap to
+/// share: reads run on the caller's thread straight from these handles.
+pub(crate) struct Tables {
+    db: Database,
+    keyspaces: [Keyspace; Table::ALL.len()],
+}
+
+impl Tables {
+    /// Opens (or creates) the database under `dir` and every table in it.
+    pub(crate) fn open(dir: &Path) -> Result<Self, StoreError> {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| StoreError::Unavailable(format!("creating data directory {}: {e}", dir.display())))?;
+        let db = Database::builder(dir).open().map_err(|e| match e {
+            fjall::Error::Locked => {
+                StoreError::Unavailable(format!("{} is already open in another process or store", dir.display()))
+            }
+            e => engine(e),
+        })?;
+        let keyspaces = Table::ALL
+            .iter()
+            .map(|t| db.keyspace(t.name(), KeyspaceCreateOptions::default).map_err(engine))
+            .collect::<Result<Vec<_>, _>>()?
+            .try_into()
+            .map_err(|_| StoreError::Internal("keyspace count mismatch".into()))?;
+        Ok(Self { db, keyspaces })
+    }
+
+    /// The keyspace of `table`.
+    pub(crate) fn keyspace(&self, table: Table) -> &Keyspace {
+        // `keyspaces` holds one entry per `Table::ALL`, in that order (the
+        // discriminants are 0..ALL.len(), checked by a test below).
+        &self.keyspaces[table as usize]
+    }
+
+    /// Reads one value.
+    pub(crate) fn get(&self, table: Table, key: &[u8]) -> Result<Option<fjall::Slice>, StoreError> {
+        self.keyspace(table).get(key).map_err(engine)
+    }
+
+    /// Every (key, value) of `table` whose key starts with `prefix`, in key
+    /// order, at most `limit`.
+    pub(crate) fn scan_prefix(
+        &self,
+        table: Table,
+        prefix: &[u8],
+        limit: usize,
+    ) -> Result<Vec<(fjall::Slice, fjall::Slice)>, StoreError> {
+        self.keyspace(table).prefix(prefix).take(limit).map(|g| g.into_inner().map_err(engine)).collect()
+    }
+
+    /// Every (key, value) of `table` with `from <= key <= to`, in key
+    /// order, at most `limit`.
+    pub(crate) fn scan_range(
+        &self,
+        table: Table,
+        from: &[u8],
+        to: &[u8],
+        limit: usize,
+    ) -> Result<Vec<(fjall::Slice, fjall::Slice)>, StoreError> {
+        self.keyspace(table).range(from..=to).take(limit).map(|g| g.into_inner().map_err(engine)).collect()
+    }
+
+    /// A new atomic batch across tables.
+    pub(crate) fn batch(&self) -> fjall::OwnedWriteBatch {
+        self.db.batch()
+    }
+
+    /// fsyncs the engine's journal: everything committed so far survives a
+    /// machine crash once this returns.
+    pub(crate) fn sync(&self) -> Result<(), StoreError> {
+        self.db.persist(PersistMode::SyncAll).map_err(engine)
+    }
+}
+
+/// Maps an engine error: I/O trouble may pass (a full disk gets space), the
+/// rest (corruption, a poisoned journal after a failed fsync) needs an
+/// operator.
+pub(crate) fn engine(e: fjall::Error) -> StoreError {
+    match e {
+        fjall::Error::Io(e) => StoreError::Unavailable(format!("storage I/O: {e}")),
+        fjall::Error::Locked => StoreError::Unavailable("database is locked by another user".into()),
+        e => StoreError::Internal(format!("storage engine: {e}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn table_index_matches_all_order() {
+        for (i, t) in Table::ALL.iter().enumerate() {
+            assert_eq!(*t as usize, i);
+        }
+    }
+}
