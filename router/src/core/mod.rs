@@ -9,6 +9,8 @@
 //! has a recipient.
 
 mod requests;
+#[cfg(test)]
+mod tests;
 
 use std::future::Future;
 use std::sync::{Arc, Mutex, MutexGuard};
