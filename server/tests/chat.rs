@@ -160,6 +160,30 @@ fn large_group_fans_out_on_read() {
 }
 
 #[test]
+fn a_note_to_self_reaches_each_other_device_once() {
+    let server = Server::start(&[]);
+    let (mut phone, _) = server.user("alice");
+    let (mut laptop, _) = server.user("alice");
+    let (_, seq) = send(&mut phone, 2, "alice", 1, b"remember the milk");
+    assert_eq!(laptop.next_push().seq, seq);
+    // Exactly once: the next frame is the answer to this PING.
+    let rid = laptop.send(0, &ClientRequest::Ping);
+    assert_eq!(laptop.recv(), Reply::Pong { rid });
+}
+
+#[test]
+fn ack_outside_ones_conversations_is_refused() {
+    let server = Server::start(&[]);
+    let (mut alice, _) = server.user("alice");
+    let (conv, _) = send(&mut alice, 2, "bob", 1, b"hi");
+    let (mut eve, _) = server.user("eve");
+    let rid = eve.send(0, &ClientRequest::Ack { conv: &conv, seq: 1 << 60 });
+    expect_error(&mut eve, rid, ErrorCode::Forbidden);
+    let rid = eve.send(0, &ClientRequest::Ack { conv: "not-a-conversation", seq: 1 });
+    expect_error(&mut eve, rid, ErrorCode::NotFound);
+}
+
+#[test]
 fn unknown_group_and_bad_kind_are_refused() {
     let server = Server::start(&[]);
     let (mut alice, _) = server.user("alice");

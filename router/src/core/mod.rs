@@ -181,6 +181,8 @@ impl RouterCore {
     /// Who takes part in `conv`, checking that `user` does.
     async fn participants(&self, conv: &Conversation, user: &str) -> Result<Arc<[String]>, ChatError> {
         let members: Arc<[String]> = match conv {
+            // A note to self has one participant, not the same one twice.
+            Conversation::Direct { low, high } if low == high => Arc::from(vec![low.clone()]),
             Conversation::Direct { low, high } => Arc::from(vec![low.clone(), high.clone()]),
             Conversation::Group { group } => self.members(group).await?,
         };
@@ -306,9 +308,13 @@ impl RouterCore {
         Ok((messages, more))
     }
 
-    /// Moves `device`'s cursor in `conv` forward to `seq`.
-    pub async fn ack(&self, user: &str, device: &str, conv: &str, seq: u64) -> Result<(), ChatError> {
-        self.store_call(self.store.set_cursor(user, device, conv, seq)).await
+    /// Moves `device`'s cursor in `conv` forward to `seq`; only a
+    /// participant of an existing conversation has a cursor in it.
+    pub async fn ack(&self, user: &str, device: &str, conv_id: &str, seq: u64) -> Result<(), ChatError> {
+        let conv =
+            Conversation::parse(conv_id).ok_or_else(|| ChatError::NotFound(format!("conversation {conv_id}")))?;
+        self.participants(&conv, user).await?;
+        self.store_call(self.store.set_cursor(user, device, conv_id, seq)).await
     }
 
     /// Conversations of `user` with messages past `device`'s cursors, as

@@ -191,6 +191,13 @@ impl Shard {
         Queued::Yes
     }
 
+    fn count_fanout(&self, delivered: u64, dropped: u64) {
+        self.metrics.deliveries.increment(delivered);
+        if dropped > 0 {
+            self.metrics.drops_slow_consumer.increment(dropped);
+        }
+    }
+
     /// Queues `frame` to every local member of `room` except `except_conn`.
     fn deliver_to_room_members(&self, room: &str, frame: &Bytes, except_conn: u64) {
         let mut rooms = self.rooms.borrow_mut();
@@ -216,10 +223,7 @@ impl Shard {
                 waker.wake();
             }
         }
-        self.metrics.deliveries.increment(delivered);
-        if dropped > 0 {
-            self.metrics.drops_slow_consumer.increment(dropped);
-        }
+        self.count_fanout(delivered, dropped);
     }
 
     /// Queues `frame` to every authenticated local connection.
@@ -233,10 +237,7 @@ impl Shard {
                 Queued::Skipped => {}
             }
         }
-        self.metrics.deliveries.increment(delivered);
-        if dropped > 0 {
-            self.metrics.drops_slow_consumer.increment(dropped);
-        }
+        self.count_fanout(delivered, dropped);
     }
 
     /// Delivers an internal frame that arrived in this shard's inbox.
@@ -278,10 +279,7 @@ impl Shard {
                 Queued::Skipped => {}
             }
         }
-        self.metrics.deliveries.increment(delivered);
-        if dropped > 0 {
-            self.metrics.drops_slow_consumer.increment(dropped);
-        }
+        self.count_fanout(delivered, dropped);
     }
 
     /// Hands a chat request to the router core. Returns false when its

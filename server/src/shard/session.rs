@@ -140,7 +140,9 @@ async fn handle_frame(shard: &Shard, key: u32, bytes: &[u8]) {
         ClientRequest::Auth { token, device } => authenticate(shard, key, rid, token, device, authenticated),
         ClientRequest::Ping => shard.reply(key, encode_reply(rid, &ServerMessage::Pong)),
         _ if !authenticated => error(shard, key, rid, ErrorCode::NotAuthenticated, "send AUTH first"),
-        ClientRequest::Join { room } => join(shard, key, rid, room).await,
+        // Boxed: a JOIN may wait for other shards, and that state would
+        // otherwise sit in every idle connection's read future.
+        ClientRequest::Join { room } => Box::pin(join(shard, key, rid, room)).await,
         ClientRequest::Leave { room } => leave(shard, key, rid, room),
         ClientRequest::Publish { room, payload } => publish(shard, key, rid, frame.flags, room, payload),
         chat => forward_chat(shard, key, rid, chat),
@@ -208,8 +210,13 @@ fn authenticate(shard: &Shard, key: u32, rid: u32, token: &str, device: &str, al
             };
             let (reply, conn_id) = reply;
             // Presence first, so a message stored right after AUTH_OK finds
-            // this connection.
-            shard.to_core(ChatRequest::Online { conn_id, user, device: device.into() });
+            // this connection. A connection the router core cannot know
+            // about would silently miss live messages: refuse it instead.
+            if !shard.to_core(ChatRequest::Online { conn_id, user, device: device.into() }) {
+                error(shard, key, rid, ErrorCode::Unavailable, "the router core is overloaded; retry later");
+                let hint = shard.config.reconnect_base_ms;
+                return shard.begin_close(key, ErrorCode::Unavailable, "router core overloaded", hint);
+            }
             shard.reply(key, reply);
         }
         Err(e) => {
