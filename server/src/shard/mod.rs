@@ -8,6 +8,8 @@
 //! inbox commands, fan-out and closing (`delivery`), the per-connection read
 //! loop (`session`) and the per-connection writer.
 
+#[doc(hidden)]
+pub mod bench_support;
 mod conn;
 mod delivery;
 mod inbox;
@@ -152,30 +154,7 @@ pub fn run(ctx: ShardContext) -> anyhow::Result<()> {
 
 async fn shard_main(ctx: ShardContext, driver: &'static str) -> anyhow::Result<()> {
     let listener = TcpListener::from_std(ctx.listener).context("registering the listener")?;
-    let tick_ms = ctx.config.timer_tick_ms as u64;
-    // Enough slots that the usual deadlines fit in one lap.
-    let wheel_slots = (ctx.config.idle_timeout_ms().max(ctx.config.auth_timeout_ms) as u64 / tick_ms + 2) as usize;
-    let shard = Rc::new(Shard {
-        id: ctx.id,
-        settings: Settings::new(&ctx.config),
-        config: ctx.config,
-        verifier: ctx.verifier,
-        mesh: ctx.mesh,
-        metrics: ShardMetrics::new(ctx.id, driver),
-        conns: RefCell::new(Slab::new()),
-        keys_by_id: RefCell::new(FxHashMap::default()),
-        core: ctx.core,
-        rooms: RefCell::new(Rooms::default()),
-        wheel: RefCell::new(TimerWheel::new(wheel_slots.min(1 << 16))),
-        wheel_inserts: RefCell::new(Vec::new()),
-        started: Instant::now(),
-        now_tick: Cell::new(0),
-        next_conn_seq: Cell::new(1),
-        flush_list: RefCell::new(Vec::new()),
-        flush_waker: RefCell::new(None),
-        stopping: Cell::new(false),
-        stop_waker: RefCell::new(None),
-    });
+    let shard = Rc::new(Shard::new(ctx.id, ctx.config, ctx.verifier, ctx.mesh, ctx.core, driver));
     tracing::info!(shard = shard.id, driver, addr = ?listener.local_addr().ok(), "shard started");
 
     monoio::spawn(shard.clone().inbox_loop(ctx.inbox));
@@ -189,6 +168,41 @@ async fn shard_main(ctx: ShardContext, driver: &'static str) -> anyhow::Result<(
 }
 
 impl Shard {
+    /// A shard's state with no connections yet.
+    fn new(
+        id: u16,
+        config: Arc<Config>,
+        verifier: Arc<TokenVerifier>,
+        mesh: Mesh,
+        core: flume::Sender<InternalFrameBytes>,
+        driver: &'static str,
+    ) -> Shard {
+        let tick_ms = config.timer_tick_ms as u64;
+        // Enough slots that the usual deadlines fit in one lap.
+        let wheel_slots = (config.idle_timeout_ms().max(config.auth_timeout_ms) as u64 / tick_ms + 2) as usize;
+        Shard {
+            id,
+            settings: Settings::new(&config),
+            config,
+            verifier,
+            mesh,
+            metrics: ShardMetrics::new(id, driver),
+            conns: RefCell::new(Slab::new()),
+            keys_by_id: RefCell::new(FxHashMap::default()),
+            core,
+            rooms: RefCell::new(Rooms::default()),
+            wheel: RefCell::new(TimerWheel::new(wheel_slots.min(1 << 16))),
+            wheel_inserts: RefCell::new(Vec::new()),
+            started: Instant::now(),
+            now_tick: Cell::new(0),
+            next_conn_seq: Cell::new(1),
+            flush_list: RefCell::new(Vec::new()),
+            flush_waker: RefCell::new(None),
+            stopping: Cell::new(false),
+            stop_waker: RefCell::new(None),
+        }
+    }
+
     fn now_tick(&self) -> u64 {
         self.now_tick.get()
     }
