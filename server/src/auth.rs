@@ -1,18 +1,26 @@
-//! Client authentication: HS256 JWT verification, the room grants a token
-//! carries, and minting tokens for development (`corecast-server token`).
+//! Client authentication: JWT verification with HS256 secrets and RS256 or
+//! ES256 public keys, the room grants a token carries, revocation by user,
+//! and minting tokens for development (`corecast-server token`).
 //!
-//! A token's `sub` is the user id and `exp` is required. An optional `rooms`
+//! A token's `sub` is the user id and `exp` is required; `nbf` is checked
+//! when present, both with a few seconds of leeway. Each configured key is
+//! bound to one algorithm and a token is checked only with the key of the
+//! algorithm its header names, so `alg: none` and algorithm confusion (an
+//! RSA public key used as an HMAC secret) are refused. An optional `rooms`
 //! claim lists the rooms the user may join: exact names, or prefixes ending
-//! in `*`. Without the claim every room is allowed.
+//! in `*`; without it every room is allowed. Revoking a user refuses every
+//! token of that user issued (`iat`) at or before the revocation.
 
+use std::sync::RwLock;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Validation};
+use rustc_hash::FxHashMap;
 use serde::{Deserialize, Serialize};
 
 /// Longest user id accepted from a token's `sub`.
 pub const MAX_USER_ID_LEN: usize = 128;
-/// Clock skew tolerated on `exp`, in seconds.
+/// Clock skew tolerated on `exp` and `nbf`, in seconds.
 const LEEWAY_SECS: u64 = 5;
 
 /// The claims corecast reads from a token.
@@ -22,6 +30,10 @@ pub struct Claims {
     pub sub: String,
     /// Expiry, seconds since the Unix epoch.
     pub exp: u64,
+    /// Issue time, seconds since the Unix epoch (needed to survive a
+    /// revocation of the user).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub iat: Option<u64>,
     /// Rooms the user may join; absent means any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rooms: Option<Vec<String>>,
@@ -54,35 +66,79 @@ impl Identity {
 /// Why a token was refused.
 #[derive(Debug, thiserror::Error)]
 pub enum AuthError {
-    /// Signature, format, algorithm or expiry check failed.
+    /// Signature, format or time checks failed.
     #[error("invalid token: {0}")]
     Invalid(#[from] jsonwebtoken::errors::Error),
+    /// The header names an algorithm no configured key is for.
+    #[error("tokens signed with {0:?} are not accepted")]
+    AlgorithmNotAccepted(Algorithm),
     /// `sub` is empty or too long.
     #[error("token subject must be 1..={MAX_USER_ID_LEN} bytes")]
     BadSubject,
+    /// The user's tokens issued up to a point in time were revoked.
+    #[error("token revoked")]
+    Revoked,
 }
 
-/// Verifies tokens with one HS256 secret.
+/// Why a verification key could not be loaded.
+#[derive(Debug, thiserror::Error)]
+#[error("bad {alg:?} public key: {source}")]
+pub struct KeyError {
+    alg: Algorithm,
+    source: jsonwebtoken::errors::Error,
+}
+
+/// Verifies tokens against the configured keys and the revocation list.
 pub struct TokenVerifier {
-    key: DecodingKey,
-    validation: Validation,
+    keys: Vec<(Algorithm, DecodingKey)>,
+    /// user → tokens issued at or before this second are revoked. Read once
+    /// per AUTH, written by the admin API; never touched per message.
+    revoked: RwLock<FxHashMap<String, u64>>,
+}
+
+fn now_secs() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
 
 impl TokenVerifier {
-    /// A verifier for tokens signed with `secret`.
+    /// A verifier for HS256 tokens signed with `secret`.
     pub fn new(secret: &[u8]) -> TokenVerifier {
-        let mut validation = Validation::new(Algorithm::HS256);
-        validation.set_required_spec_claims(&["exp", "sub"]);
-        validation.leeway = LEEWAY_SECS;
-        TokenVerifier { key: DecodingKey::from_secret(secret), validation }
+        TokenVerifier { keys: vec![(Algorithm::HS256, DecodingKey::from_secret(secret))], revoked: RwLock::default() }
+    }
+
+    /// Also accepts RS256 tokens signed by the key whose public half is
+    /// `pem`.
+    pub fn with_rsa_public_key(mut self, pem: &[u8]) -> Result<TokenVerifier, KeyError> {
+        let key = DecodingKey::from_rsa_pem(pem).map_err(|source| KeyError { alg: Algorithm::RS256, source })?;
+        self.keys.push((Algorithm::RS256, key));
+        Ok(self)
+    }
+
+    /// Also accepts ES256 tokens signed by the key whose public half is
+    /// `pem`.
+    pub fn with_ec_public_key(mut self, pem: &[u8]) -> Result<TokenVerifier, KeyError> {
+        let key = DecodingKey::from_ec_pem(pem).map_err(|source| KeyError { alg: Algorithm::ES256, source })?;
+        self.keys.push((Algorithm::ES256, key));
+        Ok(self)
     }
 
     /// Checks the token and returns who it names and what it grants.
     pub fn verify(&self, token: &str) -> Result<Identity, AuthError> {
-        let data = jsonwebtoken::decode::<Claims>(token, &self.key, &self.validation)?;
-        let claims = data.claims;
+        // An unknown algorithm, "none" included, fails to parse here.
+        let header = jsonwebtoken::decode_header(token)?;
+        let Some((alg, key)) = self.keys.iter().find(|(alg, _)| *alg == header.alg) else {
+            return Err(AuthError::AlgorithmNotAccepted(header.alg));
+        };
+        let mut validation = Validation::new(*alg);
+        validation.set_required_spec_claims(&["exp", "sub"]);
+        validation.leeway = LEEWAY_SECS;
+        validation.validate_nbf = true;
+        let claims = jsonwebtoken::decode::<Claims>(token, key, &validation)?.claims;
         if claims.sub.is_empty() || claims.sub.len() > MAX_USER_ID_LEN {
             return Err(AuthError::BadSubject);
+        }
+        if self.is_revoked(&claims.sub, claims.iat) {
+            return Err(AuthError::Revoked);
         }
         Ok(Identity {
             user: claims.sub.into_boxed_str(),
@@ -90,13 +146,26 @@ impl TokenVerifier {
             rooms: claims.rooms.map(|rooms| rooms.into_iter().map(String::into_boxed_str).collect()),
         })
     }
+
+    fn is_revoked(&self, user: &str, issued_at: Option<u64>) -> bool {
+        let revoked = self.revoked.read().unwrap_or_else(|poisoned| poisoned.into_inner());
+        revoked.get(user).is_some_and(|&before| issued_at.unwrap_or(0) <= before)
+    }
+
+    /// Refuses every token of `user` issued up to now. Returns the
+    /// revocation time.
+    pub fn revoke(&self, user: &str) -> u64 {
+        let now = now_secs();
+        self.revoked.write().unwrap_or_else(|poisoned| poisoned.into_inner()).insert(user.to_string(), now);
+        now
+    }
 }
 
-/// Signs a token for `user`, valid for `ttl_secs`, optionally limited to
-/// `rooms`. Used by `corecast-server token` and the dev-mode start banner.
+/// Signs an HS256 token for `user`, valid for `ttl_secs`, optionally limited
+/// to `rooms`. Used by `corecast-server token` and the dev-mode start banner.
 pub fn mint_token(secret: &[u8], user: &str, ttl_secs: u64, rooms: Option<Vec<String>>) -> anyhow::Result<String> {
-    let now = SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs();
-    let claims = Claims { sub: user.to_string(), exp: now + ttl_secs, rooms };
+    let now = now_secs();
+    let claims = Claims { sub: user.to_string(), exp: now + ttl_secs, iat: Some(now), rooms };
     Ok(jsonwebtoken::encode(&jsonwebtoken::Header::new(Algorithm::HS256), &claims, &EncodingKey::from_secret(secret))?)
 }
 
@@ -118,15 +187,37 @@ mod tests {
     }
 
     #[test]
-    fn wrong_secret_and_garbage_are_refused() {
+    fn wrong_secret_garbage_and_alg_none_are_refused() {
         let token = mint_token(b"another-secret-0123456", "alice", 60, None).unwrap();
-        assert!(TokenVerifier::new(SECRET).verify(&token).is_err());
-        assert!(TokenVerifier::new(SECRET).verify("not.a.token").is_err());
+        let verifier = TokenVerifier::new(SECRET);
+        assert!(verifier.verify(&token).is_err());
+        assert!(verifier.verify("not.a.token").is_err());
+        // {"alg":"none","typ":"JWT"} . {"sub":"alice","exp":9999999999} . (no signature)
+        let none = "eyJhbGciOiJub25lIiwidHlwIjoiSldUIn0.eyJzdWIiOiJhbGljZSIsImV4cCI6OTk5OTk5OTk5OX0.";
+        assert!(verifier.verify(none).is_err());
     }
 
     #[test]
     fn empty_subject_is_refused() {
         let token = mint_token(SECRET, "", 60, None).unwrap();
         assert!(matches!(TokenVerifier::new(SECRET).verify(&token), Err(AuthError::BadSubject)));
+    }
+
+    #[test]
+    fn revocation_refuses_tokens_issued_before_it() {
+        let verifier = TokenVerifier::new(SECRET);
+        let old = mint_token(SECRET, "alice", 60, None).unwrap();
+        let revoked_at = verifier.revoke("alice");
+        assert!(matches!(verifier.verify(&old), Err(AuthError::Revoked)));
+        let now = now_secs();
+        let later = Claims { sub: "alice".into(), exp: now + 60, iat: Some(revoked_at + 1), rooms: None };
+        let fresh = jsonwebtoken::encode(
+            &jsonwebtoken::Header::new(Algorithm::HS256),
+            &later,
+            &EncodingKey::from_secret(SECRET),
+        )
+        .unwrap();
+        assert!(verifier.verify(&fresh).is_ok());
+        assert!(verifier.verify(&mint_token(SECRET, "bob", 60, None).unwrap()).is_ok());
     }
 }

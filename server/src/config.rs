@@ -49,6 +49,12 @@ pub struct Config {
     pub listen_backlog: i32,
     /// HS256 secret for client tokens. `None` generates one at start (dev mode).
     pub jwt_secret: Option<String>,
+    /// PEM file with an RSA public key: RS256 tokens signed by its private
+    /// half are accepted too.
+    pub jwt_rsa_public_key_file: Option<PathBuf>,
+    /// PEM file with a P-256 public key: ES256 tokens signed by its private
+    /// half are accepted too.
+    pub jwt_ec_public_key_file: Option<PathBuf>,
     /// Key guarding the admin API. `None` generates one at start and prints it.
     pub admin_key: Option<String>,
     /// Interval at which clients should PING when otherwise idle.
@@ -113,6 +119,8 @@ impl Default for Config {
             io_uring_entries: 2048,
             listen_backlog: 4096,
             jwt_secret: None,
+            jwt_rsa_public_key_file: None,
+            jwt_ec_public_key_file: None,
             admin_key: None,
             heartbeat_ms: 30_000,
             idle_timeout_ms: None,
@@ -182,6 +190,8 @@ impl Config {
             "io_uring_entries",
             "listen_backlog",
             "jwt_secret",
+            "jwt_rsa_public_key_file",
+            "jwt_ec_public_key_file",
             "admin_key",
             "heartbeat_ms",
             "idle_timeout_ms",

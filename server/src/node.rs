@@ -89,6 +89,20 @@ fn print_banner(config: &Config, secrets: &Secrets, listen: SocketAddr) -> anyho
     Ok(())
 }
 
+/// The HS256 secret plus any configured RS256/ES256 public keys.
+fn token_verifier(config: &Config, secrets: &Secrets) -> anyhow::Result<TokenVerifier> {
+    let mut verifier = TokenVerifier::new(secrets.jwt.as_bytes());
+    if let Some(path) = &config.jwt_rsa_public_key_file {
+        let pem = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+        verifier = verifier.with_rsa_public_key(&pem)?;
+    }
+    if let Some(path) = &config.jwt_ec_public_key_file {
+        let pem = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+        verifier = verifier.with_ec_public_key(&pem)?;
+    }
+    Ok(verifier)
+}
+
 /// Binds one listener per shard on the same address with SO_REUSEPORT, so
 /// the kernel spreads new connections over the shards. With port 0 the
 /// first listener picks the port and the others share it.
@@ -122,6 +136,7 @@ pub fn run(config: Config) -> anyhow::Result<()> {
     let shard_count = config.shard_count();
     let listeners = bind_listeners(config.listen_addr(), shard_count, config.listen_backlog)?;
     let listen = listeners[0].local_addr()?;
+    let verifier = Arc::new(token_verifier(&config, &secrets)?);
     let (mesh, inboxes) = Mesh::new(shard_count, config.shard_inbox_capacity);
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     let core = start_core(&config, &mesh, &runtime)?;
@@ -129,13 +144,18 @@ pub fn run(config: Config) -> anyhow::Result<()> {
     let control = ControlPlane::start(
         runtime,
         config.control_listen,
-        ControlState { mesh: mesh.clone(), prometheus, admin_key: secrets.admin_key.clone().into(), core },
+        ControlState {
+            mesh: mesh.clone(),
+            prometheus,
+            admin_key: secrets.admin_key.clone().into(),
+            core,
+            verifier: verifier.clone(),
+        },
         core_rx,
     )?;
     print_banner(&config, &secrets, listen)?;
     tracing::info!(%listen, shards = shard_count, "starting shards");
 
-    let verifier = Arc::new(TokenVerifier::new(secrets.jwt.as_bytes()));
     let cpus = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
     let (exit_tx, exit_rx) = mpsc::channel();
     let mut threads = Vec::with_capacity(shard_count);

@@ -32,6 +32,7 @@ pub fn routes(state: ControlState) -> Router<ControlState> {
         .route("/v1/admin/rooms/{room}", get(room_members))
         .route("/v1/admin/broadcast", post(broadcast))
         .route("/v1/admin/online", get(online))
+        .route("/v1/admin/users/{user}/revoke", post(revoke))
         .route_layer(middleware::from_fn_with_state(state, require_admin_key))
 }
 
@@ -122,6 +123,20 @@ async fn online(State(state): State<ControlState>) -> Response {
     match ask_shards(&state, |reply| ShardCommand::CountConnections { reply }).await {
         Some(counts) => {
             Json(json!({ "connections": counts.iter().sum::<usize>(), "per_shard": counts })).into_response()
+        }
+        None => api_error(StatusCode::SERVICE_UNAVAILABLE, "a shard did not answer"),
+    }
+}
+
+/// Refuses the user's tokens issued until now and closes the user's
+/// connections with CLOSE kicked.
+async fn revoke(State(state): State<ControlState>, Path(user): Path<String>) -> Response {
+    let revoked_at = state.verifier.revoke(&user);
+    let name = user.clone();
+    match ask_shards(&state, |reply| ShardCommand::Kick { user: name.clone(), reply }).await {
+        Some(kicked) => {
+            let kicked: usize = kicked.iter().sum();
+            Json(json!({ "user": user, "revoked_before": revoked_at, "kicked": kicked })).into_response()
         }
         None => api_error(StatusCode::SERVICE_UNAVAILABLE, "a shard did not answer"),
     }

@@ -21,6 +21,7 @@ use serde_json::json;
 use corecast_proto::internal::{ArchivedChatRequest, ArchivedInternalFrame, InternalFrameBytes};
 use corecast_router::RouterCore;
 
+use crate::auth::TokenVerifier;
 use crate::shard::{Mesh, ShardCommand};
 
 /// What the control plane's handlers share.
@@ -34,6 +35,8 @@ pub struct ControlState {
     pub admin_key: Arc<str>,
     /// The router core (persistent chat, presence, groups).
     pub core: Arc<RouterCore>,
+    /// The token verifier, for revocations.
+    pub verifier: Arc<TokenVerifier>,
 }
 
 /// A running control plane.

@@ -37,6 +37,13 @@ pub enum ShardCommand {
         /// Where to send the count.
         reply: flume::Sender<usize>,
     },
+    /// Close every connection of `user` with CLOSE kicked.
+    Kick {
+        /// User id.
+        user: String,
+        /// Where to send how many connections were closed.
+        reply: flume::Sender<usize>,
+    },
     /// Stop accepting, close every connection with a reconnect hint, exit.
     Shutdown,
 }

@@ -259,6 +259,20 @@ impl Shard {
                 let count = self.conns.borrow().iter().filter(|(_, c)| c.identity.is_some()).count();
                 let _ = reply.send(count);
             }
+            ShardCommand::Kick { user, reply } => {
+                let keys: Vec<u32> = self
+                    .conns
+                    .borrow()
+                    .iter()
+                    .filter(|(_, c)| c.identity.as_ref().is_some_and(|id| *id.user == *user))
+                    .map(|(key, _)| key as u32)
+                    .collect();
+                for &key in &keys {
+                    let hint = self.config.reconnect_base_ms;
+                    self.begin_close(key, corecast_proto::ErrorCode::Kicked, "removed by an operator", hint);
+                }
+                let _ = reply.send(keys.len());
+            }
             ShardCommand::Shutdown => {
                 self.stopping.set(true);
                 if let Some(waker) = self.stop_waker.borrow_mut().take() {
