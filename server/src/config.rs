@@ -94,6 +94,26 @@ pub struct Config {
     pub reconnect_jitter_ms: u32,
     /// Timing-wheel resolution for idle and auth deadlines.
     pub timer_tick_ms: u32,
+    /// PUBLISH and SEND frames one connection may send per second (0 = no
+    /// limit); beyond it the frame gets ERROR rate_limited.
+    pub publish_rate_per_sec: u32,
+    /// Frames a connection may send at once before the rate applies.
+    pub publish_burst: u32,
+    /// PUBLISH and SEND bytes one connection may send per second (0 = no
+    /// limit).
+    pub publish_bytes_per_sec: u32,
+    /// Bytes a connection may send at once before the byte rate applies.
+    pub publish_bytes_burst: u32,
+    /// A connection refused this many frames in a row is closed with CLOSE
+    /// rate_limited.
+    pub rate_limit_close_after: u32,
+    /// New connections per second from one source address (0 = no limit).
+    pub connect_rate_per_source: u32,
+    /// New connections per second for the whole node (0 = no limit).
+    pub connect_rate_total: u32,
+    /// Connections that have not authenticated yet, for the whole node;
+    /// beyond it new connections are closed at once.
+    pub max_unauthenticated: usize,
     /// Directory of the embedded message store.
     pub data_dir: PathBuf,
     /// When a stored message counts as stored: `{ mode = "strict" }` (fsync
@@ -138,6 +158,14 @@ impl Default for Config {
             reconnect_base_ms: 1_000,
             reconnect_jitter_ms: 5_000,
             timer_tick_ms: 100,
+            publish_rate_per_sec: 1_000,
+            publish_burst: 2_000,
+            publish_bytes_per_sec: 4 << 20,
+            publish_bytes_burst: 8 << 20,
+            rate_limit_close_after: 100,
+            connect_rate_per_source: 1_000,
+            connect_rate_total: 50_000,
+            max_unauthenticated: 20_000,
             data_dir: PathBuf::from("data"),
             durability: Durability::Strict,
             small_group_limit: 200,
@@ -209,6 +237,14 @@ impl Config {
             "reconnect_base_ms",
             "reconnect_jitter_ms",
             "timer_tick_ms",
+            "publish_rate_per_sec",
+            "publish_burst",
+            "publish_bytes_per_sec",
+            "publish_bytes_burst",
+            "rate_limit_close_after",
+            "connect_rate_per_source",
+            "connect_rate_total",
+            "max_unauthenticated",
             "data_dir",
             "durability",
             "small_group_limit",

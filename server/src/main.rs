@@ -128,6 +128,34 @@ struct Overrides {
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     timer_tick_ms: Option<u32>,
+    /// PUBLISH/SEND frames per second per connection, 0 = no limit [default: 1000].
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    publish_rate_per_sec: Option<u32>,
+    /// PUBLISH/SEND burst per connection [default: 2000].
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    publish_burst: Option<u32>,
+    /// PUBLISH/SEND bytes per second per connection, 0 = no limit [default: 4194304].
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    publish_bytes_per_sec: Option<u32>,
+    /// Refused frames in a row before CLOSE rate_limited [default: 100].
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    rate_limit_close_after: Option<u32>,
+    /// New connections per second per source address, 0 = no limit [default: 1000].
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    connect_rate_per_source: Option<u32>,
+    /// New connections per second for the node, 0 = no limit [default: 50000].
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    connect_rate_total: Option<u32>,
+    /// Unauthenticated connections for the node [default: 20000].
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    max_unauthenticated: Option<usize>,
     /// Directory of the embedded message store [default: data].
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]

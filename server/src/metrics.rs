@@ -58,6 +58,11 @@ impl ShardMetrics {
         }
     }
 
+    /// Counts a limit being hit, by limit name.
+    pub fn limit_hit(&self, limit: &'static str) {
+        counter!("corecast_limit_hits_total", "shard" => self.shard.clone(), "limit" => limit).increment(1);
+    }
+
     /// Counts a connection closed by the server, by code.
     pub fn closed_by_server(&self, code: ErrorCode) {
         counter!("corecast_server_closes_total", "shard" => self.shard.clone(), "code" => code.name()).increment(1);

@@ -41,6 +41,10 @@ fn consumer_that_never_reads_is_closed_while_the_room_keeps_receiving() {
         "60000",
         "--timer-tick-ms",
         "50",
+        // The publisher sends 24 MB as fast as it can; that is not what is
+        // tested here.
+        "--publish-bytes-per-sec",
+        "0",
     ]);
     let (mut publisher, _) = server.user("publisher");
     let (mut reader, _) = server.user("reader");

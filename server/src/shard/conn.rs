@@ -7,6 +7,7 @@ use std::os::fd::RawFd;
 use std::rc::Rc;
 use std::task::Waker;
 
+use super::limits::TokenBucket;
 use super::outbound::OutboundQueue;
 use crate::auth::Identity;
 
@@ -45,11 +46,17 @@ pub struct Conn {
     /// Deadline tick of this connection's live timing-wheel entry; entries
     /// armed for another tick are stale and dropped when they come up.
     pub timer_due: u64,
+    /// PUBLISH/SEND frames allowed.
+    pub publish_frames: TokenBucket,
+    /// PUBLISH/SEND bytes allowed.
+    pub publish_bytes: TokenBucket,
+    /// Frames refused in a row by the rate limits.
+    pub rate_strikes: u32,
 }
 
 impl Conn {
-    /// A fresh, unauthenticated connection.
-    pub fn new(id: u64, fd: RawFd, now_tick: u64) -> Conn {
+    /// A fresh, unauthenticated connection with full rate buckets.
+    pub fn new(id: u64, fd: RawFd, now_tick: u64, frames: TokenBucket, bytes: TokenBucket) -> Conn {
         Conn {
             id,
             fd,
@@ -63,6 +70,9 @@ impl Conn {
             closing: None,
             flush_pending: false,
             timer_due: u64::MAX,
+            publish_frames: frames,
+            publish_bytes: bytes,
+            rate_strikes: 0,
         }
     }
 

@@ -46,7 +46,10 @@ impl Shard {
         let mut conns = self.conns.borrow_mut();
         let entry = conns.vacant_entry();
         let key = entry.key() as u32;
-        let conn = entry.insert(Conn::new(id, fd, now));
+        let frames = self.settings.publish_frames.full(now);
+        let bytes = self.settings.publish_bytes.full(now);
+        let conn = entry.insert(Conn::new(id, fd, now, frames, bytes));
+        self.unauthenticated.set(self.unauthenticated.get() + 1);
         // The first check comes at the earlier of the two deadlines; the
         // check itself then re-arms at the deadline that applies.
         self.arm_deadline(key, conn, now + self.settings.auth_ticks.min(self.settings.idle_ticks));
@@ -71,15 +74,43 @@ impl Shard {
         let Some(mut conn) = self.conns.borrow_mut().try_remove(key as usize) else { return };
         self.keys_by_id.borrow_mut().remove(&conn.id);
         self.metrics.connections.decrement(1.0);
-        if let Some(identity) = &conn.identity {
-            let user = identity.user.to_string();
-            self.to_core(ChatRequest::Offline { conn_id: conn.id, user });
+        match &conn.identity {
+            Some(identity) => {
+                let user = identity.user.to_string();
+                self.to_core(ChatRequest::Offline { conn_id: conn.id, user });
+            }
+            None => self.unauthenticated.set(self.unauthenticated.get() - 1),
         }
         for room in conn.rooms.drain(..) {
             self.leave_room(&room, key);
         }
         conn.shutdown_socket();
         conn.wake_writer();
+    }
+
+    /// Marks a connection authenticated (it no longer counts against the
+    /// unauthenticated limit).
+    pub(super) fn authenticated(&self) {
+        self.unauthenticated.set(self.unauthenticated.get().saturating_sub(1));
+    }
+
+    /// Charges a PUBLISH or SEND of `len` bytes to the connection's rate
+    /// limits. `Some(close)` when refused: `close` says the connection has
+    /// been refused so often in a row that it must go.
+    pub(super) fn charge_publish(&self, key: u32, len: usize) -> Option<bool> {
+        let now = self.now_tick();
+        let mut conns = self.conns.borrow_mut();
+        let conn = conns.get_mut(key as usize)?;
+        let bytes = u32::try_from(len).unwrap_or(u32::MAX);
+        let frames_ok = conn.publish_frames.take(&self.settings.publish_frames, 1, now);
+        let bytes_ok = frames_ok && conn.publish_bytes.take(&self.settings.publish_bytes, bytes, now);
+        if frames_ok && bytes_ok {
+            conn.rate_strikes = 0;
+            return None;
+        }
+        self.metrics.limit_hit(if frames_ok { "publish_bytes" } else { "publish_rate" });
+        conn.rate_strikes += 1;
+        Some(conn.rate_strikes >= self.config.rate_limit_close_after)
     }
 
     /// Queues a reply or error for one connection, regardless of its limit.

@@ -13,6 +13,7 @@ pub mod bench_support;
 mod conn;
 mod delivery;
 mod inbox;
+mod limits;
 mod outbound;
 mod rooms;
 mod session;
@@ -38,6 +39,7 @@ use crate::auth::TokenVerifier;
 use crate::config::{Config, DriverChoice};
 use crate::metrics::ShardMetrics;
 use conn::Conn;
+use limits::{ConnectLimiter, Rate};
 use rooms::Rooms;
 use timer_wheel::TimerWheel;
 
@@ -73,10 +75,14 @@ struct Settings {
     linger_ticks: u64,
     hot_window_ticks: u64,
     hot_per_window: u32,
+    publish_frames: Rate,
+    publish_bytes: Rate,
+    /// This shard's share of the node's unauthenticated connections.
+    max_unauthenticated: usize,
 }
 
 impl Settings {
-    fn new(config: &Config) -> Settings {
+    fn new(config: &Config, shards: usize) -> Settings {
         let tick_ms = config.timer_tick_ms as u64;
         let ticks = |ms: u32| (ms as u64).div_ceil(tick_ms).max(1);
         Settings {
@@ -88,6 +94,9 @@ impl Settings {
             hot_window_ticks: ticks(1000),
             // Rate per second, counted over one second's worth of ticks.
             hot_per_window: config.hot_room_msgs_per_sec,
+            publish_frames: Rate::new(config.publish_rate_per_sec, config.publish_burst, config.timer_tick_ms),
+            publish_bytes: Rate::new(config.publish_bytes_per_sec, config.publish_bytes_burst, config.timer_tick_ms),
+            max_unauthenticated: config.max_unauthenticated.div_ceil(shards.max(1)),
         }
     }
 }
@@ -115,6 +124,8 @@ pub struct Shard {
     flush_waker: RefCell<Option<Waker>>,
     stopping: Cell<bool>,
     stop_waker: RefCell<Option<Waker>>,
+    connect_limiter: RefCell<ConnectLimiter>,
+    unauthenticated: Cell<usize>,
 }
 
 /// Runs a shard on the calling thread until it is shut down.
@@ -180,9 +191,17 @@ impl Shard {
         let tick_ms = config.timer_tick_ms as u64;
         // Enough slots that the usual deadlines fit in one lap.
         let wheel_slots = (config.idle_timeout_ms().max(config.auth_timeout_ms) as u64 / tick_ms + 2) as usize;
+        let shards = mesh.len() as u32;
+        let per_source =
+            Rate::new(config.connect_rate_per_source, config.connect_rate_per_source, config.timer_tick_ms);
+        // Each shard admits its share of the node's total.
+        let total_share = config.connect_rate_total.div_ceil(shards.max(1));
+        let total = Rate::new(total_share, total_share, config.timer_tick_ms);
         Shard {
             id,
-            settings: Settings::new(&config),
+            settings: Settings::new(&config, mesh.len()),
+            connect_limiter: RefCell::new(ConnectLimiter::new(per_source, total)),
+            unauthenticated: Cell::new(0),
             config,
             verifier,
             mesh,
@@ -221,9 +240,10 @@ impl Shard {
             monoio::select! {
                 _ = stop => return,
                 accepted = listener.accept() => match accepted {
-                    Ok((stream, _peer)) => {
+                    Ok((stream, peer)) => {
                         self.metrics.accepts.increment(1);
-                        monoio::spawn(session::serve(self.clone(), stream));
+                        let refusal = self.admission(peer.ip());
+                        monoio::spawn(session::serve(self.clone(), stream, refusal));
                     }
                     Err(e) => {
                         // EMFILE and friends: back off briefly instead of spinning.
@@ -233,6 +253,21 @@ impl Shard {
                 },
             }
         }
+    }
+
+    /// Whether a new connection from `source` is refused, and why: over the
+    /// connection rate (per source or in total), or too many connections
+    /// have not authenticated yet.
+    fn admission(&self, source: std::net::IpAddr) -> Option<corecast_proto::ErrorCode> {
+        if self.unauthenticated.get() >= self.settings.max_unauthenticated {
+            self.metrics.limit_hit("unauthenticated");
+            return Some(corecast_proto::ErrorCode::LimitExceeded);
+        }
+        if !self.connect_limiter.borrow_mut().admit(source, self.now_tick()) {
+            self.metrics.limit_hit("connect_rate");
+            return Some(corecast_proto::ErrorCode::RateLimited);
+        }
+        None
     }
 
     /// Handles commands from other shards and the control plane.

@@ -32,10 +32,14 @@ const KEEP_READ_CAPACITY: usize = 4096;
 /// Longest device id a client may give in AUTH.
 const MAX_DEVICE_ID_LEN: usize = 64;
 
-/// Serves one accepted connection until it closes.
-pub(super) async fn serve(shard: Rc<Shard>, stream: TcpStream) {
+/// Serves one accepted connection until it closes. A connection refused at
+/// admission is told why with CLOSE and closed.
+pub(super) async fn serve(shard: Rc<Shard>, stream: TcpStream, refusal: Option<ErrorCode>) {
     let _ = stream.set_nodelay(true);
     let (key, conn_id) = shard.register(stream.as_raw_fd());
+    if let Some(code) = refusal {
+        shard.begin_close(key, code, "too many new connections; retry later", shard.config.reconnect_base_ms);
+    }
     let (mut reader, write_half) = stream.into_split();
     let writer_task = monoio::spawn(writer::run(shard.clone(), key, conn_id, write_half));
     read_loop(&shard, key, &mut reader).await;
@@ -144,8 +148,25 @@ async fn handle_frame(shard: &Shard, key: u32, bytes: &[u8]) {
         // otherwise sit in every idle connection's read future.
         ClientRequest::Join { room } => Box::pin(join(shard, key, rid, room)).await,
         ClientRequest::Leave { room } => leave(shard, key, rid, room),
+        ClientRequest::Publish { .. } | ClientRequest::Send { .. } if !within_rate(shard, key, rid, bytes.len()) => {}
         ClientRequest::Publish { room, payload } => publish(shard, key, rid, frame.flags, room, payload),
         chat => forward_chat(shard, key, rid, chat),
+    }
+}
+
+/// Applies the connection's publish rate limits: a refused frame gets ERROR
+/// rate_limited, and a connection that keeps going over gets CLOSE.
+fn within_rate(shard: &Shard, key: u32, rid: u32, len: usize) -> bool {
+    match shard.charge_publish(key, len) {
+        None => true,
+        Some(close) => {
+            error(shard, key, rid, ErrorCode::RateLimited, "sending too fast; slow down");
+            if close {
+                let hint = shard.config.reconnect_base_ms;
+                shard.begin_close(key, ErrorCode::RateLimited, "kept sending over the rate limit", hint);
+            }
+            false
+        }
     }
 }
 
@@ -208,6 +229,7 @@ fn authenticate(shard: &Shard, key: u32, rid: u32, token: &str, device: &str, al
                 conn.identity = Some(identity);
                 (reply, conn.id)
             };
+            shard.authenticated();
             let (reply, conn_id) = reply;
             // Presence first, so a message stored right after AUTH_OK finds
             // this connection. A connection the router core cannot know

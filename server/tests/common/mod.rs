@@ -261,13 +261,23 @@ pub struct Client {
 
 impl Client {
     pub fn connect(addr: SocketAddr) -> Client {
-        let stream = TcpStream::connect(addr).expect("connect");
+        Client::from_stream(TcpStream::connect(addr).expect("connect"))
+    }
+
+    pub fn from_stream(stream: TcpStream) -> Client {
         stream.set_nodelay(true).unwrap();
         Client { stream, buf: Vec::new(), next_rid: 1 }
     }
 
     pub fn send_raw(&mut self, bytes: &[u8]) {
         self.stream.write_all(bytes).expect("write");
+    }
+
+    /// Sends a request; false once the server has closed the connection.
+    pub fn try_send(&mut self, flags: u16, request: &ClientRequest<'_>) -> bool {
+        let mut out = Vec::new();
+        encode_client(0, flags, request, &mut out).unwrap();
+        self.stream.write_all(&out).is_ok()
     }
 
     /// Sends a request with a fresh rid and returns the rid.

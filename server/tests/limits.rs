@@ -1,0 +1,106 @@
+//! Limits against the real server: a flooding publisher is refused and then
+//! cut off while the rest of its room receives every message of the other
+//! publishers; connection floods from one source address and piles of
+//! unauthenticated connections are turned away with the right code while
+//! others still get in.
+
+mod common;
+
+use std::net::{SocketAddr, TcpStream};
+use std::time::Duration;
+
+use common::{token, Client, Received, Reply, Server};
+use corecast_proto::{ClientRequest, ErrorCode, PUBLISH_EXCLUDE_SELF, PUBLISH_NO_REPLY};
+
+#[test]
+fn a_flooding_publisher_is_limited_and_cut_off_while_others_are_delivered() {
+    let server =
+        Server::start(&["--publish-rate-per-sec", "20", "--publish-burst", "20", "--rate-limit-close-after", "50"]);
+    let (mut flooder, _) = server.user("flooder");
+    let (mut polite, _) = server.user("polite");
+    let (mut reader, _) = server.user("reader");
+    for client in [&mut flooder, &mut polite, &mut reader] {
+        client.join("square");
+    }
+    let flags = PUBLISH_NO_REPLY | PUBLISH_EXCLUDE_SELF;
+    for n in 0..500u32 {
+        let payload = format!("flood {n}");
+        if !flooder.try_send(flags, &ClientRequest::Publish { room: "square", payload: payload.as_bytes() }) {
+            break; // cut off already
+        }
+    }
+    for n in 0..10u32 {
+        polite.send(flags, &ClientRequest::Publish { room: "square", payload: format!("polite {n}").as_bytes() });
+    }
+    // The flooder hears rate_limited, then CLOSE rate_limited.
+    let frames = flooder.recv_until_eof();
+    let refused = frames
+        .iter()
+        .filter(|f| matches!(f, Reply::Error { code, .. } if *code == ErrorCode::RateLimited.as_u16()))
+        .count();
+    assert!(refused >= 50, "{refused} refusals");
+    assert!(matches!(frames.last(), Some(Reply::Close { code, .. }) if *code == ErrorCode::RateLimited.as_u16()));
+    // The reader got every polite message, in order, and at most the
+    // flooder's burst plus what the rate refilled.
+    let mut polite_seen = 0;
+    let mut flood_seen = 0;
+    while polite_seen < 10 {
+        let push = reader.next_push();
+        let text = String::from_utf8(push.payload).unwrap();
+        if let Some(n) = text.strip_prefix("polite ") {
+            assert_eq!(n.parse::<u32>().unwrap(), polite_seen);
+            polite_seen += 1;
+        } else {
+            flood_seen += 1;
+        }
+    }
+    assert!(flood_seen < 500, "the flood was not limited");
+    assert!(server.metric_sum("corecast_limit_hits_total") >= 50.0);
+}
+
+fn connect_from(source: &str, to: SocketAddr) -> Client {
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    let source: SocketAddr = format!("{source}:0").parse().unwrap();
+    socket.bind(&source.into()).unwrap();
+    socket.connect(&to.into()).unwrap();
+    let stream: TcpStream = socket.into();
+    Client::from_stream(stream)
+}
+
+/// How many of `clients` were sent CLOSE `code` at once. Refused
+/// connections get it immediately; the others hear nothing for now.
+fn closed_at_once(clients: &mut [Client], code: ErrorCode) -> usize {
+    std::thread::sleep(Duration::from_millis(500));
+    let mut closed = 0;
+    for client in clients.iter_mut() {
+        if let Received::Frame(Reply::Close { code: got, .. }) = client.recv_within(Duration::from_millis(50)) {
+            closed += usize::from(got == code.as_u16());
+        }
+    }
+    closed
+}
+
+#[test]
+fn a_connection_flood_from_one_source_is_turned_away_others_get_in() {
+    let server = Server::start(&["--connect-rate-per-source", "5", "--timer-tick-ms", "1000"]);
+    let mut flood: Vec<Client> = (0..30).map(|_| connect_from("127.0.0.2", server.addr)).collect();
+    let turned_away = closed_at_once(&mut flood, ErrorCode::RateLimited);
+    // Two shards each admit a burst of 5 from one source.
+    assert!((20..=25).contains(&turned_away), "{turned_away} of 30 turned away");
+    let mut other = connect_from("127.0.0.3", server.addr);
+    assert_eq!(other.auth(&token("other", 60, None)).user, "other");
+}
+
+#[test]
+fn too_many_unauthenticated_connections_are_closed_at_once() {
+    let server = Server::start(&["--max-unauthenticated", "4"]);
+    // Two shards, two each: the fifth and later never get to authenticate.
+    let mut silent: Vec<Client> = (0..12).map(|_| server.connect()).collect();
+    let refused = closed_at_once(&mut silent, ErrorCode::LimitExceeded);
+    assert!(refused >= 8, "{refused} of 12 refused");
+    drop(silent);
+    // Once they are gone, authenticated clients get in again.
+    std::thread::sleep(Duration::from_millis(300));
+    let (_client, ok) = server.user("patient");
+    assert_eq!(ok.user, "patient");
+}
