@@ -1,0 +1,65 @@
+//! The corecast admin API as the harness uses it: `POST /v1/admin/broadcast`
+//! with the admin key, and reading counters from `GET /metrics`. Only the
+//! control address given on the command line is contacted.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+
+/// A client for one server's control address.
+pub struct Admin {
+    control: SocketAddr,
+    key: Option<String>,
+    agent: ureq::Agent,
+}
+
+impl Admin {
+    /// A client for `control`, authenticating with `key` where needed.
+    pub fn new(control: SocketAddr, key: Option<String>) -> Admin {
+        let config = ureq::Agent::config_builder().timeout_global(Some(Duration::from_secs(10))).build();
+        Admin { control, key, agent: config.into() }
+    }
+
+    /// Broadcasts `payload` to every connection of the server.
+    pub fn broadcast(&self, payload: &[u8]) -> Result<()> {
+        let Some(key) = &self.key else {
+            bail!("broadcast needs the admin key: --admin-key or CORECAST_ADMIN_KEY");
+        };
+        let url = format!("http://{}/v1/admin/broadcast", self.control);
+        let response = self
+            .agent
+            .post(&url)
+            .header("Authorization", &format!("Bearer {key}"))
+            .send(payload)
+            .with_context(|| format!("POST {url}"))?;
+        if response.status() != 200 {
+            bail!("POST {url}: HTTP {}", response.status());
+        }
+        Ok(())
+    }
+
+    /// Sum of a Prometheus counter or gauge over all its label sets, or
+    /// `None` when the metrics endpoint cannot be read.
+    pub fn metric_sum(&self, name: &str) -> Option<f64> {
+        let url = format!("http://{}/metrics", self.control);
+        let text = self.agent.get(&url).call().ok()?.body_mut().read_to_string().ok()?;
+        Some(sum_metric(&text, name))
+    }
+}
+
+fn sum_metric(text: &str, name: &str) -> f64 {
+    text.lines()
+        .filter(|l| l.starts_with(name) && l[name.len()..].starts_with(['{', ' ']))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn sums_a_metric_over_labels_only() {
+        let text = "# TYPE x counter\nx{shard=\"0\"} 3\nx{shard=\"1\"} 4\nx_total 100\nx 1\n";
+        assert_eq!(super::sum_metric(text, "x"), 8.0);
+    }
+}

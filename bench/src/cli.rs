@@ -1,0 +1,205 @@
+//! Command-line interface: one subcommand per scenario, options shared by
+//! all of them in [`Common`], and the hidden `worker` subcommand the parent
+//! uses to start its worker processes.
+
+use std::net::SocketAddr;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::limits::SourceIps;
+use crate::target::Target;
+
+/// corecast-bench: the C1M load generator for corecast and its peers.
+///
+/// Scenarios open their connections from worker processes (each under
+/// ~18,000 sockets, each from its own loopback source address), report a
+/// table (or one JSON object with --json) and stop by themselves.
+#[derive(Parser)]
+#[command(version, about)]
+pub struct Cli {
+    /// Scenario to run.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The scenarios.
+#[derive(Subcommand)]
+pub enum Command {
+    /// Open N connections, authenticate, hold them, close. Connect rate,
+    /// connect latency, failures, server bytes per connection.
+    Connect(ConnectArgs),
+    /// M rooms x K members, P publishers at rate R: deliveries per second,
+    /// end-to-end latency, loss, deliveries per server CPU-second.
+    Fanout(FanoutArgs),
+    /// N connections, one admin broadcast: time until the last has it.
+    Broadcast(BroadcastArgs),
+    /// User-to-user and group chat (not available yet).
+    Chat(ChatArgs),
+    /// Print results (`--json` output files) side by side with ratios corecast / peer.
+    Compare {
+        /// Files with one JSON result per line.
+        #[arg(required = true)]
+        files: Vec<std::path::PathBuf>,
+    },
+    /// Internal: a worker process (plan on stdin).
+    #[command(hide = true)]
+    Worker,
+}
+
+/// A rate: a number per second, or `max` for as fast as possible.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Rate(pub Option<f64>);
+
+impl std::str::FromStr for Rate {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        if s == "max" {
+            return Ok(Rate(None));
+        }
+        match s.parse::<f64>() {
+            Ok(v) if v > 0.0 && v.is_finite() => Ok(Rate(Some(v))),
+            _ => Err(format!("{s:?} is neither `max` nor a positive number")),
+        }
+    }
+}
+
+/// Options of every scenario.
+#[derive(Args, Clone)]
+pub struct Common {
+    /// Server to drive.
+    #[arg(long, value_enum, default_value_t = Target::Corecast)]
+    pub target: Target,
+    /// Server client address [default: 127.0.0.1 and the target's usual port: 7100, 4222, 1883, 6379].
+    #[arg(long)]
+    pub addr: Option<SocketAddr>,
+    /// corecast control address (admin API, metrics).
+    #[arg(long, default_value = "127.0.0.1:7180")]
+    pub control: SocketAddr,
+    /// HS256 secret to mint client tokens with (corecast).
+    #[arg(long, env = "CORECAST_JWT_SECRET", hide_env_values = true)]
+    pub jwt_secret: Option<String>,
+    /// Admin key for the admin API (corecast broadcast).
+    #[arg(long, env = "CORECAST_ADMIN_KEY", hide_env_values = true)]
+    pub admin_key: Option<String>,
+    /// PID of the server, to measure its RSS and CPU time and the kernel's socket memory.
+    #[arg(long)]
+    pub server_pid: Option<u32>,
+    /// Worker processes [default: as few as the limits allow].
+    #[arg(long)]
+    pub workers: Option<usize>,
+    /// Most sockets one worker process opens.
+    #[arg(long, default_value_t = 18_000)]
+    pub max_conns_per_worker: usize,
+    /// Source addresses: `auto` (127.0.0.2, .3, ...), `none`, or a comma list.
+    #[arg(long, default_value = "auto")]
+    pub source_ips: SourceIps,
+    /// With `--source-ips auto`: most connections per source address. The
+    /// kernel's source-port search slows down as an address's port range
+    /// fills, so fewer per address means a faster ramp.
+    #[arg(long, default_value_t = 4000)]
+    pub conns_per_source: usize,
+    /// New connections per second over all workers, or `max`.
+    #[arg(long, default_value = "max")]
+    pub connect_rate: Rate,
+    /// Connections one worker may have connecting at once.
+    #[arg(long, default_value_t = 1000)]
+    pub connect_concurrency: usize,
+    /// Bound on one connection's connect + handshake + subscribe, ms.
+    #[arg(long, default_value_t = 10_000)]
+    pub connect_timeout_ms: u64,
+    /// Heartbeat interval of established connections, ms.
+    #[arg(long, default_value_t = 15_000)]
+    pub heartbeat_ms: u64,
+    /// Bound on the whole run, seconds.
+    #[arg(long, default_value_t = 600)]
+    pub max_run_s: u64,
+    /// Print one JSON object on stdout (the table goes to stderr).
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `connect` options.
+#[derive(Args, Clone)]
+pub struct ConnectArgs {
+    /// Connections to open.
+    #[arg(long, short = 'n', default_value_t = 1000)]
+    pub connections: usize,
+    /// Seconds to hold them once all are set up.
+    #[arg(long, default_value_t = 5.0)]
+    pub hold_s: f64,
+    #[command(flatten)]
+    pub common: Common,
+}
+
+/// `fanout` options.
+#[derive(Args, Clone)]
+pub struct FanoutArgs {
+    /// Rooms (M).
+    #[arg(long, default_value_t = 1)]
+    pub rooms: usize,
+    /// Members per room (K), not counting publishers.
+    #[arg(long, default_value_t = 1000)]
+    pub members: usize,
+    /// Publishers (P), spread round-robin over the rooms.
+    #[arg(long, default_value_t = 1)]
+    pub publishers: usize,
+    /// Messages per second per publisher, or `max` (open loop).
+    #[arg(long, default_value = "10")]
+    pub rate: Rate,
+    /// Payload bytes (at least 24: the stamp).
+    #[arg(long, default_value_t = 100)]
+    pub payload: usize,
+    /// Seconds of publishing before the window.
+    #[arg(long, default_value_t = 2.0)]
+    pub warmup_s: f64,
+    /// Seconds of the measurement window.
+    #[arg(long, default_value_t = 10.0)]
+    pub duration_s: f64,
+    /// Seconds to wait for stragglers after publishing stops.
+    #[arg(long, default_value_t = 2.0)]
+    pub drain_s: f64,
+    #[command(flatten)]
+    pub common: Common,
+}
+
+/// `broadcast` options.
+#[derive(Args, Clone)]
+pub struct BroadcastArgs {
+    /// Connections to open.
+    #[arg(long, short = 'n', default_value_t = 1000)]
+    pub connections: usize,
+    /// Payload bytes (at least 24).
+    #[arg(long, default_value_t = 100)]
+    pub payload: usize,
+    /// Seconds to wait for the broadcast to reach everyone.
+    #[arg(long, default_value_t = 10.0)]
+    pub timeout_s: f64,
+    #[command(flatten)]
+    pub common: Common,
+}
+
+/// `chat` options.
+#[derive(Args, Clone)]
+pub struct ChatArgs {
+    #[command(flatten)]
+    pub common: Common,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rates_parse() {
+        assert_eq!("max".parse::<Rate>(), Ok(Rate(None)));
+        assert_eq!("2.5".parse::<Rate>(), Ok(Rate(Some(2.5))));
+        assert!("0".parse::<Rate>().is_err());
+        assert!("fast".parse::<Rate>().is_err());
+    }
+
+    #[test]
+    fn cli_is_consistent() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
+}

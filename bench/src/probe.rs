@@ -1,0 +1,100 @@
+//! Server-side measurements taken from `/proc` while a scenario runs, for a
+//! server on this host given by `--server-pid`: resident memory
+//! (`/proc/PID/status` VmRSS), CPU time (`/proc/PID/stat` utime + stime),
+//! the kernel's TCP buffer memory (`/proc/net/sockstat`, pages) and the
+//! kernel's slab memory (`/proc/meminfo`, where socket structures live).
+//! Differences between two samples give per-connection and per-CPU-second
+//! figures. The kernel figures are host-wide: on loopback they include the
+//! harness's own socket ends.
+
+use anyhow::{anyhow, Context, Result};
+
+/// One sample of the server and the host.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Sample {
+    /// Server resident set size in bytes.
+    pub rss_bytes: u64,
+    /// Server user + system CPU time in seconds.
+    pub cpu_s: f64,
+    /// Host-wide TCP socket buffer memory in bytes (sockstat `mem` × page size).
+    pub tcp_mem_bytes: u64,
+    /// Host-wide kernel slab memory in bytes (meminfo `Slab`).
+    pub slab_bytes: u64,
+}
+
+/// Samples the process `pid` and the host.
+pub fn sample(pid: u32) -> Result<Sample> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).with_context(|| format!("server pid {pid}"))?;
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).with_context(|| format!("server pid {pid}"))?;
+    let sockstat = std::fs::read_to_string("/proc/net/sockstat").context("/proc/net/sockstat")?;
+    let meminfo = std::fs::read_to_string("/proc/meminfo").context("/proc/meminfo")?;
+    Ok(Sample {
+        rss_bytes: kib_field(&status, "VmRSS:").ok_or_else(|| anyhow!("no VmRSS for pid {pid}"))? * 1024,
+        cpu_s: cpu_seconds(&stat).ok_or_else(|| anyhow!("unreadable /proc/{pid}/stat"))?,
+        tcp_mem_bytes: tcp_mem_pages(&sockstat).ok_or_else(|| anyhow!("no TCP mem in /proc/net/sockstat"))?
+            * page_size(),
+        slab_bytes: kib_field(&meminfo, "Slab:").unwrap_or(0) * 1024,
+    })
+}
+
+/// The server's open-file limit (soft), from `/proc/PID/limits`.
+pub fn max_open_files(pid: u32) -> Option<u64> {
+    let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).ok()?;
+    let line = limits.lines().find(|l| l.starts_with("Max open files"))?;
+    line["Max open files".len()..].split_whitespace().next()?.parse().ok()
+}
+
+fn kib_field(text: &str, key: &str) -> Option<u64> {
+    let line = text.lines().find(|l| l.starts_with(key))?;
+    line[key.len()..].split_whitespace().next()?.parse().ok()
+}
+
+/// utime + stime (fields 14 and 15) in seconds; the command name in field 2
+/// may hold spaces and parentheses, so fields are counted after the last ')'.
+fn cpu_seconds(stat: &str) -> Option<f64> {
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let mut fields = rest.split_whitespace().skip(11);
+    let utime: u64 = fields.next()?.parse().ok()?;
+    let stime: u64 = fields.next()?.parse().ok()?;
+    // SAFETY: sysconf has no preconditions.
+    let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
+    Some((utime + stime) as f64 / ticks)
+}
+
+fn tcp_mem_pages(sockstat: &str) -> Option<u64> {
+    let line = sockstat.lines().find(|l| l.starts_with("TCP:"))?;
+    let mut words = line.split_whitespace();
+    while let Some(word) = words.next() {
+        if word == "mem" {
+            return words.next()?.parse().ok();
+        }
+    }
+    None
+}
+
+fn page_size() -> u64 {
+    // SAFETY: sysconf has no preconditions.
+    unsafe { libc::sysconf(libc::_SC_PAGESIZE) }.max(1) as u64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_proc_formats() {
+        let stat = "1234 (my (odd) server) S 1 2 3 4 5 6 7 8 9 10 250 50 0 0 20 0 4 0";
+        let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+        assert_eq!(cpu_seconds(stat), Some(300.0 / ticks));
+        assert_eq!(kib_field("Name:\tx\nVmRSS:\t   1234 kB\n", "VmRSS:"), Some(1234));
+        let sockstat = "sockets: used 10\nTCP: inuse 5 orphan 0 tw 2 alloc 7 mem 42\nUDP: inuse 1 mem 3\n";
+        assert_eq!(tcp_mem_pages(sockstat), Some(42));
+    }
+
+    #[test]
+    fn samples_this_process() {
+        let s = sample(std::process::id()).unwrap();
+        assert!(s.rss_bytes > 0);
+        assert!(max_open_files(std::process::id()).is_some());
+    }
+}

@@ -1,0 +1,263 @@
+//! The scenarios, and what they share: laying out the run over worker
+//! processes ([`Run`]), sampling the server, merging worker results
+//! ([`Totals`]) and turning them into the common part of a [`Summary`].
+
+pub mod broadcast;
+pub mod chat;
+pub mod connect;
+pub mod fanout;
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Result};
+
+use crate::cli::Common;
+use crate::clock::{now_ns, secs_between};
+use crate::latency::Latency;
+use crate::limits::Capacity;
+use crate::plan::{WorkerPlan, WorkerResult};
+use crate::probe::{self, Sample};
+use crate::summary::Summary;
+
+/// A scenario run being laid out and driven.
+pub struct Run {
+    /// Shared options.
+    pub common: Common,
+    /// Server client address.
+    pub addr: SocketAddr,
+    /// Workers and source addresses.
+    pub capacity: Capacity,
+    /// Connections asked for.
+    pub connections: usize,
+    /// When the run started.
+    pub started: Instant,
+    /// The run's hard bound.
+    pub deadline: Instant,
+    run_id: String,
+}
+
+/// Parameters of the fan-out part of a plan.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Traffic {
+    /// Publishers in the run.
+    pub publishers: usize,
+    /// Rooms in the run.
+    pub rooms: usize,
+    /// Payload bytes.
+    pub payload_len: usize,
+    /// Per-publisher rate, `None` = max.
+    pub rate: Option<f64>,
+}
+
+impl Run {
+    /// Checks the options, lays out `connections` and says what the limits allow.
+    pub fn new(common: &Common, connections: usize) -> Result<Run> {
+        if connections == 0 {
+            bail!("nothing to do: 0 connections");
+        }
+        if common.target == crate::target::Target::Corecast && common.jwt_secret.is_none() {
+            bail!("corecast needs the server's JWT secret: --jwt-secret or CORECAST_JWT_SECRET");
+        }
+        let capacity = Capacity::plan(
+            connections,
+            common.workers,
+            common.max_conns_per_worker,
+            &common.source_ips,
+            common.conns_per_source,
+        )?;
+        for line in capacity.explain(connections) {
+            eprintln!("{line}");
+        }
+        if let Some(limit) = common.server_pid.and_then(probe::max_open_files) {
+            if connections as u64 + 64 > limit {
+                eprintln!("warning: the server's open-file limit is {limit}; {connections} connections may not fit");
+            }
+        }
+        let started = Instant::now();
+        Ok(Run {
+            common: common.clone(),
+            addr: common.addr.unwrap_or_else(|| common.target.default_addr()),
+            capacity,
+            connections,
+            started,
+            deadline: started + Duration::from_secs(common.max_run_s),
+            run_id: format!("bench{}-{}", std::process::id(), now_ns() % 1_000_000),
+        })
+    }
+
+    /// One plan per worker, connections numbered contiguously.
+    pub fn plans(&self, traffic: Traffic) -> Vec<WorkerPlan> {
+        let workers = self.capacity.workers;
+        let deadline_ns = now_ns() + self.common.max_run_s * 1_000_000_000 + 5_000_000_000;
+        let mut first_conn = 0;
+        (0..workers)
+            .map(|w| {
+                let conns = self.capacity.share(self.connections, w);
+                let plan = WorkerPlan {
+                    worker: w,
+                    target: self.common.target,
+                    addr: self.addr,
+                    source_ips: self.capacity.sources[w].clone(),
+                    jwt_secret: self.common.jwt_secret.clone(),
+                    run_id: self.run_id.clone(),
+                    first_conn,
+                    conns,
+                    publishers: traffic.publishers,
+                    rooms: traffic.rooms,
+                    payload_len: traffic.payload_len,
+                    rate: traffic.rate,
+                    connect_rate: self.common.connect_rate.0.map(|r| r / workers as f64),
+                    connect_concurrency: self.common.connect_concurrency.max(1),
+                    connect_timeout_ms: self.common.connect_timeout_ms,
+                    heartbeat_ms: self.common.heartbeat_ms.max(100),
+                    deadline_ns,
+                };
+                first_conn += conns;
+                plan
+            })
+            .collect()
+    }
+
+    /// A server sample, when `--server-pid` was given and the server is readable.
+    pub fn sample(&self) -> Option<Sample> {
+        let pid = self.common.server_pid?;
+        match probe::sample(pid) {
+            Ok(s) => Some(s),
+            Err(e) => {
+                eprintln!("warning: cannot sample the server: {e:#}");
+                None
+            }
+        }
+    }
+
+    /// An instant `ns` on the monotonic clock corresponds to.
+    pub fn instant_at(ns: u64) -> Instant {
+        let now = now_ns();
+        Instant::now() + Duration::from_nanos(ns.saturating_sub(now))
+    }
+
+    /// The summary fields every scenario fills the same way.
+    pub fn base_summary(&self, scenario: &str, totals: &Totals) -> Summary {
+        Summary {
+            scenario: scenario.into(),
+            target: self.common.target.name().into(),
+            connections: totals.result.ready,
+            duration_s: self.started.elapsed().as_secs_f64(),
+            connect_rate_per_s: totals.connect_rate(),
+            connect_latency_us: totals.connect_latency.percentiles(),
+            failed: totals.result.failed.clone(),
+            disconnected: totals.result.disconnected.clone(),
+            server_errors: totals.result.server_errors.clone(),
+            connections_target: self.connections as u64,
+            workers: self.capacity.workers,
+            source_ips: self.capacity.distinct_sources().iter().map(|ip| ip.to_string()).collect(),
+            limits: self.capacity.explain(self.connections),
+            ..Summary::default()
+        }
+    }
+}
+
+/// Fills the per-connection memory figures from samples before and after
+/// the connections were set up.
+pub fn memory_per_conn(summary: &mut Summary, before: Option<Sample>, after: Option<Sample>) {
+    let (Some(b), Some(a)) = (before, after) else { return };
+    let n = summary.connections.max(1) as f64;
+    summary.server_rss_bytes = Some(a.rss_bytes);
+    summary.server_rss_bytes_per_conn = Some((a.rss_bytes as f64 - b.rss_bytes as f64) / n);
+    summary.kernel_bytes_per_conn = Some((a.tcp_mem_bytes as f64 - b.tcp_mem_bytes as f64) / n);
+    summary.kernel_slab_bytes_per_conn = Some((a.slab_bytes as f64 - b.slab_bytes as f64) / n);
+}
+
+/// Every worker's result merged.
+#[derive(Default)]
+pub struct Totals {
+    /// Sums, minimum first attempt, maximum last ready, merged maps.
+    pub result: WorkerResult,
+    /// Merged connect latency.
+    pub connect_latency: Latency,
+    /// Merged delivery latency.
+    pub latency: Latency,
+}
+
+fn merge(into: &mut BTreeMap<String, u64>, from: &BTreeMap<String, u64>) {
+    for (k, v) in from {
+        *into.entry(k.clone()).or_default() += v;
+    }
+}
+
+impl Totals {
+    /// Merges worker results.
+    pub fn merge(results: &[WorkerResult]) -> Totals {
+        let mut t = Totals::default();
+        for r in results {
+            let s = &mut t.result;
+            s.attempted += r.attempted;
+            s.ready += r.ready;
+            merge(&mut s.failed, &r.failed);
+            merge(&mut s.disconnected, &r.disconnected);
+            merge(&mut s.server_errors, &r.server_errors);
+            if r.first_attempt_ns != 0 && (s.first_attempt_ns == 0 || r.first_attempt_ns < s.first_attempt_ns) {
+                s.first_attempt_ns = r.first_attempt_ns;
+            }
+            s.last_ready_ns = s.last_ready_ns.max(r.last_ready_ns);
+            s.received_in_window += r.received_in_window;
+            s.received_total += r.received_total;
+            s.seq_gaps += r.seq_gaps;
+            s.duplicates += r.duplicates;
+            if s.sent_in_window_per_room.len() < r.sent_in_window_per_room.len() {
+                s.sent_in_window_per_room.resize(r.sent_in_window_per_room.len(), 0);
+            }
+            for (i, n) in r.sent_in_window_per_room.iter().enumerate() {
+                s.sent_in_window_per_room[i] += n;
+            }
+            s.sent_total += r.sent_total;
+            s.publish_skipped += r.publish_skipped;
+            s.broadcast_received += r.broadcast_received;
+            s.broadcast_last_ns = s.broadcast_last_ns.max(r.broadcast_last_ns);
+            t.connect_latency.add_pairs(&r.connect_latency);
+            t.latency.add_pairs(&r.latency);
+        }
+        t
+    }
+
+    /// Connections set up per second, first attempt to last ready.
+    pub fn connect_rate(&self) -> Option<f64> {
+        let r = &self.result;
+        let secs = secs_between(r.first_attempt_ns, r.last_ready_ns);
+        (r.ready > 0 && secs > 0.0).then(|| r.ready as f64 / secs)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn totals_merge_sums_and_extremes() {
+        let a = WorkerResult {
+            ready: 2,
+            first_attempt_ns: 100,
+            last_ready_ns: 1_000_000_100,
+            sent_in_window_per_room: vec![1, 2],
+            failed: [("x".to_string(), 1)].into(),
+            ..Default::default()
+        };
+        let b = WorkerResult {
+            ready: 3,
+            first_attempt_ns: 50,
+            last_ready_ns: 900,
+            sent_in_window_per_room: vec![10, 20],
+            failed: [("x".to_string(), 2)].into(),
+            ..Default::default()
+        };
+        let t = Totals::merge(&[a, b]);
+        assert_eq!(t.result.ready, 5);
+        assert_eq!(t.result.first_attempt_ns, 50);
+        assert_eq!(t.result.sent_in_window_per_room, vec![11, 22]);
+        assert_eq!(t.result.failed["x"], 3);
+        let rate = t.connect_rate().unwrap();
+        assert!((rate - 5.0 / 1.00000005).abs() < 1e-6);
+    }
+}

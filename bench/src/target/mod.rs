@@ -1,0 +1,112 @@
+//! The servers the harness can drive and the protocol adapter for each.
+//!
+//! An adapter only turns intentions into bytes (hello, subscribe, publish,
+//! heartbeat) and bytes into [`Event`]s; the worker's event loop owns the
+//! sockets. The peers' adapters are hand-written on purpose: load must be
+//! generated inside the harness's own I/O loop, thousands of connections
+//! per thread with no buffer while idle, and the client crates for NATS,
+//! MQTT and Redis each bring their own async runtime and per-connection
+//! tasks, which would measure those runtimes instead of the servers.
+
+mod corecast;
+mod mqtt;
+mod nats;
+mod redis;
+
+use serde::{Deserialize, Serialize};
+
+use crate::plan::WorkerPlan;
+
+/// A server the harness can drive.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "snake_case")]
+pub enum Target {
+    /// corecast (this project).
+    Corecast,
+    /// NATS core pub/sub (nats-server).
+    Nats,
+    /// MQTT 3.1.1, QoS 0 (Mosquitto).
+    Mqtt,
+    /// Redis pub/sub (RESP).
+    Redis,
+}
+
+impl Target {
+    /// The name used in reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            Target::Corecast => "corecast",
+            Target::Nats => "nats",
+            Target::Mqtt => "mqtt",
+            Target::Redis => "redis",
+        }
+    }
+
+    /// The server's usual client port on loopback.
+    pub fn default_addr(self) -> std::net::SocketAddr {
+        let port = match self {
+            Target::Corecast => 7100,
+            Target::Nats => 4222,
+            Target::Mqtt => 1883,
+            Target::Redis => 6379,
+        };
+        std::net::SocketAddr::from(([127, 0, 0, 1], port))
+    }
+}
+
+/// What a server sent, as far as the harness cares.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Event<'a> {
+    /// The answer to the last hello, subscribe or heartbeat.
+    Ack,
+    /// A message published to a room the connection is in.
+    Message(&'a [u8]),
+    /// An operator broadcast (corecast only).
+    Broadcast(&'a [u8]),
+    /// The server wants a keep-alive answer; the worker sends [`Adapter::pong`].
+    ServerPing,
+    /// The server refused something or is closing the connection.
+    Refused(String),
+}
+
+/// A protocol adapter. Stateless per connection: a parse only consumes
+/// complete messages and returns how many bytes it used.
+pub trait Adapter {
+    /// Bytes that open connection `g` (authenticate, connect); answered by [`Event::Ack`].
+    fn hello(&self, g: usize, out: &mut Vec<u8>) -> Result<(), String>;
+    /// Subscribes to a room; answered by [`Event::Ack`].
+    fn subscribe(&self, room: &str, out: &mut Vec<u8>);
+    /// Whether a publisher must subscribe to the room it publishes to.
+    fn publisher_subscribes(&self) -> bool {
+        false
+    }
+    /// Publishes `payload` to a room, asking for no reply where the protocol allows.
+    fn publish(&self, room: &str, payload: &[u8], out: &mut Vec<u8>);
+    /// A keep-alive request, answered by [`Event::Ack`] (may append nothing).
+    fn heartbeat(&self, out: &mut Vec<u8>);
+    /// The answer to [`Event::ServerPing`].
+    fn pong(&self, _out: &mut Vec<u8>) {}
+    /// The wire name of room `room`.
+    fn room_name(&self, room: usize) -> String;
+    /// Reports every complete message at the start of `buf` to `on` and
+    /// returns the bytes consumed; an error means the stream is broken.
+    fn parse(&self, buf: &[u8], on: &mut dyn FnMut(Event<'_>)) -> Result<usize, String>;
+}
+
+/// The adapter for a plan's target.
+pub fn adapter(plan: &WorkerPlan) -> Result<Box<dyn Adapter>, String> {
+    Ok(match plan.target {
+        Target::Corecast => {
+            let secret = plan.jwt_secret.as_deref().ok_or("corecast needs --jwt-secret or CORECAST_JWT_SECRET")?;
+            Box::new(corecast::Corecast::new(secret, &plan.run_id, plan.first_conn, plan.conns)?)
+        }
+        Target::Nats => Box::new(nats::Nats),
+        Target::Mqtt => Box::new(mqtt::Mqtt::new(&plan.run_id, plan.heartbeat_ms)),
+        Target::Redis => Box::new(redis::Redis),
+    })
+}
+
+/// Finds `\r\n` in `buf`, returning the index of `\r`.
+fn find_crlf(buf: &[u8]) -> Option<usize> {
+    buf.windows(2).position(|w| w == b"\r\n")
+}

@@ -1,0 +1,232 @@
+//! Drives every scenario of the real `corecast-bench` binary at small scale
+//! against a real `corecast-server` on free loopback ports, and checks the
+//! JSON figures are present and sane. No timing thresholds: a slow machine
+//! passes, a wrong figure does not.
+//!
+//! The server binary is taken from next to the bench binary
+//! (`target/<profile>/corecast-server`, built by any workspace build or
+//! test run); when it is not there (e.g. `cargo test -p corecast-bench` on
+//! a clean clone), the test builds it with `cargo build -p corecast-server`
+//! into its own target directory, so it never waits on the lock of the
+//! build that is running it.
+
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+const JWT_SECRET: &str = "bench-scenarios-test-secret-0123456789";
+const ADMIN_KEY: &str = "bench-scenarios-admin-key-0123456789";
+const BENCH: &str = env!("CARGO_BIN_EXE_corecast-bench");
+
+fn server_binary() -> &'static Path {
+    static PATH: OnceLock<PathBuf> = OnceLock::new();
+    PATH.get_or_init(|| {
+        let profile_dir = Path::new(BENCH).parent().expect("bench binary has a directory");
+        let beside = profile_dir.join("corecast-server");
+        if beside.exists() {
+            return beside;
+        }
+        let target_dir = profile_dir.parent().expect("profile directory has a parent").join("bench-test-server");
+        let cargo = std::env::var("CARGO").ok().or(option_env!("CARGO").map(String::from));
+        let cargo = cargo.unwrap_or_else(|| "cargo".into());
+        let status = Command::new(cargo)
+            .args(["build", "-p", "corecast-server", "--target-dir"])
+            .arg(&target_dir)
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .status()
+            .expect("run cargo build -p corecast-server");
+        assert!(status.success(), "cargo build -p corecast-server failed");
+        target_dir.join("debug").join("corecast-server")
+    })
+}
+
+/// Two distinct ports that were free a moment ago (both held while chosen,
+/// so they cannot come out the same).
+fn free_addrs() -> (SocketAddr, SocketAddr) {
+    let a = TcpListener::bind("127.0.0.1:0").unwrap();
+    let b = TcpListener::bind("127.0.0.1:0").unwrap();
+    (a.local_addr().unwrap(), b.local_addr().unwrap())
+}
+
+/// A running server, killed when dropped, with its own working directory
+/// (servers that keep a message store put it there, relative to it).
+struct Server {
+    child: Child,
+    addr: SocketAddr,
+    control: SocketAddr,
+    dir: PathBuf,
+}
+
+impl Server {
+    fn start() -> Server {
+        static NEXT: AtomicUsize = AtomicUsize::new(0);
+        let dir = std::env::temp_dir().join(format!(
+            "corecast-bench-test-{}-{}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        ));
+        std::fs::create_dir_all(&dir).expect("create the server's directory");
+        let (addr, control) = free_addrs();
+        let child = Command::new(server_binary())
+            .current_dir(&dir)
+            .args(["--listen", &addr.to_string(), "--control-listen", &control.to_string(), "--shards", "2"])
+            .env("CORECAST_JWT_SECRET", JWT_SECRET)
+            .env("CORECAST_ADMIN_KEY", ADMIN_KEY)
+            .env("RUST_LOG", "warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("start corecast-server");
+        let mut server = Server { child, addr, control, dir };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while TcpStream::connect(server.addr).is_err() || TcpStream::connect(server.control).is_err() {
+            assert!(Instant::now() < deadline, "server did not start listening");
+            if let Ok(Some(status)) = server.child.try_wait() {
+                panic!("server exited at start: {status}");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        server
+    }
+
+    /// Runs a bench scenario against this server with `--json`.
+    fn bench(&self, scenario: &str, args: &[&str], secret: &str) -> Output {
+        Command::new(BENCH)
+            .arg(scenario)
+            .args(["--addr", &self.addr.to_string(), "--control", &self.control.to_string()])
+            .args(["--server-pid", &self.child.id().to_string(), "--json", "--max-run-s", "120"])
+            .args(args)
+            .env("CORECAST_JWT_SECRET", secret)
+            .env("CORECAST_ADMIN_KEY", ADMIN_KEY)
+            .stdin(Stdio::null())
+            .output()
+            .expect("run corecast-bench")
+    }
+
+    fn bench_json(&self, scenario: &str, args: &[&str]) -> Value {
+        let out = self.bench(scenario, args, JWT_SECRET);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{scenario} failed: {stderr}");
+        let stdout = String::from_utf8(out.stdout).expect("stdout is UTF-8");
+        assert_eq!(stdout.lines().count(), 1, "exactly one JSON line on stdout, got {stdout:?}");
+        let json: Value = serde_json::from_str(&stdout).expect("stdout is one JSON object");
+        assert!(stderr.contains("connections"), "the table goes to stderr with --json");
+        json
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn number(json: &Value, key: &str) -> f64 {
+    json[key].as_f64().unwrap_or_else(|| panic!("{key} is not a number in {json}"))
+}
+
+fn assert_common(json: &Value, scenario: &str, connections: u64) {
+    for key in [
+        "scenario",
+        "target",
+        "connections",
+        "duration_s",
+        "connect_rate_per_s",
+        "deliveries_per_s",
+        "deliveries_per_server_cpu_s",
+        "latency_us",
+        "lost",
+        "server_rss_bytes_per_conn",
+        "kernel_bytes_per_conn",
+    ] {
+        assert!(json.get(key).is_some(), "key {key} missing in {json}");
+    }
+    assert_eq!(json["scenario"], scenario);
+    assert_eq!(json["target"], "corecast");
+    assert_eq!(json["connections"].as_u64(), Some(connections), "{json}");
+    assert_eq!(json["failed"], serde_json::json!({}), "{json}");
+    assert!(number(json, "duration_s") > 0.0);
+    assert!(number(json, "connect_rate_per_s") > 0.0);
+    assert!(number(json, "server_rss_bytes_per_conn").is_finite());
+    assert!(number(json, "kernel_bytes_per_conn").is_finite());
+    assert_monotonic(&json["connect_latency_us"]);
+    assert_monotonic(&json["latency_us"]);
+}
+
+fn assert_monotonic(p: &Value) {
+    let get = |k: &str| p[k].as_f64().unwrap_or_else(|| panic!("latency {k} missing in {p}"));
+    let values = [get("p50"), get("p90"), get("p99"), get("p999"), get("max")];
+    assert!(values[0] > 0.0, "{p}");
+    assert!(values.windows(2).all(|w| w[0] <= w[1]), "percentiles not monotonic: {p}");
+}
+
+#[test]
+fn connect_holds_every_connection_and_measures_the_server() {
+    let server = Server::start();
+    let json = server.bench_json("connect", &["-n", "300", "--hold-s", "1"]);
+    assert_common(&json, "connect", 300);
+    assert!(json["deliveries_per_s"].is_null());
+    assert_eq!(json["disconnected"], serde_json::json!({}));
+    assert!(number(&json, "server_rss_bytes") > 0.0);
+}
+
+#[test]
+fn fanout_delivers_every_message_with_latency() {
+    let server = Server::start();
+    let args = ["--rooms", "3", "--members", "100", "--publishers", "3", "--rate", "20"];
+    let json = server
+        .bench_json("fanout", &[&args[..], &["--warmup-s", "0.5", "--duration-s", "2", "--drain-s", "1"]].concat());
+    assert_common(&json, "fanout", 303);
+    let expected = json["expected"].as_u64().unwrap();
+    assert!(expected > 0, "{json}");
+    assert_eq!(json["received"].as_u64(), Some(expected), "{json}");
+    assert_eq!(json["lost"].as_u64(), Some(0), "{json}");
+    assert_eq!(json["seq_gaps"].as_u64(), Some(0), "{json}");
+    assert_eq!(json["duplicates"].as_u64(), Some(0), "{json}");
+    assert!(number(&json, "deliveries_per_s") > 0.0);
+    // Every message reaches the 100 members of its room.
+    assert_eq!(expected, json["published"].as_u64().unwrap() * 100, "{json}");
+    assert!(number(&json, "server_cpu_s") >= 0.0);
+    if number(&json, "server_cpu_s") > 0.0 {
+        assert!(number(&json, "deliveries_per_server_cpu_s") > 0.0);
+    }
+    assert_eq!(json["server_drops"].as_f64(), Some(0.0), "{json}");
+}
+
+#[test]
+fn broadcast_reaches_every_connection() {
+    let server = Server::start();
+    let json = server.bench_json("broadcast", &["-n", "300"]);
+    assert_common(&json, "broadcast", 300);
+    assert_eq!(json["received"].as_u64(), Some(300), "{json}");
+    assert_eq!(json["lost"].as_u64(), Some(0), "{json}");
+    assert!(number(&json, "time_to_last_ms") > 0.0);
+    assert!(number(&json, "deliveries_per_s") > 0.0);
+}
+
+#[test]
+fn a_wrong_secret_is_reported_as_failed_connections() {
+    let server = Server::start();
+    let out = server.bench("connect", &["-n", "20", "--hold-s", "0"], "not-the-server-secret-0123456789");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let json: Value = serde_json::from_slice(&out.stdout).expect("one JSON object");
+    assert_eq!(json["connections"].as_u64(), Some(0));
+    let failed: u64 = json["failed"].as_object().unwrap().values().filter_map(Value::as_u64).sum();
+    assert_eq!(failed, 20, "{json}");
+    assert!(json["latency_us"].is_null());
+}
+
+#[test]
+fn chat_says_it_is_not_available() {
+    let out = Command::new(BENCH).args(["chat", "--jwt-secret", JWT_SECRET]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not available until persistent messaging lands"));
+    assert!(out.stdout.is_empty());
+}
