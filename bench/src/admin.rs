@@ -1,5 +1,6 @@
 //! The corecast admin API as the harness uses it: `POST /v1/admin/broadcast`
-//! with the admin key, and reading counters from `GET /metrics`. Only the
+//! and `POST /v1/admin/groups` with the admin key, and reading counters from
+//! `GET /metrics`. Only the
 //! control address given on the command line is contacted.
 
 use std::net::SocketAddr;
@@ -34,6 +35,26 @@ impl Admin {
             .send(payload)
             .with_context(|| format!("POST {url}"))?;
         if response.status() != 200 {
+            bail!("POST {url}: HTTP {}", response.status());
+        }
+        Ok(())
+    }
+
+    /// Creates group `group` with `members` (chat scenario).
+    pub fn create_group(&self, group: &str, members: &[String]) -> Result<()> {
+        let Some(key) = &self.key else {
+            bail!("groups need the admin key: --admin-key or CORECAST_ADMIN_KEY");
+        };
+        let url = format!("http://{}/v1/admin/groups", self.control);
+        let body = serde_json::json!({ "group": group, "members": members }).to_string();
+        let response = self
+            .agent
+            .post(&url)
+            .header("Authorization", &format!("Bearer {key}"))
+            .header("Content-Type", "application/json")
+            .send(body.as_bytes())
+            .with_context(|| format!("POST {url}"))?;
+        if response.status() != 201 {
             bail!("POST {url}: HTTP {}", response.status());
         }
         Ok(())

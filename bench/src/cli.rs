@@ -33,7 +33,7 @@ pub enum Command {
     Fanout(FanoutArgs),
     /// N connections, one admin broadcast: time until the last has it.
     Broadcast(BroadcastArgs),
-    /// User-to-user and group chat (not available yet).
+    /// User-to-user and group chat: SENT latency, stored messages per second, delivery latency.
     Chat(ChatArgs),
     /// Print results (`--json` output files) side by side with ratios corecast / peer.
     Compare {
@@ -181,6 +181,27 @@ pub struct BroadcastArgs {
 /// `chat` options.
 #[derive(Args, Clone)]
 pub struct ChatArgs {
+    /// Direct conversations: one sender and one online receiver each.
+    #[arg(long, default_value_t = 20)]
+    pub pairs: usize,
+    /// Groups: one sender and `group_size - 1` online receivers each.
+    #[arg(long, default_value_t = 2)]
+    pub groups: usize,
+    /// Members per group, sender included.
+    #[arg(long, default_value_t = 10)]
+    pub group_size: usize,
+    /// SENDs each sender keeps in flight (waiting for SENT).
+    #[arg(long, default_value_t = 4)]
+    pub window: usize,
+    /// Payload bytes (at least 24: the stamp).
+    #[arg(long, default_value_t = 100)]
+    pub payload: usize,
+    /// Seconds of sending.
+    #[arg(long, default_value_t = 10.0)]
+    pub duration_s: f64,
+    /// Seconds to wait for deliveries after sending stops.
+    #[arg(long, default_value_t = 2.0)]
+    pub drain_s: f64,
     #[command(flatten)]
     pub common: Common,
 }

@@ -55,10 +55,6 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
-        Command::Chat(_) => {
-            eprintln!("{}", scenario::chat::NOT_AVAILABLE);
-            ExitCode::from(2)
-        }
         Command::Compare { files } => match compare::render(&files) {
             Ok(tables) => {
                 print!("{tables}");
@@ -72,6 +68,7 @@ fn main() -> ExitCode {
         Command::Connect(args) => report(scenario::connect::run(&args), args.common.json),
         Command::Fanout(args) => report(scenario::fanout::run(&args), args.common.json),
         Command::Broadcast(args) => report(scenario::broadcast::run(&args), args.common.json),
+        Command::Chat(args) => report(scenario::chat::run(&args), args.common.json),
     }
 }
 

@@ -76,6 +76,10 @@ pub struct Summary {
     pub duplicates: Option<u64>,
     /// Server-side drops during the run (corecast `corecast_drops_total`).
     pub server_drops: Option<f64>,
+    /// Chat: SEND to SENT (stored) latency.
+    pub sent_latency_us: Option<Percentiles>,
+    /// Chat: messages stored (SENT received) per second.
+    pub stored_per_s: Option<f64>,
     /// Broadcast: time from the admin call to the last connection having it.
     pub time_to_last_ms: Option<f64>,
     /// Worker processes used.
@@ -128,6 +132,10 @@ impl Summary {
         ];
         if self.scenario == "connect" {
             rows.push(("connects / server CPU s", num(self.connects_per_server_cpu_s)));
+        }
+        if self.scenario == "chat" {
+            rows.push(("stored /s", num(self.stored_per_s)));
+            rows.push(("SENT latency us", lat(self.sent_latency_us)));
         }
         if self.scenario != "connect" {
             rows.extend([

@@ -224,9 +224,19 @@ fn a_wrong_secret_is_reported_as_failed_connections() {
 }
 
 #[test]
-fn chat_says_it_is_not_available() {
-    let out = Command::new(BENCH).args(["chat", "--jwt-secret", JWT_SECRET]).output().unwrap();
-    assert_eq!(out.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("not available until persistent messaging lands"));
-    assert!(out.stdout.is_empty());
+fn chat_stores_and_delivers_every_message() {
+    let server = Server::start();
+    let args = ["--pairs", "4", "--groups", "2", "--group-size", "4", "--duration-s", "1.5", "--drain-s", "1"];
+    let json = server.bench_json("chat", &args);
+    // 4 pairs (8 connections) and 2 groups of 4.
+    assert_eq!((json["scenario"].as_str(), json["connections"].as_u64()), (Some("chat"), Some(16)), "{json}");
+    assert_eq!(json["server_errors"], serde_json::json!({}), "{json}");
+    assert_monotonic(&json["latency_us"]);
+    let stored = json["published"].as_u64().unwrap();
+    assert!(number(&json, "stored_per_s") > 0.0, "{json}");
+    assert!(stored > 0);
+    assert!(json["expected"].as_u64().unwrap() > 0);
+    assert_eq!(json["lost"].as_u64(), Some(0), "{json}");
+    assert_eq!(json["received"], json["expected"], "{json}");
+    assert_monotonic(&json["sent_latency_us"]);
 }
