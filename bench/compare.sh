@@ -120,8 +120,12 @@ start_server() {
             # Its own working directory: a server with a message store keeps it there.
             local dir="$OUT/corecast-$port"
             mkdir -p "$dir"
+            # The peers have no admission or publish rate limits; corecast's
+            # are switched off so the same open-loop ramp is measured.
             (cd "$dir" && RUST_LOG=warn exec taskset -c "$SERVER_CPU" "$server_bin" --listen "127.0.0.1:$port" \
-                --control-listen "127.0.0.1:$control" --shards 1 --first-cpu "$SERVER_CPU" >"$logf" 2>&1) &
+                --control-listen "127.0.0.1:$control" --shards 1 --first-cpu "$SERVER_CPU" \
+                --connect-rate-per-source 0 --connect-rate-total 0 --max-unauthenticated 1000000 \
+                --publish-rate-per-sec 0 --publish-bytes-per-sec 0 >"$logf" 2>&1) &
             extra_args=(--control "127.0.0.1:$control")
             ;;
         nats)
@@ -175,7 +179,7 @@ done
     echo
     echo "- host: $(nproc) CPUs, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | xargs), kernel $(uname -r)," \
         "$(awk '/MemTotal/ {printf "%.1f GiB", $2/1048576}' /proc/meminfo)"
-    echo "- servers pinned to CPU $SERVER_CPU, harness to CPU $HARNESS_CPU; corecast --shards 1"
+    echo "- servers pinned to CPU $SERVER_CPU, harness to CPU $HARNESS_CPU; corecast --shards 1, its admission and publish rate limits off"
     echo "- peers: $(nats-server --version 2>/dev/null || true); mosquitto $(mosquitto -h 2>/dev/null | head -1 | awk '{print $3}' || true);" \
         "$(redis-server --version 2>/dev/null | awk '{print $3}' || true)"
     echo "- connect: $CONNECTIONS connections, hold $HOLD s"
