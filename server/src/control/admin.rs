@@ -33,6 +33,7 @@ pub fn routes(state: ControlState) -> Router<ControlState> {
         .route("/v1/admin/broadcast", post(broadcast))
         .route("/v1/admin/online", get(online))
         .route("/v1/admin/users/{user}/revoke", post(revoke))
+        .route("/v1/admin/drain", post(drain))
         .route_layer(middleware::from_fn_with_state(state, require_admin_key))
 }
 
@@ -140,4 +141,18 @@ async fn revoke(State(state): State<ControlState>, Path(user): Path<String>) -> 
         }
         None => api_error(StatusCode::SERVICE_UNAVAILABLE, "a shard did not answer"),
     }
+}
+
+/// Drains the node as SIGTERM does: stop accepting, CLOSE every connection
+/// with shutting_down and a jittered reconnect hint, exit once they are gone
+/// or the grace period is over.
+async fn drain(State(state): State<ControlState>) -> Response {
+    tracing::info!("drain requested through the admin API");
+    let mut shards = 0;
+    for (_, sender) in state.mesh.all() {
+        if sender.send_async(ShardCommand::Shutdown).await.is_ok() {
+            shards += 1;
+        }
+    }
+    Json(json!({ "draining_shards": shards })).into_response()
 }
