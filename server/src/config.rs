@@ -114,6 +114,9 @@ pub struct Config {
     /// Connections that have not authenticated yet, for the whole node;
     /// beyond it new connections are closed at once.
     pub max_unauthenticated: usize,
+    /// Log (and count) a shard whose thread is held by one task for longer
+    /// than this; 0 disables the watchdog.
+    pub stall_threshold_ms: u32,
     /// Directory of the embedded message store.
     pub data_dir: PathBuf,
     /// When a stored message counts as stored: `{ mode = "strict" }` (fsync
@@ -166,6 +169,7 @@ impl Default for Config {
             connect_rate_per_source: 1_000,
             connect_rate_total: 50_000,
             max_unauthenticated: 20_000,
+            stall_threshold_ms: 500,
             data_dir: PathBuf::from("data"),
             durability: Durability::Strict,
             small_group_limit: 200,
@@ -245,6 +249,7 @@ impl Config {
             "connect_rate_per_source",
             "connect_rate_total",
             "max_unauthenticated",
+            "stall_threshold_ms",
             "data_dir",
             "durability",
             "small_group_limit",

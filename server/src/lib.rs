@@ -14,3 +14,4 @@ pub mod control;
 pub mod metrics;
 pub mod node;
 pub mod shard;
+pub mod stall;

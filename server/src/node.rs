@@ -5,6 +5,7 @@
 use std::net::SocketAddr;
 use std::sync::mpsc;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context;
 use metrics_exporter_prometheus::PrometheusBuilder;
@@ -18,6 +19,7 @@ use crate::auth::{mint_token, TokenVerifier};
 use crate::config::Config;
 use crate::control::{ControlPlane, ControlState};
 use crate::shard::{self, Mesh, ShardCommand, ShardContext};
+use crate::stall::{log_stall, Pulse, Watchdog};
 
 /// The router core's way back to the shards: their inboxes.
 struct MeshSink(Mesh);
@@ -157,6 +159,13 @@ pub fn run(config: Config) -> anyhow::Result<()> {
     tracing::info!(%listen, shards = shard_count, "starting shards");
 
     let cpus = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    let pulses: Vec<Arc<Pulse>> = (0..shard_count).map(|_| Arc::new(Pulse::new())).collect();
+    if config.stall_threshold_ms > 0 {
+        // Shards beat once per timer tick: a threshold under a few ticks
+        // would report healthy shards.
+        let threshold = Duration::from_millis(config.stall_threshold_ms.max(3 * config.timer_tick_ms) as u64);
+        Watchdog::new(pulses.clone(), threshold).spawn(threshold / 4, log_stall)?;
+    }
     let (exit_tx, exit_rx) = mpsc::channel();
     let mut threads = Vec::with_capacity(shard_count);
     for (id, (listener, inbox)) in listeners.into_iter().zip(inboxes).enumerate() {
@@ -169,6 +178,7 @@ pub fn run(config: Config) -> anyhow::Result<()> {
             config: config.clone(),
             verifier: verifier.clone(),
             core: core_tx.clone(),
+            pulse: pulses[id].clone(),
         };
         let exit_tx = exit_tx.clone();
         threads.push(std::thread::Builder::new().name(format!("corecast-shard-{id}")).spawn(move || {

@@ -26,7 +26,8 @@ impl FanoutFixture {
         let config = Config { outbound_queue_bytes: usize::MAX / 2, hot_room_msgs_per_sec: 0, ..Config::default() };
         let (mesh, _inboxes) = Mesh::new(1, 16);
         let (core, _core_inbox) = flume::unbounded();
-        let shard = Shard::new(0, Arc::new(config), Arc::new(TokenVerifier::new(b"bench")), mesh, core, "none");
+        let verifier = Arc::new(TokenVerifier::new(b"bench"));
+        let shard = Shard::new(0, Arc::new(config), verifier, mesh, core, Arc::default(), "none");
         for n in 0..members {
             // -1: these connections have no socket; nothing here shuts one.
             let (key, _) = shard.register(-1);

@@ -38,6 +38,7 @@ pub use inbox::{Mesh, ShardCommand};
 use crate::auth::TokenVerifier;
 use crate::config::{Config, DriverChoice};
 use crate::metrics::ShardMetrics;
+use crate::stall::{Activity, Pulse};
 use conn::Conn;
 use limits::{ConnectLimiter, Rate};
 use rooms::Rooms;
@@ -64,6 +65,8 @@ pub struct ShardContext {
     pub verifier: Arc<TokenVerifier>,
     /// The router core's inbox (chat requests as internal frames).
     pub core: flume::Sender<InternalFrameBytes>,
+    /// This shard's heartbeat for the stall watchdog.
+    pub pulse: Arc<Pulse>,
 }
 
 /// Deadlines and limits converted to this shard's ticks.
@@ -126,6 +129,7 @@ pub struct Shard {
     stop_waker: RefCell<Option<Waker>>,
     connect_limiter: RefCell<ConnectLimiter>,
     unauthenticated: Cell<usize>,
+    pulse: Arc<Pulse>,
 }
 
 /// Runs a shard on the calling thread until it is shut down.
@@ -165,7 +169,7 @@ pub fn run(ctx: ShardContext) -> anyhow::Result<()> {
 
 async fn shard_main(ctx: ShardContext, driver: &'static str) -> anyhow::Result<()> {
     let listener = TcpListener::from_std(ctx.listener).context("registering the listener")?;
-    let shard = Rc::new(Shard::new(ctx.id, ctx.config, ctx.verifier, ctx.mesh, ctx.core, driver));
+    let shard = Rc::new(Shard::new(ctx.id, ctx.config, ctx.verifier, ctx.mesh, ctx.core, ctx.pulse, driver));
     tracing::info!(shard = shard.id, driver, addr = ?listener.local_addr().ok(), "shard started");
 
     monoio::spawn(shard.clone().inbox_loop(ctx.inbox));
@@ -186,6 +190,7 @@ impl Shard {
         verifier: Arc<TokenVerifier>,
         mesh: Mesh,
         core: flume::Sender<InternalFrameBytes>,
+        pulse: Arc<Pulse>,
         driver: &'static str,
     ) -> Shard {
         let tick_ms = config.timer_tick_ms as u64;
@@ -202,6 +207,7 @@ impl Shard {
             settings: Settings::new(&config, mesh.len()),
             connect_limiter: RefCell::new(ConnectLimiter::new(per_source, total)),
             unauthenticated: Cell::new(0),
+            pulse,
             config,
             verifier,
             mesh,
@@ -241,6 +247,7 @@ impl Shard {
                 _ = stop => return,
                 accepted = listener.accept() => match accepted {
                     Ok((stream, peer)) => {
+                        self.pulse.enter(Activity::Accept);
                         self.metrics.accepts.increment(1);
                         let refusal = self.admission(peer.ip());
                         monoio::spawn(session::serve(self.clone(), stream, refusal));
@@ -278,6 +285,7 @@ impl Shard {
     }
 
     fn handle_command(&self, command: ShardCommand) {
+        self.pulse.enter(Activity::Inbox);
         match command {
             ShardCommand::Deliver(frame) => self.deliver_internal(&frame),
             ShardCommand::RoomInterest { room, shard, joined, ack } => {
@@ -322,6 +330,8 @@ impl Shard {
     async fn timer_loop(self: Rc<Self>) {
         loop {
             monoio::time::sleep(self.settings.tick).await;
+            self.pulse.enter(Activity::Timer);
+            self.pulse.beat();
             let now = (self.started.elapsed().as_millis() / self.settings.tick.as_millis().max(1)) as u64;
             self.now_tick.set(now);
             let mut wheel = self.wheel.borrow_mut();
@@ -347,6 +357,7 @@ impl Shard {
             })
             .await;
             monoio::time::sleep(tick).await;
+            self.pulse.enter(Activity::Flush);
             let pending = std::mem::take(&mut *self.flush_list.borrow_mut());
             let mut conns = self.conns.borrow_mut();
             for (key, id) in pending {

@@ -24,6 +24,7 @@ use corecast_proto::internal::ChatRequest;
 
 use super::delivery::encode_reply;
 use super::{writer, Shard};
+use crate::stall::Activity;
 
 /// Read buffer capacity of an idle connection.
 const IDLE_READ_CAPACITY: usize = 128;
@@ -128,6 +129,7 @@ fn now_ms() -> u64 {
 
 /// Decodes one complete frame and acts on it.
 async fn handle_frame(shard: &Shard, key: u32, bytes: &[u8]) {
+    shard.pulse.enter(Activity::Read);
     shard.metrics.frames_in.increment(1);
     let authenticated = {
         let mut conns = shard.conns.borrow_mut();

@@ -14,6 +14,7 @@ use monoio::io::{AsyncWriteRent, OwnedWriteHalf};
 use monoio::net::TcpStream;
 
 use super::Shard;
+use crate::stall::Activity;
 
 /// Frames per vectored write (well under IOV_MAX).
 const MAX_BATCH_FRAMES: usize = 256;
@@ -77,6 +78,7 @@ pub(super) async fn run(shard: Rc<Shard>, key: u32, conn_id: u64, mut writer: Ow
             break;
         }
 
+        shard.pulse.enter(Activity::Write);
         let mut batch = Vec::new();
         match shard.conns.borrow_mut().get_mut(key as usize) {
             Some(conn) => conn.queue.take_batch(&mut batch, MAX_BATCH_FRAMES, MAX_BATCH_BYTES),
