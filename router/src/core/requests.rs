@@ -14,6 +14,9 @@ use crate::conversation::KIND_GROUP;
 
 /// Most entries one UNREAD_LIST carries.
 const MAX_UNREAD_ENTRIES: usize = 1000;
+/// Most entry bytes one UNREAD_LIST carries, so the frame stays under the
+/// default maximum frame length of 64 KiB.
+const MAX_UNREAD_BYTES: usize = 60_000;
 
 impl RouterCore {
     /// Handles one request from a shard and sends its reply. Frames other
@@ -95,7 +98,18 @@ impl RouterCore {
     }
 
     fn reply_unread(&self, conn_id: u64, rid: u32, unread: &[(String, u64, u64)]) {
-        let shown = &unread[..unread.len().min(MAX_UNREAD_ENTRIES)];
+        // At most MAX_UNREAD_ENTRIES, and no more than fit in a frame of the
+        // default maximum size (each entry: 2 + conv + 16 bytes).
+        let mut bytes = 0;
+        let fitting = unread
+            .iter()
+            .take(MAX_UNREAD_ENTRIES)
+            .take_while(|(conv, _, _)| {
+                bytes += 18 + conv.len();
+                bytes <= MAX_UNREAD_BYTES
+            })
+            .count();
+        let shown = &unread[..fitting];
         let entries = shown
             .iter()
             .map(|(conv, last_seq, read_seq)| UnreadEntry { conv, last_seq: *last_seq, read_seq: *read_seq })
