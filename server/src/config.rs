@@ -47,6 +47,10 @@ pub struct Config {
     pub io_uring_entries: u32,
     /// Accept backlog of each shard's listener.
     pub listen_backlog: i32,
+    /// PEM certificate chain: with `tls_key_file`, clients must speak TLS.
+    pub tls_cert_file: Option<PathBuf>,
+    /// PEM private key of `tls_cert_file`.
+    pub tls_key_file: Option<PathBuf>,
     /// HS256 secret for client tokens. `None` generates one at start (dev mode).
     pub jwt_secret: Option<String>,
     /// PEM file with an RSA public key: RS256 tokens signed by its private
@@ -141,6 +145,8 @@ impl Default for Config {
             driver: DriverChoice::Auto,
             io_uring_entries: 2048,
             listen_backlog: 4096,
+            tls_cert_file: None,
+            tls_key_file: None,
             jwt_secret: None,
             jwt_rsa_public_key_file: None,
             jwt_ec_public_key_file: None,
@@ -221,6 +227,8 @@ impl Config {
             "driver",
             "io_uring_entries",
             "listen_backlog",
+            "tls_cert_file",
+            "tls_key_file",
             "jwt_secret",
             "jwt_rsa_public_key_file",
             "jwt_ec_public_key_file",
@@ -277,6 +285,9 @@ impl Config {
         }
         if self.admin_key.as_deref().is_some_and(|k| k.len() < 16) {
             return bad("admin_key must be at least 16 bytes");
+        }
+        if self.tls_cert_file.is_some() != self.tls_key_file.is_some() {
+            return bad("tls_cert_file and tls_key_file go together");
         }
         if self.flush_tick_ms == 0 && self.hot_room_msgs_per_sec > 0 {
             return bad("flush_tick_ms must be positive while hot_room_msgs_per_sec is set");

@@ -15,3 +15,4 @@ pub mod metrics;
 pub mod node;
 pub mod shard;
 pub mod stall;
+pub mod tls;

@@ -31,6 +31,8 @@ pub struct ShardMetrics {
     pub slow_consumer_closes: Counter,
     /// Failed AUTH attempts.
     pub auth_failures: Counter,
+    /// TLS handshakes that failed or timed out.
+    pub tls_handshake_failures: Counter,
     /// Rooms with at least one member on this shard.
     pub rooms: Gauge,
     shard: String,
@@ -53,6 +55,7 @@ impl ShardMetrics {
             drops_core_inbox_full: counter!("corecast_drops_total", "shard" => s.clone(), "reason" => "core_inbox_full"),
             slow_consumer_closes: counter!("corecast_slow_consumer_closes_total", "shard" => s.clone()),
             auth_failures: counter!("corecast_auth_failures_total", "shard" => s.clone()),
+            tls_handshake_failures: counter!("corecast_tls_handshake_failures_total", "shard" => s.clone()),
             rooms: gauge!("corecast_rooms", "shard" => s.clone()),
             shard: s,
         }

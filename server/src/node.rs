@@ -159,6 +159,13 @@ pub fn run(config: Config) -> anyhow::Result<()> {
     tracing::info!(%listen, shards = shard_count, "starting shards");
 
     let cpus = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    let tls = match (&config.tls_cert_file, &config.tls_key_file) {
+        (Some(cert), Some(key)) => Some(monoio_rustls::TlsAcceptor::from(crate::tls::server_config(cert, key)?)),
+        _ => None,
+    };
+    if tls.is_some() {
+        tracing::info!("clients must speak TLS");
+    }
     let pulses: Vec<Arc<Pulse>> = (0..shard_count).map(|_| Arc::new(Pulse::new())).collect();
     if config.stall_threshold_ms > 0 {
         // Shards beat once per timer tick: a threshold under a few ticks
@@ -179,6 +186,7 @@ pub fn run(config: Config) -> anyhow::Result<()> {
             verifier: verifier.clone(),
             core: core_tx.clone(),
             pulse: pulses[id].clone(),
+            tls: tls.clone(),
         };
         let exit_tx = exit_tx.clone();
         threads.push(std::thread::Builder::new().name(format!("corecast-shard-{id}")).spawn(move || {

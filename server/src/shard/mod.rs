@@ -67,6 +67,8 @@ pub struct ShardContext {
     pub core: flume::Sender<InternalFrameBytes>,
     /// This shard's heartbeat for the stall watchdog.
     pub pulse: Arc<Pulse>,
+    /// TLS for client connections, when configured.
+    pub tls: Option<monoio_rustls::TlsAcceptor>,
 }
 
 /// Deadlines and limits converted to this shard's ticks.
@@ -176,7 +178,7 @@ async fn shard_main(ctx: ShardContext, driver: &'static str) -> anyhow::Result<(
     monoio::spawn(shard.clone().timer_loop());
     monoio::spawn(shard.clone().flush_loop());
 
-    shard.clone().accept_loop(listener).await;
+    shard.clone().accept_loop(listener, ctx.tls).await;
     shard.drain().await;
     tracing::info!(shard = shard.id, "shard stopped");
     Ok(())
@@ -233,7 +235,7 @@ impl Shard {
     }
 
     /// Accepts connections until the shard is told to stop.
-    async fn accept_loop(self: Rc<Self>, listener: TcpListener) {
+    async fn accept_loop(self: Rc<Self>, listener: TcpListener, tls: Option<monoio_rustls::TlsAcceptor>) {
         loop {
             let stop = poll_fn(|cx| {
                 if self.stopping.get() {
@@ -250,7 +252,14 @@ impl Shard {
                         self.pulse.enter(Activity::Accept);
                         self.metrics.accepts.increment(1);
                         let refusal = self.admission(peer.ip());
-                        monoio::spawn(session::serve(self.clone(), stream, refusal));
+                        match &tls {
+                            None => {
+                                monoio::spawn(session::serve(self.clone(), stream, refusal));
+                            }
+                            Some(acceptor) => {
+                                monoio::spawn(session::serve_tls(self.clone(), acceptor.clone(), stream, refusal));
+                            }
+                        }
                     }
                     Err(e) => {
                         // EMFILE and friends: back off briefly instead of spinning.

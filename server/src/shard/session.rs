@@ -17,7 +17,7 @@ use corecast_proto::{
     ServerMessage, PUBLISH_EXCLUDE_SELF, PUBLISH_NO_REPLY,
 };
 use monoio::buf::IoBufMut;
-use monoio::io::{AsyncReadRent, OwnedReadHalf, Splitable};
+use monoio::io::{AsyncReadRent, AsyncWriteRent, OwnedReadHalf, Split, Splitable};
 use monoio::net::TcpStream;
 
 use corecast_proto::internal::ChatRequest;
@@ -33,11 +33,43 @@ const KEEP_READ_CAPACITY: usize = 4096;
 /// Longest device id a client may give in AUTH.
 const MAX_DEVICE_ID_LEN: usize = 64;
 
-/// Serves one accepted connection until it closes. A connection refused at
-/// admission is told why with CLOSE and closed.
+/// Serves one accepted plain-TCP connection until it closes.
 pub(super) async fn serve(shard: Rc<Shard>, stream: TcpStream, refusal: Option<ErrorCode>) {
     let _ = stream.set_nodelay(true);
-    let (key, conn_id) = shard.register(stream.as_raw_fd());
+    let fd = stream.as_raw_fd();
+    serve_stream(shard, stream, fd, refusal).await;
+}
+
+/// Completes the TLS handshake (within the authentication deadline), then
+/// serves the connection like a plain one. A failed handshake is counted
+/// and the socket dropped: there is no channel to send a CLOSE on.
+pub(super) async fn serve_tls(
+    shard: Rc<Shard>,
+    acceptor: monoio_rustls::TlsAcceptor,
+    stream: TcpStream,
+    refusal: Option<ErrorCode>,
+) {
+    let _ = stream.set_nodelay(true);
+    let fd = stream.as_raw_fd();
+    let deadline = std::time::Duration::from_millis(shard.config.auth_timeout_ms as u64);
+    match monoio::time::timeout(deadline, acceptor.accept(stream)).await {
+        Ok(Ok(tls)) => serve_stream(shard, tls, fd, refusal).await,
+        Ok(Err(e)) => {
+            tracing::debug!(shard = shard.id, "TLS handshake failed: {e}");
+            shard.metrics.tls_handshake_failures.increment(1);
+        }
+        Err(_) => shard.metrics.tls_handshake_failures.increment(1),
+    }
+}
+
+/// Serves a connection over any byte stream until it closes. `fd` is the
+/// socket under it, which is shut down to end both halves. A connection
+/// refused at admission is told why with CLOSE and closed.
+async fn serve_stream<S>(shard: Rc<Shard>, stream: S, fd: std::os::fd::RawFd, refusal: Option<ErrorCode>)
+where
+    S: Split + AsyncReadRent + AsyncWriteRent + 'static,
+{
+    let (key, conn_id) = shard.register(fd);
     if let Some(code) = refusal {
         shard.begin_close(key, code, "too many new connections; retry later", shard.config.reconnect_base_ms);
     }
@@ -58,7 +90,7 @@ pub(super) async fn serve(shard: Rc<Shard>, stream: TcpStream, refusal: Option<E
 
 /// Reads and handles frames until the peer goes away or the server starts
 /// closing the connection.
-async fn read_loop(shard: &Shard, key: u32, reader: &mut OwnedReadHalf<TcpStream>) {
+async fn read_loop<S: AsyncReadRent>(shard: &Shard, key: u32, reader: &mut OwnedReadHalf<S>) {
     let max_len = shard.config.max_frame_len;
     let mut buf: Vec<u8> = Vec::with_capacity(IDLE_READ_CAPACITY);
     loop {

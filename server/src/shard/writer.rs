@@ -11,7 +11,6 @@ use std::task::Poll;
 use bytes::Bytes;
 use monoio::buf::IoVecBuf;
 use monoio::io::{AsyncWriteRent, OwnedWriteHalf};
-use monoio::net::TcpStream;
 
 use super::Shard;
 use crate::stall::Activity;
@@ -57,7 +56,7 @@ enum Step {
 }
 
 /// Runs the writer of connection `key` until it closes.
-pub(super) async fn run(shard: Rc<Shard>, key: u32, conn_id: u64, mut writer: OwnedWriteHalf<TcpStream>) {
+pub(super) async fn run<S: AsyncWriteRent>(shard: Rc<Shard>, key: u32, conn_id: u64, mut writer: OwnedWriteHalf<S>) {
     loop {
         let step = poll_fn(|cx| {
             let mut conns = shard.conns.borrow_mut();

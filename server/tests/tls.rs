@@ -1,0 +1,115 @@
+//! TLS against the real server: a rustls client completes the handshake
+//! (checking the server's certificate), authenticates, joins and receives a
+//! published message over TLS; a plain-TCP client gets nothing and does not
+//! disturb the TLS clients.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use common::{token, DataDir, Server};
+use corecast_proto::{decode_server, encode_client, peek_frame, ClientRequest, Peek, PushKind, ServerMessage};
+use rustls::pki_types::{pem::PemObject, CertificateDer, ServerName};
+
+fn key(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/keys").join(name)
+}
+
+fn tls_server() -> (Server, DataDir) {
+    let dir = DataDir::new();
+    let config = dir.0.join("tls.toml");
+    let body = format!("tls_cert_file = {:?}\ntls_key_file = {:?}\n", key("tls_cert.pem"), key("tls_key.pem"));
+    std::fs::write(&config, body).unwrap();
+    (Server::start(&["--config", config.to_str().unwrap()]), dir)
+}
+
+/// A blocking TLS client that trusts only the test certificate.
+struct TlsClient {
+    tls: rustls::StreamOwned<rustls::ClientConnection, TcpStream>,
+    buf: Vec<u8>,
+}
+
+impl TlsClient {
+    fn connect(server: &Server) -> TlsClient {
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(CertificateDer::from_pem_file(key("tls_ca.pem")).unwrap()).unwrap();
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let config = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        let name = ServerName::try_from("localhost").unwrap();
+        let conn = rustls::ClientConnection::new(Arc::new(config), name).unwrap();
+        let tcp = TcpStream::connect(server.addr).unwrap();
+        tcp.set_read_timeout(Some(common::WAIT)).unwrap();
+        TlsClient { tls: rustls::StreamOwned::new(conn, tcp), buf: Vec::new() }
+    }
+
+    fn send(&mut self, request: &ClientRequest<'_>) {
+        let mut out = Vec::new();
+        encode_client(1, 0, request, &mut out).unwrap();
+        self.tls.write_all(&out).unwrap();
+    }
+
+    /// The next frame's op and, for a PUSH, its kind and payload.
+    fn recv(&mut self) -> (u8, Option<(PushKind, Vec<u8>)>) {
+        loop {
+            if let Ok(Peek::Complete(h)) = peek_frame(&self.buf, u32::MAX) {
+                let frame: Vec<u8> = self.buf.drain(..h.len as usize).collect();
+                let decoded = decode_server(&frame).unwrap();
+                let push = match decoded.message {
+                    ServerMessage::Push { kind, payload, .. } => Some((kind, payload.to_vec())),
+                    _ => None,
+                };
+                return (decoded.message.op(), push);
+            }
+            let mut chunk = [0u8; 4096];
+            let n = self.tls.read(&mut chunk).expect("TLS read");
+            assert!(n > 0, "connection closed");
+            self.buf.extend_from_slice(&chunk[..n]);
+        }
+    }
+}
+
+#[test]
+fn tls_handshake_auth_join_publish_and_receive() {
+    let (server, _dir) = tls_server();
+    let mut alice = TlsClient::connect(&server);
+    let mut bob = TlsClient::connect(&server);
+    for (client, user) in [(&mut alice, "alice"), (&mut bob, "bob")] {
+        client.send(&ClientRequest::Auth { token: &token(user, 600, None), device: "" });
+        assert_eq!(client.recv().0, corecast_proto::server::op::AUTH_OK);
+        client.send(&ClientRequest::Join { room: "secure" });
+        assert_eq!(client.recv().0, corecast_proto::server::op::OK);
+    }
+    alice.send(&ClientRequest::Publish { room: "secure", payload: b"over tls" });
+    for client in [&mut alice, &mut bob] {
+        let push = loop {
+            if let (_, Some(push)) = client.recv() {
+                break push;
+            }
+        };
+        assert_eq!(push, (PushKind::Room, b"over tls".to_vec()));
+    }
+}
+
+#[test]
+fn plain_tcp_to_a_tls_port_gets_no_protocol_and_others_are_unaffected() {
+    let (server, _dir) = tls_server();
+    let mut plain = TcpStream::connect(server.addr).unwrap();
+    plain.set_read_timeout(Some(common::WAIT)).unwrap();
+    let mut auth = Vec::new();
+    encode_client(1, 0, &ClientRequest::Auth { token: &token("mallory", 600, None), device: "" }, &mut auth).unwrap();
+    plain.write_all(&auth).unwrap();
+    let mut reply = Vec::new();
+    let _ = plain.read_to_end(&mut reply);
+    assert!(peek_frame(&reply, u32::MAX).map_or(true, |p| !matches!(p, Peek::Complete(_))), "{reply:?}");
+    let mut ok = TlsClient::connect(&server);
+    ok.send(&ClientRequest::Auth { token: &token("carol", 600, None), device: "" });
+    assert_eq!(ok.recv().0, corecast_proto::server::op::AUTH_OK);
+    assert!(server.metric_sum("corecast_tls_handshake_failures_total") >= 1.0);
+}
