@@ -1,0 +1,41 @@
+//! Fuzz target: internal frames as they would arrive from a router link.
+//! Arbitrary bytes are copied into an aligned buffer (as the link does) and
+//! validated; validation must never panic, and a frame it accepts must be
+//! readable in place, its wire bytes sliceable, and its chat request (if
+//! any) fully readable.
+#![no_main]
+
+use bytes::Bytes;
+use corecast_proto::internal::{ArchivedChatRequest, ArchivedInternalFrame, InternalFrameBytes};
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    let mut aligned = rkyv::util::AlignedVec::<16>::new();
+    aligned.extend_from_slice(data);
+    let Ok(frame) = InternalFrameBytes::validate(Bytes::from_owner(aligned)) else { return };
+    let wire = frame.wire_push();
+    assert!(wire.len() <= data.len());
+    match frame.archived() {
+        ArchivedInternalFrame::RoomPush { room, except_conn, .. } => {
+            let _ = (room.as_str().len(), except_conn.to_native());
+        }
+        ArchivedInternalFrame::Broadcast { .. } => {}
+        ArchivedInternalFrame::ConnFrames { conn_ids, reply, .. } => {
+            let _ = (conn_ids.iter().fold(0u64, |acc, id| acc ^ id.to_native()), *reply);
+        }
+        ArchivedInternalFrame::Chat(request) => match request {
+            ArchivedChatRequest::Send { user, to, payload, .. } => {
+                let _ = (user.as_str().len(), to.as_str().len(), payload.len());
+            }
+            ArchivedChatRequest::Sync { conv, .. } | ArchivedChatRequest::Ack { conv, .. } => {
+                let _ = conv.as_str().len();
+            }
+            ArchivedChatRequest::Online { user, device, .. } => {
+                let _ = (user.as_str().len(), device.as_str().len());
+            }
+            ArchivedChatRequest::Offline { user, .. } | ArchivedChatRequest::Unread { user, .. } => {
+                let _ = user.as_str().len();
+            }
+        },
+    }
+});
