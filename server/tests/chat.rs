@@ -208,3 +208,17 @@ fn admin_sends_as_a_user_and_manages_groups() {
     assert_eq!(server.admin_get("/v1/admin/groups/ops")["members"], serde_json::json!(["b", "c"]));
     assert_eq!(server.admin_get("/v1/admin/groups")["groups"], serde_json::json!(["ops"]));
 }
+
+#[test]
+fn unread_follows_a_group_that_grows_past_the_small_group_limit() {
+    let server = Server::start(&["--small-group-limit", "3"]);
+    server.admin_post_json("/v1/admin/groups", r#"{"group":"club","members":["ann","ben","cat"]}"#);
+    let (mut ann, _) = server.user("ann");
+    let (conv, _) = send(&mut ann, 3, "club", 1, b"while small");
+    server.admin_post_json("/v1/admin/groups/club/members", r#"{"add":["dan"]}"#);
+    let (_, seq) = send(&mut ann, 3, "club", 2, b"now large");
+    let (mut cat, _) = server.user("cat");
+    assert_eq!(unread(&mut cat), vec![(conv.clone(), seq, 0)]);
+    let got = sync(&mut cat, &conv, 0);
+    assert_eq!(got.last().map(|(s, _)| *s), Some(seq));
+}

@@ -326,14 +326,14 @@ impl RouterCore {
             .into_iter()
             .map(|c| (c.conv, c.last_seq))
             .collect();
-        // Large groups fan out on read: their members are not in the index.
+        // Large groups fan out on read: their members are not in the index,
+        // and a group that grew past the limit has a stale entry there.
         for group in self.store_call(self.store.user_groups(user)).await? {
             let conv = Conversation::group(&group).id();
-            if let std::collections::hash_map::Entry::Vacant(entry) = last.entry(conv) {
-                let seq = self.store_call(self.store.last_seq(entry.key())).await?;
-                if seq > 0 {
-                    entry.insert(seq);
-                }
+            let seq = self.store_call(self.store.last_seq(&conv)).await?;
+            if seq > 0 {
+                let entry = last.entry(conv).or_insert(0);
+                *entry = (*entry).max(seq);
             }
         }
         let cursors: FxHashMap<String, u64> =
