@@ -5,7 +5,7 @@
 //! (no copies); [`encode_client`] appends a frame to a buffer and is what the
 //! bench harness and tests use to speak to a server.
 
-use crate::frame::{FrameError, HEADER_LEN};
+use crate::frame::FrameError;
 use crate::wire::{split_frame, write_frame, EncodeError, FieldReader};
 
 /// Op codes of client-to-server frames.
@@ -235,22 +235,17 @@ pub fn encode_client(rid: u32, flags: u16, request: &ClientRequest<'_>, out: &mu
     })
 }
 
-/// The encoded length of a PUBLISH frame, for callers sizing payloads
-/// against the maximum frame length.
-pub fn publish_frame_len(room: &str, payload_len: usize) -> usize {
-    HEADER_LEN + 2 + room.len() + payload_len
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::frame::HEADER_LEN;
 
     #[test]
     fn publish_round_trips_with_flags() {
         let mut buf = Vec::new();
         let req = ClientRequest::Publish { room: "lobby", payload: b"hi" };
         encode_client(9, PUBLISH_NO_REPLY, &req, &mut buf).unwrap();
-        assert_eq!(buf.len(), publish_frame_len("lobby", 2));
+        assert_eq!(buf.len(), HEADER_LEN + 2 + 5 + 2);
         let frame = decode_client(&buf).unwrap();
         assert_eq!(frame, ClientFrame { rid: 9, flags: PUBLISH_NO_REPLY, request: req });
     }

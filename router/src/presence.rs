@@ -42,11 +42,6 @@ impl Presence {
     pub fn conns(&self, user: &str) -> &[OnlineConn] {
         self.by_user.get(user).map_or(&[], Vec::as_slice)
     }
-
-    /// Number of users with at least one connection.
-    pub fn users_online(&self) -> usize {
-        self.by_user.len()
-    }
 }
 
 #[cfg(test)]
@@ -63,6 +58,6 @@ mod tests {
         p.offline("alice", 1);
         assert_eq!(p.conns("alice")[0].device, "laptop");
         p.offline("alice", 2);
-        assert_eq!(p.users_online(), 0);
+        assert!(p.conns("alice").is_empty());
     }
 }

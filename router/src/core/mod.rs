@@ -360,11 +360,6 @@ impl RouterCore {
         self.state().presence.conns(user).to_vec()
     }
 
-    /// Users with at least one online connection.
-    pub fn users_online(&self) -> usize {
-        self.state().presence.users_online()
-    }
-
     /// Records a connection coming online.
     pub fn online(&self, user: &str, conn_id: u64, device: &str) {
         self.state().presence.online(user, conn_id, device);

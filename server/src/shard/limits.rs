@@ -25,7 +25,8 @@ impl Rate {
     /// `per_sec` sustained, `burst` at once, on ticks of `tick_ms`. A zero
     /// `per_sec` means unlimited.
     pub fn new(per_sec: u32, burst: u32, tick_ms: u32) -> Rate {
-        Rate { per_tick: per_sec as f64 * tick_ms as f64 / 1000.0, burst: burst.max(per_sec.min(1)) }
+        let burst = if per_sec == 0 { 0 } else { burst.max(1) };
+        Rate { per_tick: per_sec as f64 * tick_ms as f64 / 1000.0, burst }
     }
 
     /// Whether this rate limits anything.
