@@ -5,12 +5,14 @@
 //! write fan-out, per-device read cursors, group membership, idempotency by
 //! (sender, client message id), the highest sequence of a conversation, and
 //! sequence epochs — and its backends: [`embedded`] (on disk under the data
-//! directory, the default) and [`scylla`] (ScyllaDB, for clusters). One
-//! conformance suite (`tests/conformance.rs`) runs against every backend.
+//! directory, the default), [`scylla`] (ScyllaDB, for clusters) and
+//! [`redis`] (a persistent Redis shared by the routers of a small cluster).
+//! One conformance suite (`tests/conformance.rs`) runs against every backend.
 #![warn(missing_docs)]
 
 pub mod embedded;
 mod error;
+pub mod redis;
 pub mod scylla;
 mod types;
 

@@ -9,6 +9,9 @@
 //!   default `corecast_conformance`, replication factor 1), including a
 //!   disconnect and reconnect. Without that variable it prints one
 //!   `SKIPPED` line and passes.
+//! - `conformance_redis`: the Redis store against a real `redis-server`
+//!   the test starts on a free port with `appendfsync always`, including a
+//!   restart of that server (the data comes back from its append-only file).
 //!
 //! Every id the suite uses starts with a per-run namespace, so runs against
 //! a shared cluster do not see each other's data.
@@ -19,10 +22,14 @@ use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use corecast_storage::embedded::{Durability, EmbeddedStore};
+use corecast_storage::redis::RedisStore;
 use corecast_storage::scylla::ScyllaStore;
 use corecast_storage::{AppendOutcome, Fanout, GroupInfo, MessageStore, StoreError, StoredMessage, UserConversation};
 
 type Store = Arc<dyn MessageStore>;
+
+#[path = "../../router/tests/common/redis_server.rs"]
+mod redis_server;
 
 // ---------------------------------------------------------------- backends
 
@@ -44,6 +51,19 @@ async fn embedded(durability: Durability) {
     let before = write_before_reopen(&store, &ns).await;
     drop(store);
     let store: Store = Arc::new(EmbeddedStore::open(dir.path(), durability).expect("reopen"));
+    check_after_reopen(&store, &ns, &before).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn conformance_redis() {
+    let mut server = redis_server::RedisServer::start_persistent();
+    let ns = Ns::new();
+    let store: Store = Arc::new(RedisStore::connect(&server.url(), "conformance:").await.expect("connect"));
+    run_suite(&store, &ns).await;
+    let before = write_before_reopen(&store, &ns).await;
+    drop(store);
+    server.restart();
+    let store: Store = Arc::new(RedisStore::connect(&server.url(), "conformance:").await.expect("reconnect"));
     check_after_reopen(&store, &ns, &before).await;
 }
 
