@@ -54,6 +54,35 @@ pub enum InternalFrame {
     },
     /// A request for the router core.
     Chat(ChatRequest),
+    /// Node → router, the first frame on a link: who the node is and every
+    /// room it has members of (a reconnecting node re-announces its state).
+    NodeHello {
+        /// Node id.
+        node: String,
+        /// Rooms with at least one member on the node.
+        rooms: Vec<String>,
+    },
+    /// Node → router: the node gained its first (`joined`) or lost its last
+    /// member of `room`. The router answers [`InternalFrame::InterestAck`]
+    /// with the same `id` once recorded.
+    RoomInterest {
+        /// Room name.
+        room: String,
+        /// First member joined (true) or last member left (false).
+        joined: bool,
+        /// Matches the acknowledgement to the announcement.
+        id: u64,
+    },
+    /// Router → node: a [`InternalFrame::RoomInterest`] is recorded.
+    InterestAck {
+        /// The announcement's id.
+        id: u64,
+    },
+    /// Node → routers: `user`'s connections changed; drop cached routes.
+    RouteChanged {
+        /// User id.
+        user: String,
+    },
 }
 
 /// What a shard asks of the router core for persistent chat. `conn_id` and
@@ -88,6 +117,10 @@ pub enum ChatRequest {
 pub fn shard_of(conn_id: u64) -> u16 {
     (conn_id >> 48) as u16
 }
+
+/// Longest internal frame a link accepts (its 4-byte length prefix counts
+/// the archive only). Checked before anything is allocated.
+pub const MAX_LINK_FRAME_LEN: u32 = 16 << 20;
 
 /// Why received internal bytes were refused.
 #[derive(Debug, thiserror::Error)]
@@ -126,14 +159,15 @@ impl InternalFrameBytes {
         unsafe { rkyv::access_unchecked::<ArchivedInternalFrame>(&self.0) }
     }
 
-    /// The client wire frames inside this frame (empty for a chat request),
+    /// The client wire frames inside this frame (empty for requests and link
+    /// control frames),
     /// as a slice that shares this frame's allocation (no copy).
     pub fn wire_push(&self) -> Bytes {
         let push = match self.archived() {
             ArchivedInternalFrame::RoomPush { push, .. } => push.as_slice(),
             ArchivedInternalFrame::Broadcast { push } => push.as_slice(),
             ArchivedInternalFrame::ConnFrames { frames, .. } => frames.as_slice(),
-            ArchivedInternalFrame::Chat(_) => &[],
+            _ => &[],
         };
         if push.is_empty() {
             return Bytes::new();

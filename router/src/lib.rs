@@ -12,9 +12,19 @@
 //! `corecast-router` binary) build on the same core.
 #![warn(missing_docs)]
 
+pub mod admin;
 pub mod conversation;
 mod core;
+pub mod dispatch;
+pub mod health;
+pub mod link;
+pub mod ownership;
 pub mod presence;
+pub mod registry;
+pub mod routes;
 pub mod sequencer;
+pub mod tier;
 
-pub use crate::core::{ChatError, ConnSink, CoreConfig, RouterCore, SendReceipt};
+pub use crate::core::{ChatError, CoreConfig, RouterCore, SendReceipt};
+pub use crate::ownership::Ownership;
+pub use crate::routes::{ConnSink, RouteTable};

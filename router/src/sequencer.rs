@@ -24,6 +24,11 @@ impl Sequencer {
         Sequencer { epoch, counters: FxHashMap::default() }
     }
 
+    /// The epoch of every seq this sequencer hands out.
+    pub fn epoch(&self) -> u64 {
+        self.epoch
+    }
+
     /// The next seq of `conv`, or `None` once this epoch's counter space for
     /// it is spent (2^40 messages; the owner must take a new epoch).
     pub fn next(&mut self, conv: &str) -> Option<u64> {

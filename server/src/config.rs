@@ -132,6 +132,30 @@ pub struct Config {
     pub store_timeout_ms: u32,
     /// Capacity of the queue from shards to the router core.
     pub core_inbox_capacity: usize,
+    /// This node's name in a cluster; `None` = `<hostname>-<client port>`.
+    /// Each start adds a random suffix, so routes of an earlier run of the
+    /// same node are never mistaken for this run's connections.
+    pub node_id: Option<String>,
+    /// Redis URL (`redis://host:port/`). Set, the node joins a cluster: it
+    /// registers in Redis, writes its users' routes there and links to every
+    /// router; chat goes to the routers instead of an in-process core.
+    pub redis_url: Option<String>,
+    /// Client address published for dispatch; `None` = the listen address.
+    pub advertise_addr: Option<String>,
+    /// Control-plane address routers pull health from; `None` =
+    /// `control_listen`.
+    pub advertise_control_addr: Option<String>,
+    /// Relative share of new clients dispatch sends here.
+    pub weight: u32,
+    /// Most client connections; `None` = the open-file limit minus a reserve
+    /// for the node's own files and links.
+    pub max_connections: Option<u64>,
+    /// Lifetime of the node's registration in Redis; renewed every third of
+    /// it. A node that stops renewing drops out of the cluster after this.
+    pub registry_ttl_ms: u32,
+    /// Lifetime of a user's route in Redis; renewed every third of it while
+    /// the user is connected.
+    pub route_ttl_ms: u32,
 }
 
 impl Default for Config {
@@ -181,6 +205,14 @@ impl Default for Config {
             small_group_limit: 200,
             store_timeout_ms: 5_000,
             core_inbox_capacity: 65_536,
+            node_id: None,
+            redis_url: None,
+            advertise_addr: None,
+            advertise_control_addr: None,
+            weight: 100,
+            max_connections: None,
+            registry_ttl_ms: 3_000,
+            route_ttl_ms: 120_000,
         }
     }
 }
@@ -263,6 +295,14 @@ impl Config {
             "small_group_limit",
             "store_timeout_ms",
             "core_inbox_capacity",
+            "node_id",
+            "redis_url",
+            "advertise_addr",
+            "advertise_control_addr",
+            "weight",
+            "max_connections",
+            "registry_ttl_ms",
+            "route_ttl_ms",
         ]
     }
 
@@ -289,6 +329,12 @@ impl Config {
         if self.tls_cert_file.is_some() != self.tls_key_file.is_some() {
             return bad("tls_cert_file and tls_key_file go together");
         }
+        if self.registry_ttl_ms < 300 || self.route_ttl_ms < self.registry_ttl_ms {
+            return bad("registry_ttl_ms must be >= 300 and route_ttl_ms >= registry_ttl_ms");
+        }
+        if self.node_id.as_deref().is_some_and(|id| id.is_empty() || id.len() > 64 || id.contains('/')) {
+            return bad("node_id must be 1..=64 bytes without '/'");
+        }
         if self.flush_tick_ms == 0 && self.hot_room_msgs_per_sec > 0 {
             return bad("flush_tick_ms must be positive while hot_room_msgs_per_sec is set");
         }
@@ -307,6 +353,30 @@ impl Config {
         } else {
             self.shards
         }
+    }
+
+    /// The node name in force (without the per-start suffix).
+    pub fn node_name(&self) -> String {
+        self.node_id.clone().unwrap_or_else(|| {
+            let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+            let host = host.trim();
+            let host = if host.is_empty() { "node" } else { host };
+            format!("{host}-{}", self.listen_addr().port())
+        })
+    }
+
+    /// The connection ceiling in force: the configured one, or the
+    /// open-file limit less a reserve for the node's own descriptors (store
+    /// files, listeners, router links, io_uring).
+    pub fn connection_ceiling(&self) -> u64 {
+        const RESERVE: u64 = 512;
+        self.max_connections.unwrap_or_else(|| {
+            let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+            // SAFETY: getrlimit writes into the struct we own.
+            let ok = unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } == 0;
+            let files = if ok { limit.rlim_cur } else { 1024 };
+            files.saturating_sub(RESERVE).max(1)
+        })
     }
 
     /// The client listen address in force.

@@ -4,15 +4,18 @@
 //! core on monoio's io_uring driver, each with its own listener,
 //! connections, room members and timers), fan-out of encoded-once frames,
 //! the cross-shard inboxes, client authentication, the control plane
-//! (health, Prometheus metrics, admin API) and node start-up and shutdown.
+//! (health, Prometheus metrics, admin API), the uplink to the router tier
+//! in a cluster, and node start-up and shutdown.
 //! The `corecast-server` binary is a thin command line over [`node::run`].
 #![warn(missing_docs)]
 
 pub mod auth;
+pub mod cluster;
 pub mod config;
 pub mod control;
 pub mod metrics;
 pub mod node;
 pub mod shard;
 pub mod stall;
+pub mod status;
 pub mod tls;

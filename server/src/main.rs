@@ -168,6 +168,34 @@ struct Overrides {
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     store_timeout_ms: Option<u32>,
+    /// Node name in a cluster [default: <hostname>-<client port>].
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    node_id: Option<String>,
+    /// Redis URL; set, the node joins a cluster [default: none, single node].
+    #[arg(long = "redis")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    redis_url: Option<String>,
+    /// Client address published for dispatch [default: the listen address].
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    advertise_addr: Option<String>,
+    /// Relative share of new clients [default: 100].
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    weight: Option<u32>,
+    /// Connection ceiling [default: open-file limit minus 512].
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    max_connections: Option<u64>,
+    /// Lifetime of the node's Redis registration, ms [default: 3000].
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    registry_ttl_ms: Option<u32>,
+    /// Lifetime of a user's route in Redis, ms [default: 120000].
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    route_ttl_ms: Option<u32>,
 }
 
 fn main() -> anyhow::Result<()> {

@@ -12,26 +12,27 @@ use metrics_exporter_prometheus::PrometheusBuilder;
 use socket2::{Domain, Socket, Type};
 
 use corecast_proto::internal::InternalFrameBytes;
+use corecast_router::presence::LocalRoutes;
+use corecast_router::registry::NodeInfo;
 use corecast_router::{ConnSink, CoreConfig, RouterCore};
 use corecast_storage::embedded::EmbeddedStore;
 
 use crate::auth::{mint_token, TokenVerifier};
+use crate::cluster::ClusterSettings;
 use crate::config::Config;
-use crate::control::{ControlPlane, ControlState};
+use crate::control::{ChatBackend, ControlPlane, ControlState};
 use crate::shard::{self, Mesh, ShardCommand, ShardContext};
 use crate::stall::{log_stall, Pulse, Watchdog};
+use crate::status::NodeStatus;
+use crate::tls::CertStore;
 
-/// The router core's way back to the shards: their inboxes.
+/// The in-process router core's way back to the shards: their inboxes.
 struct MeshSink(Mesh);
 
 impl ConnSink for MeshSink {
-    fn to_shard(&self, shard: u16, frame: InternalFrameBytes) {
-        if (shard as usize) < self.0.len() && self.0.to(shard).try_send(ShardCommand::Deliver(frame)).is_err() {
-            // The client learns nothing of this frame; a PUSH can be synced,
-            // a lost reply makes the client resend (idempotent by its id).
-            metrics::counter!("corecast_drops_total", "shard" => shard.to_string(), "reason" => "inbox_full")
-                .increment(1);
-        }
+    fn to_node(&self, _node: &str, frame: InternalFrameBytes) {
+        // The single-node core sends only connection frames.
+        self.0.deliver(&frame, |_| 0);
     }
 }
 
@@ -47,10 +48,31 @@ fn start_core(config: &Config, mesh: &Mesh, runtime: &tokio::runtime::Runtime) -
         store_timeout: std::time::Duration::from_millis(config.store_timeout_ms as u64),
         ..CoreConfig::default()
     };
+    let routes = Arc::new(LocalRoutes::default());
+    let sink = Arc::new(MeshSink(mesh.clone()));
     let core = runtime
-        .block_on(RouterCore::start(Arc::new(store), Arc::new(MeshSink(mesh.clone())), core_config, "single-node"))
+        .block_on(RouterCore::start(Arc::new(store), routes, sink, core_config, "single-node"))
         .context("starting the router core")?;
     Ok(core)
+}
+
+/// The node as it registers in the cluster: its name with a random suffix
+/// (so routes of an earlier run are never taken for this run's), addresses,
+/// weight and ceiling.
+fn cluster_settings(config: &Config, redis_url: &str, client_addr: &str) -> ClusterSettings {
+    let suffix: u32 = rand::random();
+    ClusterSettings {
+        node: NodeInfo {
+            id: format!("{}-{suffix:08x}", config.node_name()),
+            client_addr: client_addr.to_string(),
+            control_addr: config.advertise_control_addr.clone().unwrap_or_else(|| config.control_listen.to_string()),
+            weight: config.weight,
+            ceiling: config.connection_ceiling(),
+        },
+        redis_url: redis_url.to_string(),
+        registry_ttl: Duration::from_millis(config.registry_ttl_ms as u64),
+        route_ttl: Duration::from_millis(config.route_ttl_ms as u64),
+    }
 }
 
 /// Secrets in force, and whether they were generated for this run.
@@ -141,7 +163,30 @@ pub fn run(config: Config) -> anyhow::Result<()> {
     let verifier = Arc::new(token_verifier(&config, &secrets)?);
     let (mesh, inboxes) = Mesh::new(shard_count, config.shard_inbox_capacity);
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-    let core = start_core(&config, &mesh, &runtime)?;
+    let client_addr = config.advertise_addr.clone().unwrap_or_else(|| listen.to_string());
+    let (status, backend) = match &config.redis_url {
+        Some(redis_url) => {
+            let settings = cluster_settings(&config, redis_url, &client_addr);
+            tracing::info!(node = %settings.node.id, redis = %redis_url, "joining the cluster");
+            (NodeStatus::new(settings.node.id.clone(), settings.node.ceiling), ChatBackend::Cluster(settings))
+        }
+        None => (
+            NodeStatus::new(config.node_name(), config.connection_ceiling()),
+            ChatBackend::Single(start_core(&config, &mesh, &runtime)?),
+        ),
+    };
+    let core = match &backend {
+        ChatBackend::Single(core) => Some(core.clone()),
+        ChatBackend::Cluster(_) => None,
+    };
+    let certs = match (&config.tls_cert_file, &config.tls_key_file) {
+        (Some(cert), Some(key)) => Some(CertStore::open(cert, key)?),
+        _ => None,
+    };
+    let tls = match &certs {
+        Some(certs) => Some(monoio_rustls::TlsAcceptor::from(certs.server_config()?)),
+        None => None,
+    };
     let (core_tx, core_rx) = flume::bounded(config.core_inbox_capacity);
     let control = ControlPlane::start(
         runtime,
@@ -152,17 +197,17 @@ pub fn run(config: Config) -> anyhow::Result<()> {
             admin_key: secrets.admin_key.clone().into(),
             core,
             verifier: verifier.clone(),
+            status: Arc::new(status),
+            client_addr,
+            certs,
         },
+        backend,
         core_rx,
     )?;
     print_banner(&config, &secrets, listen)?;
     tracing::info!(%listen, shards = shard_count, "starting shards");
 
     let cpus = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
-    let tls = match (&config.tls_cert_file, &config.tls_key_file) {
-        (Some(cert), Some(key)) => Some(monoio_rustls::TlsAcceptor::from(crate::tls::server_config(cert, key)?)),
-        _ => None,
-    };
     if tls.is_some() {
         tracing::info!("clients must speak TLS");
     }

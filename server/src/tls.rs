@@ -1,16 +1,33 @@
-//! TLS for client connections: loading the certificate chain and key named
-//! in the configuration into a rustls server configuration (ring crypto,
-//! TLS 1.2 and 1.3), which each shard wraps its accepted sockets with.
+//! TLS for client connections: the certificate chain and key named in the
+//! configuration, served through a rustls configuration (ring crypto, TLS
+//! 1.2 and 1.3) that each shard wraps its accepted sockets with.
+//!
+//! The certificate can be replaced without a restart: [`CertStore::reload`]
+//! (on SIGHUP or `POST /v1/admin/tls/reload`) reads the files again and, if
+//! they hold a valid chain and a matching key, new handshakes use them at
+//! once; connections already established keep theirs. A bad file leaves
+//! the certificate in force unchanged.
 
-use std::path::Path;
-use std::sync::Arc;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
 
 use anyhow::Context;
+use rustls::crypto::CryptoProvider;
+use rustls::server::{ClientHello, ResolvesServerCert};
+use rustls::sign::CertifiedKey;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 
-/// Builds the server's TLS configuration from PEM files.
-pub fn server_config(cert_file: &Path, key_file: &Path) -> anyhow::Result<Arc<rustls::ServerConfig>> {
+/// The certificate in force, and where it is read from.
+#[derive(Debug)]
+pub struct CertStore {
+    cert_file: PathBuf,
+    key_file: PathBuf,
+    provider: Arc<CryptoProvider>,
+    current: RwLock<Arc<CertifiedKey>>,
+}
+
+fn load(cert_file: &Path, key_file: &Path, provider: &CryptoProvider) -> anyhow::Result<CertifiedKey> {
     let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert_file)
         .with_context(|| format!("reading certificates from {}", cert_file.display()))?
         .collect::<Result<_, _>>()
@@ -20,12 +37,44 @@ pub fn server_config(cert_file: &Path, key_file: &Path) -> anyhow::Result<Arc<ru
     }
     let key = PrivateKeyDer::from_pem_file(key_file)
         .with_context(|| format!("reading the private key from {}", key_file.display()))?;
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let config = rustls::ServerConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .context("TLS protocol versions")?
-        .with_no_client_auth()
-        .with_single_cert(certs, key)
-        .context("the TLS certificate and key do not match or are unsupported")?;
-    Ok(Arc::new(config))
+    CertifiedKey::from_der(certs, key, provider).context("the TLS certificate and key do not match or are unsupported")
+}
+
+impl CertStore {
+    /// Reads the certificate chain and key.
+    pub fn open(cert_file: &Path, key_file: &Path) -> anyhow::Result<Arc<CertStore>> {
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let current = load(cert_file, key_file, &provider)?;
+        Ok(Arc::new(CertStore {
+            cert_file: cert_file.to_path_buf(),
+            key_file: key_file.to_path_buf(),
+            provider,
+            current: RwLock::new(Arc::new(current)),
+        }))
+    }
+
+    /// Reads the files again; on success new handshakes use the new
+    /// certificate, on failure the old one stays and the error is returned.
+    pub fn reload(&self) -> anyhow::Result<()> {
+        let fresh = load(&self.cert_file, &self.key_file, &self.provider)?;
+        *self.current.write().unwrap_or_else(|poisoned| poisoned.into_inner()) = Arc::new(fresh);
+        tracing::info!(cert = %self.cert_file.display(), "TLS certificate reloaded");
+        Ok(())
+    }
+
+    /// The rustls configuration that serves this store's certificate.
+    pub fn server_config(self: &Arc<Self>) -> anyhow::Result<Arc<rustls::ServerConfig>> {
+        let config = rustls::ServerConfig::builder_with_provider(self.provider.clone())
+            .with_safe_default_protocol_versions()
+            .context("TLS protocol versions")?
+            .with_no_client_auth()
+            .with_cert_resolver(self.clone());
+        Ok(Arc::new(config))
+    }
+}
+
+impl ResolvesServerCert for CertStore {
+    fn resolve(&self, _hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        Some(self.current.read().unwrap_or_else(|poisoned| poisoned.into_inner()).clone())
+    }
 }

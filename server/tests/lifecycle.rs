@@ -101,3 +101,20 @@ fn sigterm_closes_every_connection_with_a_reconnect_hint_and_exits() {
         }
     }
 }
+
+#[test]
+fn a_single_node_reports_its_load_and_dispatches_to_itself() {
+    let server = Server::start(&["--max-connections", "1000"]);
+    let (_client, _) = server.user("holder");
+    let health = server.health();
+    assert_eq!((health["status"].as_str(), health["connections"].as_u64()), (Some("ok"), Some(1)));
+    assert_eq!(health["ceiling"], 1000);
+    let dispatch: serde_json::Value = get_json(&server, "/v1/dispatch");
+    assert_eq!(dispatch["nodes"][0]["addr"], server.addr.to_string());
+    assert!(dispatch["reconnect"]["max_ms"].as_u64().unwrap() > 0);
+}
+
+fn get_json(server: &Server, path: &str) -> serde_json::Value {
+    let mut resp = ureq::get(&format!("http://{}{}", server.control, path)).call().unwrap();
+    serde_json::from_str(&resp.body_mut().read_to_string().unwrap()).unwrap()
+}

@@ -104,3 +104,29 @@ fn too_many_unauthenticated_connections_are_closed_at_once() {
     let (_client, ok) = server.user("patient");
     assert_eq!(ok.user, "patient");
 }
+
+#[test]
+fn a_full_node_refuses_new_connections_with_a_reconnect_hint() {
+    // A ceiling of 4 over two shards: two connections each.
+    let server = Server::start(&["--max-connections", "4"]);
+    let mut clients: Vec<Client> = (0..12).map(|_| server.connect()).collect();
+    std::thread::sleep(Duration::from_millis(500));
+    let mut refused = 0;
+    for client in clients.iter_mut() {
+        if let Received::Frame(Reply::Close { code, reason, reconnect_after_ms }) =
+            client.recv_within(Duration::from_millis(50))
+        {
+            assert_eq!(code, ErrorCode::LimitExceeded.as_u16());
+            assert!(reason.contains("full"), "{reason}");
+            assert!(reconnect_after_ms > 0);
+            refused += 1;
+        }
+    }
+    assert!(refused >= 8, "{refused} of 12 refused");
+    assert_eq!(server.metric_sum("corecast_limit_hits_total"), refused as f64);
+    // The connections that got in are served.
+    drop(clients);
+    std::thread::sleep(Duration::from_millis(300));
+    let (_client, ok) = server.user("fits");
+    assert_eq!(ok.user, "fits");
+}

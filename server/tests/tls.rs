@@ -1,7 +1,8 @@
 //! TLS against the real server: a rustls client completes the handshake
 //! (checking the server's certificate), authenticates, joins and receives a
 //! published message over TLS; a plain-TCP client gets nothing and does not
-//! disturb the TLS clients.
+//! disturb the TLS clients; the certificate is replaced without a restart
+//! (admin call and SIGHUP), a bad file changes nothing.
 
 mod common;
 
@@ -19,9 +20,13 @@ fn key(name: &str) -> PathBuf {
 }
 
 fn tls_server() -> (Server, DataDir) {
+    tls_server_with(&key("tls_cert.pem"), &key("tls_key.pem"))
+}
+
+fn tls_server_with(cert: &std::path::Path, private_key: &std::path::Path) -> (Server, DataDir) {
     let dir = DataDir::new();
     let config = dir.0.join("tls.toml");
-    let body = format!("tls_cert_file = {:?}\ntls_key_file = {:?}\n", key("tls_cert.pem"), key("tls_key.pem"));
+    let body = format!("tls_cert_file = {cert:?}\ntls_key_file = {private_key:?}\n");
     std::fs::write(&config, body).unwrap();
     (Server::start(&["--config", config.to_str().unwrap()]), dir)
 }
@@ -36,6 +41,7 @@ impl TlsClient {
     fn connect(server: &Server) -> TlsClient {
         let mut roots = rustls::RootCertStore::empty();
         roots.add(CertificateDer::from_pem_file(key("tls_ca.pem")).unwrap()).unwrap();
+        roots.add(CertificateDer::from_pem_file(key("tls_ca_2.pem")).unwrap()).unwrap();
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let config = rustls::ClientConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()
@@ -47,6 +53,14 @@ impl TlsClient {
         let tcp = TcpStream::connect(server.addr).unwrap();
         tcp.set_read_timeout(Some(common::WAIT)).unwrap();
         TlsClient { tls: rustls::StreamOwned::new(conn, tcp), buf: Vec::new() }
+    }
+
+    /// Completes the handshake and returns the certificate the server showed.
+    fn server_certificate(&mut self) -> CertificateDer<'static> {
+        while self.tls.conn.is_handshaking() {
+            self.tls.conn.complete_io(&mut self.tls.sock).expect("TLS handshake");
+        }
+        self.tls.conn.peer_certificates().expect("a server certificate")[0].clone().into_owned()
     }
 
     fn send(&mut self, request: &ClientRequest<'_>) {
@@ -112,4 +126,46 @@ fn plain_tcp_to_a_tls_port_gets_no_protocol_and_others_are_unaffected() {
     ok.send(&ClientRequest::Auth { token: &token("carol", 600, None), device: "" });
     assert_eq!(ok.recv().0, corecast_proto::server::op::AUTH_OK);
     assert!(server.metric_sum("corecast_tls_handshake_failures_total") >= 1.0);
+}
+
+#[test]
+fn the_certificate_is_replaced_without_a_restart_and_a_bad_one_is_refused() {
+    let files = DataDir::new();
+    let (cert, private_key) = (files.0.join("cert.pem"), files.0.join("key.pem"));
+    let install = |name: &str, key_name: &str| {
+        std::fs::copy(key(name), &cert).unwrap();
+        std::fs::copy(key(key_name), &private_key).unwrap();
+    };
+    let der = |name: &str| CertificateDer::from_pem_file(key(name)).unwrap();
+    install("tls_cert.pem", "tls_key.pem");
+    let (server, _dir) = tls_server_with(&cert, &private_key);
+    let mut early = TlsClient::connect(&server);
+    assert_eq!(early.server_certificate(), der("tls_cert.pem"));
+    early.send(&ClientRequest::Auth { token: &token("early", 600, None), device: "" });
+    assert_eq!(early.recv().0, corecast_proto::server::op::AUTH_OK);
+
+    // Through the admin API.
+    install("tls_cert_2.pem", "tls_key_2.pem");
+    assert_eq!(server.admin_post("/v1/admin/tls/reload", b"")["reloaded"], true);
+    assert_eq!(TlsClient::connect(&server).server_certificate(), der("tls_cert_2.pem"));
+    // The connection made before keeps working.
+    early.send(&ClientRequest::Ping);
+    assert_eq!(early.recv().0, corecast_proto::server::op::PONG);
+
+    // A certificate that does not match its key is refused; nothing changes.
+    std::fs::copy(key("tls_cert.pem"), &cert).unwrap();
+    let refused = ureq::post(&format!("http://{}/v1/admin/tls/reload", server.control))
+        .header("Authorization", &format!("Bearer {}", common::ADMIN_KEY))
+        .send(&b""[..]);
+    assert!(refused.is_err(), "a mismatched key must be refused");
+    assert_eq!(TlsClient::connect(&server).server_certificate(), der("tls_cert_2.pem"));
+
+    // Through SIGHUP.
+    install("tls_cert.pem", "tls_key.pem");
+    unsafe { libc::kill(server.child.id() as i32, libc::SIGHUP) };
+    let deadline = std::time::Instant::now() + common::WAIT;
+    while TlsClient::connect(&server).server_certificate() != der("tls_cert.pem") {
+        assert!(std::time::Instant::now() < deadline, "SIGHUP did not reload the certificate");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
 }

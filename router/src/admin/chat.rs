@@ -1,23 +1,28 @@
-//! The admin API for persistent chat, behind the admin key: send a direct or
-//! group message as a given user (for business backends), read a
-//! conversation's history, a user's presence, and manage groups.
+//! The admin API for persistent chat: send a direct or group message as a
+//! given user (for business backends), read a conversation's history, a
+//! user's presence, and manage groups. The caller puts it behind the admin
+//! key; a router also tells the other routers when a group changes.
 
-use axum::extract::{Path, Query, State};
+use std::sync::Arc;
+
+use axum::extract::{Path, Query};
 use axum::http::StatusCode;
-use axum::middleware;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use axum::{Json, Router};
-use corecast_router::conversation::{KIND_DIRECT, KIND_GROUP};
-use corecast_router::ChatError;
+use axum::{Extension, Json, Router};
 use serde::Deserialize;
 use serde_json::json;
 
-use super::admin::{api_error, require_admin_key};
-use super::ControlState;
+use super::api_error;
+use crate::conversation::{KIND_DIRECT, KIND_GROUP};
+use crate::{ChatError, RouterCore};
 
-/// The chat admin routes, behind the admin key.
-pub fn routes(state: ControlState) -> Router<ControlState> {
+/// Called with a group's id after the group changed here.
+pub type GroupChanged = Arc<dyn Fn(&str) + Send + Sync>;
+
+/// The chat admin routes over `core`; `group_changed` hears of every
+/// group created or changed through them.
+pub fn routes<S: Clone + Send + Sync + 'static>(core: Arc<RouterCore>, group_changed: GroupChanged) -> Router<S> {
     Router::new()
         .route("/v1/admin/messages", post(send))
         .route("/v1/admin/conversations/{conv}/messages", get(history))
@@ -25,7 +30,8 @@ pub fn routes(state: ControlState) -> Router<ControlState> {
         .route("/v1/admin/groups", post(create_group).get(list_groups))
         .route("/v1/admin/groups/{group}", get(group))
         .route("/v1/admin/groups/{group}/members", post(change_members))
-        .route_layer(middleware::from_fn_with_state(state, require_admin_key))
+        .layer(Extension(core))
+        .layer(Extension(group_changed))
 }
 
 fn chat_error(e: ChatError) -> Response {
@@ -59,13 +65,13 @@ struct SendBody {
     payload: String,
 }
 
-async fn send(State(state): State<ControlState>, Json(body): Json<SendBody>) -> Response {
+async fn send(Extension(core): Extension<Arc<RouterCore>>, Json(body): Json<SendBody>) -> Response {
     let kind = match body.kind {
         Kind::Direct => KIND_DIRECT,
         Kind::Group => KIND_GROUP,
     };
     let client_msg_id = body.client_msg_id.unwrap_or_else(rand::random);
-    match state.core.send(&body.from, kind, &body.to, client_msg_id, body.payload.as_bytes(), None).await {
+    match core.send(&body.from, kind, &body.to, client_msg_id, body.payload.as_bytes(), None).await {
         Ok(receipt) => Json(receipt).into_response(),
         Err(e) => chat_error(e),
     }
@@ -84,11 +90,11 @@ fn default_limit() -> usize {
 }
 
 async fn history(
-    State(state): State<ControlState>,
+    Extension(core): Extension<Arc<RouterCore>>,
     Path(conv): Path<String>,
     Query(q): Query<HistoryQuery>,
 ) -> Response {
-    match state.core.history(&conv, q.after_seq, q.limit.min(1000)).await {
+    match core.history(&conv, q.after_seq, q.limit.min(1000)).await {
         Ok(messages) => {
             let messages: Vec<_> = messages
                 .iter()
@@ -108,9 +114,13 @@ async fn history(
     }
 }
 
-async fn presence(State(state): State<ControlState>, Path(user): Path<String>) -> Response {
-    let devices: Vec<_> =
-        state.core.presence(&user).into_iter().map(|c| json!({ "conn_id": c.conn_id, "device": c.device })).collect();
+async fn presence(Extension(core): Extension<Arc<RouterCore>>, Path(user): Path<String>) -> Response {
+    let devices: Vec<_> = core
+        .presence(&user)
+        .await
+        .iter()
+        .map(|c| json!({ "node": c.node, "conn_id": c.conn_id, "device": c.device }))
+        .collect();
     Json(json!({ "user": user, "online": !devices.is_empty(), "devices": devices })).into_response()
 }
 
@@ -121,22 +131,29 @@ struct CreateGroup {
     members: Vec<String>,
 }
 
-async fn create_group(State(state): State<ControlState>, Json(body): Json<CreateGroup>) -> Response {
-    match state.core.create_group(&body.group, &body.members).await {
-        Ok(()) => (StatusCode::CREATED, Json(json!({ "group": body.group }))).into_response(),
+async fn create_group(
+    Extension(core): Extension<Arc<RouterCore>>,
+    Extension(group_changed): Extension<GroupChanged>,
+    Json(body): Json<CreateGroup>,
+) -> Response {
+    match core.create_group(&body.group, &body.members).await {
+        Ok(()) => {
+            group_changed(&body.group);
+            (StatusCode::CREATED, Json(json!({ "group": body.group }))).into_response()
+        }
         Err(e) => chat_error(e),
     }
 }
 
-async fn list_groups(State(state): State<ControlState>) -> Response {
-    match state.core.list_groups().await {
+async fn list_groups(Extension(core): Extension<Arc<RouterCore>>) -> Response {
+    match core.list_groups().await {
         Ok(groups) => Json(json!({ "groups": groups })).into_response(),
         Err(e) => chat_error(e),
     }
 }
 
-async fn group(State(state): State<ControlState>, Path(group): Path<String>) -> Response {
-    match state.core.group(&group).await {
+async fn group(Extension(core): Extension<Arc<RouterCore>>, Path(group): Path<String>) -> Response {
+    match core.group(&group).await {
         Ok(Some(info)) => Json(info).into_response(),
         Ok(None) => api_error(StatusCode::NOT_FOUND, "no such group"),
         Err(e) => chat_error(e),
@@ -152,11 +169,15 @@ struct ChangeMembers {
 }
 
 async fn change_members(
-    State(state): State<ControlState>,
+    Extension(core): Extension<Arc<RouterCore>>,
+    Extension(group_changed): Extension<GroupChanged>,
     Path(group): Path<String>,
     Json(body): Json<ChangeMembers>,
 ) -> Response {
-    match state.core.change_members(&group, &body.add, &body.remove).await {
+    let result = core.change_members(&group, &body.add, &body.remove).await;
+    // Partly applied changes are changes too.
+    group_changed(&group);
+    match result {
         Ok(()) => Json(json!({ "group": group })).into_response(),
         Err(e) => chat_error(e),
     }

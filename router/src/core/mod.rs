@@ -16,21 +16,16 @@ use std::future::Future;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use corecast_proto::internal::{shard_of, InternalFrame, InternalFrameBytes};
+use corecast_proto::internal::{InternalFrame, InternalFrameBytes};
 use corecast_proto::{encode_server, ErrorCode, PushKind, ServerMessage};
 use corecast_storage::{AppendOutcome, Fanout, GroupInfo, MessageStore, StoreError, StoredMessage};
-use rustc_hash::{FxHashMap, FxHashSet};
+use rustc_hash::FxHashMap;
 
 use crate::conversation::{Conversation, KIND_DIRECT, KIND_GROUP};
-use crate::presence::{OnlineConn, Presence};
+use crate::ownership::Ownership;
+use crate::registry::Route;
+use crate::routes::{ConnSink, RouteTable};
 use crate::sequencer::Sequencer;
-
-/// Where the core's frames for connections go (the shards of this node, or
-/// later the links to server nodes).
-pub trait ConnSink: Send + Sync + 'static {
-    /// Hands an internal frame to `shard`.
-    fn to_shard(&self, shard: u16, frame: InternalFrameBytes);
-}
 
 /// Settings of the router core.
 #[derive(Debug, Clone)]
@@ -115,13 +110,14 @@ pub struct SendReceipt {
 
 struct State {
     sequencer: Sequencer,
-    presence: Presence,
+    ownership: Ownership,
     groups: FxHashMap<String, Arc<[String]>>,
 }
 
 /// The router core of one owner (a single node, or one router).
 pub struct RouterCore {
     store: Arc<dyn MessageStore>,
+    routes: Arc<dyn RouteTable>,
     sink: Arc<dyn ConnSink>,
     config: CoreConfig,
     state: Mutex<State>,
@@ -132,18 +128,58 @@ fn now_ms() -> u64 {
 }
 
 impl RouterCore {
-    /// Takes a fresh epoch from the store and starts owning conversations.
+    /// Takes a fresh epoch from the store and starts owning every
+    /// conversation (a single node).
     pub async fn start(
         store: Arc<dyn MessageStore>,
+        routes: Arc<dyn RouteTable>,
         sink: Arc<dyn ConnSink>,
         config: CoreConfig,
         owner: &str,
     ) -> Result<Arc<RouterCore>, StoreError> {
         let epoch = store.next_epoch(owner).await?;
         tracing::info!(owner, epoch, "router core owns conversations");
-        let state =
-            State { sequencer: Sequencer::new(epoch), presence: Presence::default(), groups: FxHashMap::default() };
-        Ok(Arc::new(RouterCore { store, sink, config, state: Mutex::new(state) }))
+        Ok(RouterCore::with_epoch(store, routes, sink, config, epoch, Ownership::All))
+    }
+
+    /// A core that assigns seqs in `epoch` for the conversations `ownership`
+    /// gives it (a router in a cluster, which takes its epochs from Redis).
+    pub fn with_epoch(
+        store: Arc<dyn MessageStore>,
+        routes: Arc<dyn RouteTable>,
+        sink: Arc<dyn ConnSink>,
+        config: CoreConfig,
+        epoch: u64,
+        ownership: Ownership,
+    ) -> Arc<RouterCore> {
+        let state = State { sequencer: Sequencer::new(epoch), ownership, groups: FxHashMap::default() };
+        Arc::new(RouterCore { store, routes, sink, config, state: Mutex::new(state) })
+    }
+
+    /// Starts a new epoch with a new view of what this core owns. Called
+    /// whenever the set of routers changes, so a conversation that moves
+    /// here continues above every seq its previous owner handed out.
+    pub fn renew(&self, epoch: u64, ownership: Ownership) {
+        let mut state = self.state();
+        tracing::info!(epoch, ?ownership, "router core takes a new epoch");
+        state.sequencer = Sequencer::new(epoch);
+        state.ownership = ownership;
+    }
+
+    /// The epoch seqs are assigned in now.
+    pub fn epoch(&self) -> u64 {
+        self.state().sequencer.epoch()
+    }
+
+    /// Drops the cached member list of `group` (another router changed
+    /// it), or of every group for `"*"`.
+    pub fn forget_group(&self, group: &str) {
+        let mut state = self.state();
+        if group == "*" {
+            state.groups.clear();
+        } else {
+            state.groups.remove(group);
+        }
     }
 
     fn state(&self) -> MutexGuard<'_, State> {
@@ -193,9 +229,11 @@ impl RouterCore {
     }
 
     /// Stores a message from `sender` and delivers it to every online device
-    /// of every participant except `origin_conn`. A resend of the same
-    /// (sender, client_msg_id) returns the original receipt and stores
-    /// nothing.
+    /// of every participant except `origin` (node, connection). A resend of
+    /// the same (sender, client_msg_id) returns the original receipt and
+    /// stores nothing. A conversation another router owns is refused with
+    /// `unavailable` (the node's view of the routers is behind; a retry
+    /// reaches the owner).
     pub async fn send(
         &self,
         sender: &str,
@@ -203,7 +241,7 @@ impl RouterCore {
         to: &str,
         client_msg_id: u64,
         payload: &[u8],
-        origin_conn: Option<u64>,
+        origin: Option<(&str, u64)>,
     ) -> Result<SendReceipt, ChatError> {
         self.check_id("recipient", to)?;
         let conv = match kind {
@@ -216,6 +254,10 @@ impl RouterCore {
             return Ok(SendReceipt { conv: original.conv, seq: original.seq, ts_ms: original.ts_ms });
         }
         let conv_id = conv.id();
+        if !self.state().ownership.owns(&conv_id) {
+            metrics::counter!("corecast_chat_not_owner_total").increment(1);
+            return Err(ChatError::Unavailable(format!("{conv_id} is owned by another router; retry")));
+        }
         let fanout = match &conv {
             Conversation::Group { .. } if members.len() <= self.config.small_group_limit => {
                 Fanout::Inboxes { members: members.to_vec() }
@@ -242,25 +284,23 @@ impl RouterCore {
                 Ok(SendReceipt { conv: original.conv, seq: original.seq, ts_ms: original.ts_ms })
             }
             AppendOutcome::Stored => {
-                self.deliver(&message, &members, origin_conn);
+                self.deliver(&message, &members, origin).await;
                 Ok(SendReceipt { conv: message.conv, seq: message.seq, ts_ms: message.ts_ms })
             }
         }
     }
 
-    /// Encodes the PUSH once and hands one frame to each shard with a
-    /// recipient connection.
-    fn deliver(&self, message: &StoredMessage, members: &[String], origin_conn: Option<u64>) {
-        let conn_ids: Vec<u64> = {
-            let state = self.state();
-            members
-                .iter()
-                .flat_map(|m| state.presence.conns(m))
-                .map(|c| c.conn_id)
-                .filter(|&id| Some(id) != origin_conn)
-                .collect()
-        };
-        if conn_ids.is_empty() {
+    /// Encodes the PUSH once and hands one frame to each server node with a
+    /// recipient connection (a node passes it on to its shards).
+    async fn deliver(&self, message: &StoredMessage, members: &[String], origin: Option<(&str, u64)>) {
+        let routes = self.routes.lookup(members).await;
+        let mut by_node: FxHashMap<String, Vec<u64>> = FxHashMap::default();
+        for route in routes {
+            if Some((route.node.as_str(), route.conn_id)) != origin {
+                by_node.entry(route.node).or_default().push(route.conn_id);
+            }
+        }
+        if by_node.is_empty() {
             return;
         }
         let kind = if message.kind == KIND_GROUP { PushKind::Group } else { PushKind::Direct };
@@ -277,10 +317,14 @@ impl RouterCore {
             tracing::error!(conv = %message.conv, "stored message does not fit a PUSH: {e}");
             return;
         }
-        let shards: FxHashSet<u16> = conn_ids.iter().map(|&id| shard_of(id)).collect();
-        let frame = InternalFrameBytes::encode(&InternalFrame::ConnFrames { conn_ids, frames, reply: false });
-        for shard in shards {
-            self.sink.to_shard(shard, frame.clone());
+        // One frame per node; a node hands the same frame to each shard.
+        for (node, conn_ids) in by_node {
+            let frame = InternalFrameBytes::encode(&InternalFrame::ConnFrames {
+                conn_ids,
+                frames: frames.clone(),
+                reply: false,
+            });
+            self.sink.to_node(&node, frame);
         }
     }
 
@@ -355,19 +399,9 @@ impl RouterCore {
         self.store_call(self.store.read_timeline(conv, after_seq, limit)).await
     }
 
-    /// Online connections of `user`.
-    pub fn presence(&self, user: &str) -> Vec<OnlineConn> {
-        self.state().presence.conns(user).to_vec()
-    }
-
-    /// Records a connection coming online.
-    pub fn online(&self, user: &str, conn_id: u64, device: &str) {
-        self.state().presence.online(user, conn_id, device);
-    }
-
-    /// Records a connection going offline.
-    pub fn offline(&self, user: &str, conn_id: u64) {
-        self.state().presence.offline(user, conn_id);
+    /// Online connections of `user`, anywhere.
+    pub async fn presence(&self, user: &str) -> Vec<Route> {
+        self.routes.lookup(&[user.to_string()]).await
     }
 
     /// Creates a group.

@@ -3,14 +3,13 @@
 //! UNREAD_LIST, OK, or ERROR with the request's rid) goes back to the
 //! requesting connection as one `ConnFrames` frame.
 
-use corecast_proto::internal::{
-    shard_of, ArchivedChatRequest, ArchivedInternalFrame, InternalFrame, InternalFrameBytes,
-};
+use corecast_proto::internal::{ArchivedChatRequest, ArchivedInternalFrame, InternalFrame, InternalFrameBytes};
 use corecast_proto::{encode_server, PushKind, ServerMessage, UnreadEntry};
 use corecast_storage::StoredMessage;
 
 use super::{ChatError, RouterCore};
 use crate::conversation::KIND_GROUP;
+use crate::registry::Route;
 
 /// Most entries one UNREAD_LIST carries.
 const MAX_UNREAD_ENTRIES: usize = 1000;
@@ -19,15 +18,20 @@ const MAX_UNREAD_ENTRIES: usize = 1000;
 const MAX_UNREAD_BYTES: usize = 60_000;
 
 impl RouterCore {
-    /// Handles one request from a shard and sends its reply. Frames other
-    /// than chat requests are ignored.
-    pub async fn handle(&self, frame: &InternalFrameBytes) {
+    /// Handles one request from a connection on server node `origin` and
+    /// sends its reply there. Frames other than chat requests are ignored.
+    pub async fn handle(&self, origin: &str, frame: &InternalFrameBytes) {
         let ArchivedInternalFrame::Chat(request) = frame.archived() else { return };
+        let replies = Replies { core: self, node: origin };
         match request {
             ArchivedChatRequest::Online { conn_id, user, device } => {
-                self.online(user.as_str(), conn_id.to_native(), device.as_str())
+                let route =
+                    Route { node: origin.to_string(), conn_id: conn_id.to_native(), device: device.to_string() };
+                self.routes.online(user.as_str(), route)
             }
-            ArchivedChatRequest::Offline { conn_id, user } => self.offline(user.as_str(), conn_id.to_native()),
+            ArchivedChatRequest::Offline { conn_id, user } => {
+                self.routes.offline(user.as_str(), origin, conn_id.to_native())
+            }
             ArchivedChatRequest::Send { conn_id, rid, user, kind, to, client_msg_id, payload, .. } => {
                 let (conn_id, rid) = (conn_id.to_native(), rid.to_native());
                 let sent = self
@@ -37,45 +41,53 @@ impl RouterCore {
                         to.as_str(),
                         client_msg_id.to_native(),
                         payload.as_slice(),
-                        Some(conn_id),
+                        Some((origin, conn_id)),
                     )
                     .await;
                 match sent {
-                    Ok(r) => self.reply_message(
+                    Ok(r) => replies.message(
                         conn_id,
                         rid,
                         &ServerMessage::Sent { conv: &r.conv, seq: r.seq, ts_ms: r.ts_ms },
                     ),
-                    Err(e) => self.reply_error(conn_id, rid, &e),
+                    Err(e) => replies.error(conn_id, rid, &e),
                 }
             }
             ArchivedChatRequest::Sync { conn_id, rid, user, conv, after_seq, limit } => {
                 let (conn_id, rid, after_seq) = (conn_id.to_native(), rid.to_native(), after_seq.to_native());
                 match self.sync(user.as_str(), conv.as_str(), after_seq, limit.to_native()).await {
-                    Ok((messages, more)) => self.reply_sync(conn_id, rid, conv.as_str(), after_seq, &messages, more),
-                    Err(e) => self.reply_error(conn_id, rid, &e),
+                    Ok((messages, more)) => replies.sync(conn_id, rid, conv.as_str(), after_seq, &messages, more),
+                    Err(e) => replies.error(conn_id, rid, &e),
                 }
             }
             ArchivedChatRequest::Ack { conn_id, rid, user, device, conv, seq } => {
                 let (conn_id, rid) = (conn_id.to_native(), rid.to_native());
                 match self.ack(user.as_str(), device.as_str(), conv.as_str(), seq.to_native()).await {
-                    Ok(()) => self.reply_message(conn_id, rid, &ServerMessage::Ok),
-                    Err(e) => self.reply_error(conn_id, rid, &e),
+                    Ok(()) => replies.message(conn_id, rid, &ServerMessage::Ok),
+                    Err(e) => replies.error(conn_id, rid, &e),
                 }
             }
             ArchivedChatRequest::Unread { conn_id, rid, user, device } => {
                 let (conn_id, rid) = (conn_id.to_native(), rid.to_native());
                 match self.unread(user.as_str(), device.as_str()).await {
-                    Ok(unread) => self.reply_unread(conn_id, rid, &unread),
-                    Err(e) => self.reply_error(conn_id, rid, &e),
+                    Ok(unread) => replies.unread(conn_id, rid, &unread),
+                    Err(e) => replies.error(conn_id, rid, &e),
                 }
             }
         }
     }
+}
 
+/// Replies to connections of the node a request came from.
+struct Replies<'a> {
+    core: &'a RouterCore,
+    node: &'a str,
+}
+
+impl Replies<'_> {
     /// The stored messages as PUSH frames carrying the SYNC's rid, then
     /// SYNC_END, in one buffer.
-    fn reply_sync(&self, conn_id: u64, rid: u32, conv: &str, after_seq: u64, messages: &[StoredMessage], more: bool) {
+    fn sync(&self, conn_id: u64, rid: u32, conv: &str, after_seq: u64, messages: &[StoredMessage], more: bool) {
         let mut frames = Vec::new();
         for m in messages {
             let kind = if m.kind == KIND_GROUP { PushKind::Group } else { PushKind::Direct };
@@ -93,11 +105,11 @@ impl RouterCore {
         }
         let last_seq = messages.last().map_or(after_seq, |m| m.seq);
         if encode_server(rid, 0, &ServerMessage::SyncEnd { conv, last_seq, more }, &mut frames).is_ok() {
-            self.reply(conn_id, frames);
+            self.send(conn_id, frames);
         }
     }
 
-    fn reply_unread(&self, conn_id: u64, rid: u32, unread: &[(String, u64, u64)]) {
+    fn unread(&self, conn_id: u64, rid: u32, unread: &[(String, u64, u64)]) {
         // At most MAX_UNREAD_ENTRIES, and no more than fit in a frame of the
         // default maximum size (each entry: 2 + conv + 16 bytes).
         let mut bytes = 0;
@@ -115,25 +127,25 @@ impl RouterCore {
             .map(|(conv, last_seq, read_seq)| UnreadEntry { conv, last_seq: *last_seq, read_seq: *read_seq })
             .collect();
         let more = shown.len() < unread.len();
-        self.reply_message(conn_id, rid, &ServerMessage::UnreadList { entries, more });
+        self.message(conn_id, rid, &ServerMessage::UnreadList { entries, more });
     }
 
-    fn reply(&self, conn_id: u64, frames: Vec<u8>) {
+    fn send(&self, conn_id: u64, frames: Vec<u8>) {
         let frame =
             InternalFrameBytes::encode(&InternalFrame::ConnFrames { conn_ids: vec![conn_id], frames, reply: true });
-        self.sink.to_shard(shard_of(conn_id), frame);
+        self.core.sink.to_node(self.node, frame);
     }
 
-    fn reply_message(&self, conn_id: u64, rid: u32, message: &ServerMessage<'_>) {
+    fn message(&self, conn_id: u64, rid: u32, message: &ServerMessage<'_>) {
         let mut frames = Vec::new();
         match encode_server(rid, 0, message, &mut frames) {
-            Ok(()) => self.reply(conn_id, frames),
+            Ok(()) => self.send(conn_id, frames),
             Err(e) => tracing::error!("could not encode a chat reply: {e}"),
         }
     }
 
-    fn reply_error(&self, conn_id: u64, rid: u32, error: &ChatError) {
+    fn error(&self, conn_id: u64, rid: u32, error: &ChatError) {
         let message = error.to_string();
-        self.reply_message(conn_id, rid, &ServerMessage::Error { code: error.code().as_u16(), message: &message });
+        self.message(conn_id, rid, &ServerMessage::Error { code: error.code().as_u16(), message: &message });
     }
 }

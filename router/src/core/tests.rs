@@ -1,6 +1,6 @@
 //! Router core tests on a real embedded store in a temporary directory: a
 //! stored message reaches every online device but the sender's connection
-//! as one frame per shard, and a store that can no longer write makes SEND
+//! as one frame per node, a conversation another router owns is refused, and a store that can no longer write makes SEND
 //! fail with `unavailable` while reads keep working.
 
 use std::sync::{Arc, Mutex};
@@ -8,49 +8,54 @@ use std::sync::{Arc, Mutex};
 use corecast_proto::internal::{ArchivedInternalFrame, InternalFrameBytes};
 use corecast_storage::embedded::{Durability, EmbeddedStore};
 
-use super::{ChatError, ConnSink, CoreConfig, RouterCore};
+use super::{ChatError, CoreConfig, RouterCore};
 use crate::conversation::KIND_DIRECT;
+use crate::ownership::{owner_of, Ownership};
+use crate::presence::LocalRoutes;
+use crate::registry::Route;
+use crate::routes::{ConnSink, RouteTable};
 
-/// Records what the core hands to each shard.
+/// Records what the core hands to each node.
 #[derive(Default)]
-struct RecordingSink(Mutex<Vec<(u16, InternalFrameBytes)>>);
+struct RecordingSink(Mutex<Vec<(String, InternalFrameBytes)>>);
 
 impl ConnSink for RecordingSink {
-    fn to_shard(&self, shard: u16, frame: InternalFrameBytes) {
-        self.0.lock().unwrap().push((shard, frame));
+    fn to_node(&self, node: &str, frame: InternalFrameBytes) {
+        self.0.lock().unwrap().push((node.to_string(), frame));
     }
 }
 
-fn conn(shard: u16, n: u64) -> u64 {
-    (shard as u64) << 48 | n
+fn route(node: &str, conn_id: u64, device: &str) -> Route {
+    Route { node: node.into(), conn_id, device: device.into() }
 }
 
-async fn core_on(store: Arc<EmbeddedStore>) -> (Arc<RouterCore>, Arc<RecordingSink>) {
+async fn core_on(store: Arc<EmbeddedStore>) -> (Arc<RouterCore>, Arc<RecordingSink>, Arc<LocalRoutes>) {
     let sink = Arc::new(RecordingSink::default());
-    let core = RouterCore::start(store, sink.clone(), CoreConfig::default(), "test").await.unwrap();
-    (core, sink)
+    let routes = Arc::new(LocalRoutes::default());
+    let core = RouterCore::start(store, routes.clone(), sink.clone(), CoreConfig::default(), "test").await.unwrap();
+    (core, sink, routes)
 }
 
 #[tokio::test]
-async fn stored_message_goes_once_to_each_shard_with_a_recipient() {
+async fn stored_message_goes_once_to_each_node_with_a_recipient() {
     let dir = tempfile::tempdir().unwrap();
     let store = Arc::new(EmbeddedStore::open(dir.path(), Durability::Strict).unwrap());
-    let (core, sink) = core_on(store).await;
-    core.online("alice", conn(0, 1), "phone");
-    core.online("alice", conn(1, 2), "laptop");
-    core.online("bob", conn(1, 3), "");
-    core.online("carol", conn(0, 4), "");
+    let (core, sink, routes) = core_on(store).await;
+    routes.online("alice", route("a", 1, "phone"));
+    routes.online("alice", route("b", 1, "laptop"));
+    routes.online("bob", route("b", 3, ""));
+    routes.online("carol", route("a", 4, ""));
 
-    let receipt = core.send("alice", KIND_DIRECT, "bob", 9, b"hi", Some(conn(0, 1))).await.unwrap();
+    let receipt = core.send("alice", KIND_DIRECT, "bob", 9, b"hi", Some(("a", 1))).await.unwrap();
     let sent = sink.0.lock().unwrap();
-    // alice's phone sent it; her laptop and bob are both on shard 1.
+    // alice's phone on node a sent it; her laptop and bob are both on b.
     assert_eq!(sent.len(), 1);
-    let (shard, frame) = &sent[0];
-    assert_eq!(*shard, 1);
+    let (node, frame) = &sent[0];
+    assert_eq!(node, "b");
     match frame.archived() {
         ArchivedInternalFrame::ConnFrames { conn_ids, reply, .. } => {
             let ids: Vec<u64> = conn_ids.iter().map(|id| id.to_native()).collect();
-            assert_eq!(ids, vec![conn(1, 2), conn(1, 3)]);
+            assert_eq!(ids, vec![1, 3]);
             assert!(!*reply);
         }
         other => panic!("unexpected {other:?}"),
@@ -61,10 +66,29 @@ async fn stored_message_goes_once_to_each_shard_with_a_recipient() {
 }
 
 #[tokio::test]
+async fn a_conversation_owned_elsewhere_is_refused_and_a_new_epoch_goes_higher() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(EmbeddedStore::open(dir.path(), Durability::Strict).unwrap());
+    let routers = vec!["r1".to_string(), "r2".to_string()];
+    let (core, _sink, _routes) = core_on(store).await;
+    let first = core.send("alice", KIND_DIRECT, "bob", 1, b"one", None).await.unwrap();
+    let owner = owner_of(&first.conv, &routers).unwrap().to_string();
+    let other = routers.iter().find(|r| **r != owner).unwrap().clone();
+
+    core.renew(core.epoch() + 1, Ownership::Share { me: other, routers: routers.clone() });
+    let refused = core.send("alice", KIND_DIRECT, "bob", 2, b"two", None).await;
+    assert!(matches!(refused, Err(ChatError::Unavailable(_))), "{refused:?}");
+
+    core.renew(core.epoch() + 1, Ownership::Share { me: owner, routers });
+    let second = core.send("alice", KIND_DIRECT, "bob", 2, b"two", None).await.unwrap();
+    assert!(second.seq > first.seq, "{} !> {}", second.seq, first.seq);
+}
+
+#[tokio::test]
 async fn a_store_that_cannot_write_makes_send_unavailable_and_reads_still_work() {
     let dir = tempfile::tempdir().unwrap();
     let store = Arc::new(EmbeddedStore::open(dir.path(), Durability::Strict).unwrap());
-    let (core, _sink) = core_on(store.clone()).await;
+    let (core, _sink, _routes) = core_on(store.clone()).await;
     let first = core.send("alice", KIND_DIRECT, "bob", 1, b"stored", None).await.unwrap();
     store.close().unwrap();
     let refused = core.send("alice", KIND_DIRECT, "bob", 2, b"refused", None).await;

@@ -4,20 +4,20 @@
 //! Messages are encoded once here and handed to every shard as one shared
 //! internal frame.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use axum::body::Bytes;
-use axum::extract::{Path, Query, Request, State};
-use axum::http::{header, StatusCode};
-use axum::middleware::{self, Next};
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::middleware;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use corecast_proto::internal::{InternalFrame, InternalFrameBytes};
-use corecast_proto::{encode_server, EncodeError, PushKind, ServerMessage};
+use corecast_proto::PushKind;
+use corecast_router::admin::{api_error, encode_push, require_admin_key, AdminKey};
 use serde::Deserialize;
 use serde_json::json;
-use subtle::ConstantTimeEq;
 
 use super::ControlState;
 use crate::shard::ShardCommand;
@@ -34,27 +34,8 @@ pub fn routes(state: ControlState) -> Router<ControlState> {
         .route("/v1/admin/online", get(online))
         .route("/v1/admin/users/{user}/revoke", post(revoke))
         .route("/v1/admin/drain", post(drain))
-        .route_layer(middleware::from_fn_with_state(state, require_admin_key))
-}
-
-/// A JSON error body with `status`.
-pub fn api_error(status: StatusCode, message: &str) -> Response {
-    (status, Json(json!({ "error": message }))).into_response()
-}
-
-/// Refuses requests without the admin key (compared in constant time).
-pub async fn require_admin_key(State(state): State<ControlState>, request: Request, next: Next) -> Response {
-    let presented = request
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .unwrap_or("");
-    if presented.as_bytes().ct_eq(state.admin_key.as_bytes()).into() {
-        next.run(request).await
-    } else {
-        api_error(StatusCode::UNAUTHORIZED, "missing or wrong admin key")
-    }
+        .route("/v1/admin/tls/reload", post(reload_tls))
+        .route_layer(middleware::from_fn_with_state(AdminKey(state.admin_key), require_admin_key))
 }
 
 #[derive(Deserialize)]
@@ -62,14 +43,6 @@ struct PublishQuery {
     /// Sender shown in the PUSH; empty for the operator.
     #[serde(default)]
     from: String,
-}
-
-fn encode_push(kind: PushKind, conv: &str, from: &str, payload: &[u8]) -> Result<Vec<u8>, EncodeError> {
-    let ts_ms = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
-    let mut push = Vec::new();
-    encode_server(0, 0, &ServerMessage::Push { kind, conv, from, seq: 0, ts_ms, payload }, &mut push)?;
-    metrics::counter!("corecast_encodes_total", "shard" => "control").increment(1);
-    Ok(push)
 }
 
 /// Hands one shared frame to every shard; returns how many took it.
@@ -102,7 +75,10 @@ async fn broadcast(State(state): State<ControlState>, payload: Bytes) -> Respons
 }
 
 /// Asks every shard and collects one number from each.
-async fn ask_shards(state: &ControlState, make: impl Fn(flume::Sender<usize>) -> ShardCommand) -> Option<Vec<usize>> {
+pub(super) async fn ask_shards(
+    state: &ControlState,
+    make: impl Fn(flume::Sender<usize>) -> ShardCommand,
+) -> Option<Vec<usize>> {
     let mut answers = Vec::with_capacity(state.mesh.len());
     for (_, sender) in state.mesh.all() {
         let (tx, rx) = flume::bounded(1);
@@ -148,6 +124,7 @@ async fn revoke(State(state): State<ControlState>, Path(user): Path<String>) -> 
 /// or the grace period is over.
 async fn drain(State(state): State<ControlState>) -> Response {
     tracing::info!("drain requested through the admin API");
+    state.status.start_draining();
     let mut shards = 0;
     for (_, sender) in state.mesh.all() {
         if sender.send_async(ShardCommand::Shutdown).await.is_ok() {
@@ -155,4 +132,15 @@ async fn drain(State(state): State<ControlState>) -> Response {
         }
     }
     Json(json!({ "draining_shards": shards })).into_response()
+}
+
+/// Reads the TLS certificate and key files again (as SIGHUP does).
+async fn reload_tls(State(state): State<ControlState>) -> Response {
+    let Some(certs) = &state.certs else {
+        return api_error(StatusCode::NOT_FOUND, "this node does not serve TLS");
+    };
+    match certs.reload() {
+        Ok(()) => Json(json!({ "reloaded": true })).into_response(),
+        Err(e) => api_error(StatusCode::UNPROCESSABLE_ENTITY, &format!("{e:#}; the current certificate stays")),
+    }
 }

@@ -1,11 +1,12 @@
 //! The control plane: one thread running a small tokio runtime that serves
-//! `GET /health`, `GET /metrics` (Prometheus) and the admin API, runs the
-//! router core on the chat requests the shards send it, and turns
-//! SIGTERM/SIGINT into a graceful shutdown of every shard. It reaches the
-//! shards only through their inboxes.
+//! `GET /health`, `GET /metrics` (Prometheus), `GET /v1/dispatch` and the
+//! admin API, runs the router core on the chat requests the shards send it
+//! (or, in a cluster, the uplink to the routers), turns SIGTERM/SIGINT into
+//! a graceful shutdown of every shard and SIGHUP into a TLS certificate
+//! reload. It reaches the shards only
+//! through their inboxes.
 
 mod admin;
-mod chat_admin;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -18,11 +19,15 @@ use axum::{Json, Router};
 use metrics_exporter_prometheus::PrometheusHandle;
 use serde_json::json;
 
-use corecast_proto::internal::{ArchivedChatRequest, ArchivedInternalFrame, InternalFrameBytes};
+use corecast_proto::internal::{ArchivedChatRequest, ArchivedInternalFrame};
+use corecast_router::admin::{require_admin_key, AdminKey};
 use corecast_router::RouterCore;
 
 use crate::auth::TokenVerifier;
-use crate::shard::{Mesh, ShardCommand};
+use crate::cluster::ClusterSettings;
+use crate::shard::{CoreCommand, Mesh, ShardCommand};
+use crate::status::NodeStatus;
+use crate::tls::CertStore;
 
 /// What the control plane's handlers share.
 #[derive(Clone)]
@@ -33,10 +38,25 @@ pub struct ControlState {
     pub prometheus: PrometheusHandle,
     /// The admin API key.
     pub admin_key: Arc<str>,
-    /// The router core (persistent chat, presence, groups).
-    pub core: Arc<RouterCore>,
+    /// The in-process router core (persistent chat, presence, groups) of a
+    /// single node; `None` in a cluster, where the routers hold it.
+    pub core: Option<Arc<RouterCore>>,
     /// The token verifier, for revocations.
     pub verifier: Arc<TokenVerifier>,
+    /// The node's id, ceiling and drain state.
+    pub status: Arc<NodeStatus>,
+    /// Where clients connect, for the single node's dispatch answer.
+    pub client_addr: String,
+    /// The TLS certificate in force, when clients speak TLS.
+    pub certs: Option<Arc<CertStore>>,
+}
+
+/// Who answers the shards' chat requests.
+pub enum ChatBackend {
+    /// The in-process router core of a single node.
+    Single(Arc<RouterCore>),
+    /// The routers of a cluster, through the uplink.
+    Cluster(ClusterSettings),
 }
 
 /// A running control plane.
@@ -47,20 +67,38 @@ pub struct ControlPlane {
 
 impl ControlPlane {
     /// Binds `addr` and starts serving on a new thread, on `runtime`, with
-    /// the router core taking requests from `core_inbox`. Signals received
-    /// there shut the shards down.
+    /// `backend` taking the shards' commands from `core_inbox`. Signals
+    /// received there shut the shards down.
     pub fn start(
         runtime: tokio::runtime::Runtime,
         addr: SocketAddr,
         state: ControlState,
-        core_inbox: flume::Receiver<InternalFrameBytes>,
+        backend: ChatBackend,
+        core_inbox: flume::Receiver<CoreCommand>,
     ) -> anyhow::Result<ControlPlane> {
         let std_listener =
             std::net::TcpListener::bind(addr).with_context(|| format!("binding the control plane on {addr}"))?;
         std_listener.set_nonblocking(true)?;
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel();
         let thread = std::thread::Builder::new().name("corecast-control".into()).spawn(move || {
-            runtime.spawn(run_core(state.core.clone(), core_inbox));
+            match backend {
+                ChatBackend::Single(core) => {
+                    runtime.spawn(run_core(core, core_inbox));
+                }
+                ChatBackend::Cluster(settings) => {
+                    let (mesh, status) = (state.mesh.clone(), state.status.clone());
+                    runtime.spawn(async move {
+                        if let Err(e) = crate::cluster::run(settings, mesh.clone(), status, core_inbox).await {
+                            // Without the uplink the node cannot serve chat:
+                            // stop rather than run half a node.
+                            tracing::error!("cluster uplink failed: {e:#}");
+                            for (_, sender) in mesh.all() {
+                                let _ = sender.send_async(ShardCommand::Shutdown).await;
+                            }
+                        }
+                    });
+                }
+            }
             runtime.block_on(serve(std_listener, state, stop_rx))
         })?;
         Ok(ControlPlane { thread, stop: stop_tx })
@@ -79,14 +117,22 @@ async fn serve(
     stop: tokio::sync::oneshot::Receiver<()>,
 ) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::from_std(std_listener)?;
-    let mesh = state.mesh.clone();
-    tokio::spawn(shutdown_on_signal(mesh));
-    let app = Router::new()
+    tokio::spawn(shutdown_on_signal(state.mesh.clone(), state.status.clone()));
+    if let Some(certs) = &state.certs {
+        tokio::spawn(reload_on_sighup(certs.clone()));
+    }
+    let mut app = Router::new()
         .route("/health", get(health))
         .route("/metrics", get(metrics))
-        .merge(admin::routes(state.clone()))
-        .merge(chat_admin::routes(state.clone()))
-        .with_state(state);
+        .route("/v1/dispatch", get(dispatch))
+        .merge(admin::routes(state.clone()));
+    if let Some(core) = &state.core {
+        // A single node has no other routers to tell of group changes.
+        let chat = corecast_router::admin::chat::routes(core.clone(), Arc::new(|_: &str| {}))
+            .route_layer(axum::middleware::from_fn_with_state(AdminKey(state.admin_key.clone()), require_admin_key));
+        app = app.merge(chat);
+    }
+    let app = app.with_state(state);
     axum::serve(listener, app)
         .with_graceful_shutdown(async {
             let _ = stop.await;
@@ -95,26 +141,54 @@ async fn serve(
     Ok(())
 }
 
+/// Name of the single node in its own route table.
+const LOCAL_NODE: &str = "local";
+
 /// Feeds the router core. Presence changes are applied in arrival order;
 /// every other request runs as its own task so a slow store call does not
 /// hold up the rest.
-async fn run_core(core: Arc<RouterCore>, inbox: flume::Receiver<InternalFrameBytes>) {
-    while let Ok(frame) = inbox.recv_async().await {
+async fn run_core(core: Arc<RouterCore>, inbox: flume::Receiver<CoreCommand>) {
+    while let Ok(command) = inbox.recv_async().await {
+        let frame = match command {
+            CoreCommand::Request(frame) => frame,
+            // A single node has no other nodes to tell about its rooms.
+            CoreCommand::Publish(_) => continue,
+            CoreCommand::RoomInterest { ack, .. } => {
+                if let Some(ack) = ack {
+                    let _ = ack.try_send(());
+                }
+                continue;
+            }
+        };
         let presence = matches!(
             frame.archived(),
             ArchivedInternalFrame::Chat(ArchivedChatRequest::Online { .. } | ArchivedChatRequest::Offline { .. })
         );
         if presence {
-            core.handle(&frame).await;
+            core.handle(LOCAL_NODE, &frame).await;
         } else {
             let core = core.clone();
-            tokio::spawn(async move { core.handle(&frame).await });
+            tokio::spawn(async move { core.handle(LOCAL_NODE, &frame).await });
+        }
+    }
+}
+
+/// Reloads the TLS certificate on every SIGHUP.
+async fn reload_on_sighup(certs: Arc<CertStore>) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let Ok(mut hup) = signal(SignalKind::hangup()) else {
+        tracing::error!("could not install the SIGHUP handler; reload TLS through the admin API");
+        return;
+    };
+    while hup.recv().await.is_some() {
+        if let Err(e) = certs.reload() {
+            tracing::error!("TLS certificate reload failed, keeping the current one: {e:#}");
         }
     }
 }
 
 /// Waits for SIGTERM or SIGINT and tells every shard to shut down.
-async fn shutdown_on_signal(mesh: Mesh) {
+async fn shutdown_on_signal(mesh: Mesh, status: Arc<NodeStatus>) {
     use tokio::signal::unix::{signal, SignalKind};
     let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
         tracing::error!("could not install signal handlers; SIGTERM will not drain");
@@ -124,13 +198,37 @@ async fn shutdown_on_signal(mesh: Mesh) {
         _ = term.recv() => tracing::info!("SIGTERM received: shutting down"),
         _ = int.recv() => tracing::info!("SIGINT received: shutting down"),
     }
+    status.start_draining();
     for (_, sender) in mesh.all() {
         let _ = sender.send_async(ShardCommand::Shutdown).await;
     }
 }
 
+/// The node's health, as routers pull it: status, connections, ceiling.
 async fn health(State(state): State<ControlState>) -> Json<serde_json::Value> {
-    Json(json!({ "status": "ok", "shards": state.mesh.len() }))
+    let connections: usize = admin::ask_shards(&state, |reply| ShardCommand::CountConnections { reply })
+        .await
+        .map_or(0, |counts| counts.iter().sum());
+    let status = if state.status.is_draining() { "draining" } else { "ok" };
+    Json(json!({
+        "status": status,
+        "node": state.status.id,
+        "shards": state.mesh.len(),
+        "connections": connections,
+        "ceiling": state.status.ceiling,
+    }))
+}
+
+/// A single node's dispatch answer: itself, unless it is draining. In a
+/// cluster the routers answer dispatch for every node.
+async fn dispatch(State(state): State<ControlState>) -> Json<serde_json::Value> {
+    let hints = corecast_router::dispatch::ReconnectHints::default();
+    let nodes = if state.status.is_draining() {
+        Vec::new()
+    } else {
+        vec![json!({ "node": state.status.id, "addr": state.client_addr, "weight": 1 })]
+    };
+    Json(json!({ "nodes": nodes, "reconnect": hints }))
 }
 
 async fn metrics(State(state): State<ControlState>) -> String {

@@ -13,7 +13,7 @@ use corecast_proto::{encode_server, ErrorCode, ServerMessage};
 use super::conn::{Closing, Conn};
 use super::rooms::{shards_in, JoinOutcome};
 use super::timer_wheel::{Due, TimerEntry};
-use super::{Shard, ShardCommand};
+use super::{CoreCommand, Shard, ShardCommand};
 
 /// Encodes a server frame into its own buffer. Only for frames whose
 /// strings are bounded by the server (replies, errors, CLOSE).
@@ -283,7 +283,7 @@ impl Shard {
                 let ids = conn_ids.iter().map(|id| id.to_native()).filter(|&id| shard_of(id) == self.id);
                 self.deliver_to_conns(ids, &push, *reply)
             }
-            ArchivedInternalFrame::Chat(_) => {}
+            _ => {}
         }
     }
 
@@ -317,7 +317,7 @@ impl Shard {
     /// inbox is full (the caller answers `unavailable`).
     pub(super) fn to_core(&self, request: ChatRequest) -> bool {
         let frame = InternalFrameBytes::encode(&InternalFrame::Chat(request));
-        match self.core.try_send(frame) {
+        match self.core.try_send(CoreCommand::Request(frame)) {
             Ok(()) => true,
             Err(_) => {
                 self.metrics.drops_core_inbox_full.increment(1);
@@ -326,12 +326,13 @@ impl Shard {
         }
     }
 
-    /// Publishes an encoded PUSH to `room`: to local members directly and to
-    /// each other shard with members as one shared internal frame.
+    /// Publishes an encoded PUSH to `room`: to local members directly, to
+    /// each other shard with members as one shared internal frame, and in a
+    /// cluster the same frame to the uplink for the other nodes.
     pub(super) fn publish_to_room(&self, room: &str, push: Vec<u8>, except_conn: u64) {
         self.metrics.encodes.increment(1);
         let remote = self.rooms.borrow().get(room).map_or(0, |r| r.remote_shards);
-        if remote == 0 {
+        if remote == 0 && !self.clustered {
             self.deliver_to_room_members(room, &Bytes::from(push), except_conn);
             return;
         }
@@ -341,6 +342,9 @@ impl Shard {
             if self.mesh.to(shard).try_send(ShardCommand::Deliver(frame.clone())).is_err() {
                 self.metrics.drops_inbox_full.increment(1);
             }
+        }
+        if self.clustered && self.core.try_send(CoreCommand::Publish(frame)).is_err() {
+            self.metrics.drops_core_inbox_full.increment(1);
         }
     }
 
@@ -377,6 +381,13 @@ impl Shard {
         if last {
             // Fire and forget: a frame that crosses this notice finds no
             // members and is dropped harmlessly.
+            if self.clustered {
+                let command =
+                    CoreCommand::RoomInterest { room: room.as_ref().into(), shard: self.id, joined: false, ack: None };
+                if self.core.try_send(command).is_err() {
+                    self.metrics.drops_core_inbox_full.increment(1);
+                }
+            }
             for (shard, sender) in self.mesh.all() {
                 if shard != self.id {
                     let command = ShardCommand::RoomInterest {
@@ -392,11 +403,19 @@ impl Shard {
         self.metrics.rooms.set(self.rooms.borrow().local_room_count() as f64);
     }
 
-    /// Tells every other shard this shard has members of `room` and waits
-    /// for all of them to acknowledge.
+    /// Tells every other shard (and in a cluster the uplink, which tells the
+    /// routers) this shard has members of `room` and waits for all of them
+    /// to acknowledge.
     async fn announce(&self, room: &str, joined: bool) {
         let (ack_tx, ack_rx) = flume::unbounded();
         let mut expected = 0;
+        if self.clustered {
+            let command =
+                CoreCommand::RoomInterest { room: room.into(), shard: self.id, joined, ack: Some(ack_tx.clone()) };
+            if self.core.send_async(command).await.is_ok() {
+                expected += 1;
+            }
+        }
         for (shard, sender) in self.mesh.all() {
             if shard == self.id {
                 continue;

@@ -7,7 +7,7 @@
 
 use std::sync::Arc;
 
-use corecast_proto::internal::InternalFrameBytes;
+use corecast_proto::internal::{shard_of, ArchivedInternalFrame, InternalFrameBytes};
 
 /// A command in a shard's inbox.
 pub enum ShardCommand {
@@ -48,6 +48,29 @@ pub enum ShardCommand {
     Shutdown,
 }
 
+/// What a shard sends to the control plane: to the in-process router core
+/// on a single node, to the uplink (and on to the routers) in a cluster.
+pub enum CoreCommand {
+    /// A chat request (an [`InternalFrame::Chat`] frame).
+    ///
+    /// [`InternalFrame::Chat`]: corecast_proto::internal::InternalFrame::Chat
+    Request(InternalFrameBytes),
+    /// A room push for the other nodes (cluster only).
+    Publish(InternalFrameBytes),
+    /// The shard gained its first (`joined`) or lost its last member of
+    /// `room` (cluster only). `ack` is answered once the routers know.
+    RoomInterest {
+        /// Room name.
+        room: Box<str>,
+        /// The announcing shard.
+        shard: u16,
+        /// First member joined (true) or last member left (false).
+        joined: bool,
+        /// Acknowledgement channel of the waiting JOIN.
+        ack: Option<flume::Sender<()>>,
+    },
+}
+
 /// Senders to every shard's inbox, indexed by shard id.
 #[derive(Clone)]
 pub struct Mesh(Arc<[flume::Sender<ShardCommand>]>);
@@ -78,5 +101,27 @@ impl Mesh {
     /// Every shard's sender, with its id.
     pub fn all(&self) -> impl Iterator<Item = (u16, &flume::Sender<ShardCommand>)> {
         self.0.iter().enumerate().map(|(i, s)| (i as u16, s))
+    }
+
+    /// Hands a frame from the router core (or a router) to the shards that
+    /// need it: connection frames to the shards of their connections, room
+    /// pushes to the shards in `room_shards`, broadcasts to every shard.
+    /// Frames that find a full inbox are counted as dropped: a PUSH of a
+    /// stored message can be synced, a lost reply makes the client resend.
+    pub fn deliver(&self, frame: &InternalFrameBytes, room_shards: impl FnOnce(&str) -> u128) {
+        let mask: u128 = match frame.archived() {
+            ArchivedInternalFrame::ConnFrames { conn_ids, .. } => {
+                conn_ids.iter().fold(0, |mask, id| mask | 1u128 << (shard_of(id.to_native()) % 128))
+            }
+            ArchivedInternalFrame::RoomPush { room, .. } => room_shards(room.as_str()),
+            ArchivedInternalFrame::Broadcast { .. } => u128::MAX,
+            _ => 0,
+        };
+        for (shard, sender) in self.all() {
+            if mask & (1u128 << shard) != 0 && sender.try_send(ShardCommand::Deliver(frame.clone())).is_err() {
+                metrics::counter!("corecast_drops_total", "shard" => shard.to_string(), "reason" => "inbox_full")
+                    .increment(1);
+            }
+        }
     }
 }

@@ -28,12 +28,11 @@ use std::task::{Poll, Waker};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use corecast_proto::internal::InternalFrameBytes;
 use monoio::net::TcpListener;
 use rustc_hash::FxHashMap;
 use slab::Slab;
 
-pub use inbox::{Mesh, ShardCommand};
+pub use inbox::{CoreCommand, Mesh, ShardCommand};
 
 use crate::auth::TokenVerifier;
 use crate::config::{Config, DriverChoice};
@@ -63,8 +62,9 @@ pub struct ShardContext {
     pub config: Arc<Config>,
     /// Token verifier shared by all shards.
     pub verifier: Arc<TokenVerifier>,
-    /// The router core's inbox (chat requests as internal frames).
-    pub core: flume::Sender<InternalFrameBytes>,
+    /// The control plane's inbox: chat requests for the router core, and in
+    /// a cluster room pushes and room interest for the uplink.
+    pub core: flume::Sender<CoreCommand>,
     /// This shard's heartbeat for the stall watchdog.
     pub pulse: Arc<Pulse>,
     /// TLS for client connections, when configured.
@@ -84,6 +84,8 @@ struct Settings {
     publish_bytes: Rate,
     /// This shard's share of the node's unauthenticated connections.
     max_unauthenticated: usize,
+    /// This shard's share of the node's connection ceiling.
+    max_connections: usize,
 }
 
 impl Settings {
@@ -102,6 +104,7 @@ impl Settings {
             publish_frames: Rate::new(config.publish_rate_per_sec, config.publish_burst, config.timer_tick_ms),
             publish_bytes: Rate::new(config.publish_bytes_per_sec, config.publish_bytes_burst, config.timer_tick_ms),
             max_unauthenticated: config.max_unauthenticated.div_ceil(shards.max(1)),
+            max_connections: (config.connection_ceiling() as usize).div_ceil(shards.max(1)),
         }
     }
 }
@@ -117,7 +120,9 @@ pub struct Shard {
     conns: RefCell<Slab<Conn>>,
     /// Connection id → slab key, for frames addressed by connection id.
     keys_by_id: RefCell<FxHashMap<u64, u32>>,
-    core: flume::Sender<InternalFrameBytes>,
+    core: flume::Sender<CoreCommand>,
+    /// Part of a cluster: room traffic also goes to the uplink.
+    clustered: bool,
     rooms: RefCell<Rooms>,
     wheel: RefCell<TimerWheel>,
     /// Deadlines armed while the wheel is busy; moved in on the next tick.
@@ -191,7 +196,7 @@ impl Shard {
         config: Arc<Config>,
         verifier: Arc<TokenVerifier>,
         mesh: Mesh,
-        core: flume::Sender<InternalFrameBytes>,
+        core: flume::Sender<CoreCommand>,
         pulse: Arc<Pulse>,
         driver: &'static str,
     ) -> Shard {
@@ -206,6 +211,7 @@ impl Shard {
         let total = Rate::new(total_share, total_share, config.timer_tick_ms);
         Shard {
             id,
+            clustered: config.redis_url.is_some(),
             settings: Settings::new(&config, mesh.len()),
             connect_limiter: RefCell::new(ConnectLimiter::new(per_source, total)),
             unauthenticated: Cell::new(0),
@@ -271,19 +277,31 @@ impl Shard {
         }
     }
 
-    /// Whether a new connection from `source` is refused, and why: over the
-    /// connection rate (per source or in total), or too many connections
-    /// have not authenticated yet.
-    fn admission(&self, source: std::net::IpAddr) -> Option<corecast_proto::ErrorCode> {
+    /// Whether a new connection from `source` is refused, and why: the node
+    /// is at its connection ceiling, over the connection rate (per source or
+    /// in total), or too many connections have not authenticated yet.
+    fn admission(&self, source: std::net::IpAddr) -> Option<session::Refusal> {
+        use corecast_proto::ErrorCode;
+        if self.conns.borrow().len() >= self.settings.max_connections {
+            self.metrics.limit_hit("connections");
+            return Some((ErrorCode::LimitExceeded, "this node is full; connect through dispatch"));
+        }
         if self.unauthenticated.get() >= self.settings.max_unauthenticated {
             self.metrics.limit_hit("unauthenticated");
-            return Some(corecast_proto::ErrorCode::LimitExceeded);
+            return Some((ErrorCode::LimitExceeded, "too many connections are authenticating; retry later"));
         }
         if !self.connect_limiter.borrow_mut().admit(source, self.now_tick()) {
             self.metrics.limit_hit("connect_rate");
-            return Some(corecast_proto::ErrorCode::RateLimited);
+            return Some((ErrorCode::RateLimited, "too many new connections; retry later"));
         }
         None
+    }
+
+    /// A reconnect hint with jitter, so refused or closed clients spread
+    /// their return.
+    fn reconnect_hint(&self) -> u32 {
+        let jitter = rand::random_range(0..=self.config.reconnect_jitter_ms);
+        self.config.reconnect_base_ms.saturating_add(jitter)
     }
 
     /// Handles commands from other shards and the control plane.

@@ -34,7 +34,10 @@ const KEEP_READ_CAPACITY: usize = 4096;
 const MAX_DEVICE_ID_LEN: usize = 64;
 
 /// Serves one accepted plain-TCP connection until it closes.
-pub(super) async fn serve(shard: Rc<Shard>, stream: TcpStream, refusal: Option<ErrorCode>) {
+/// Why a new connection is refused: the CLOSE code and reason it gets.
+pub(super) type Refusal = (ErrorCode, &'static str);
+
+pub(super) async fn serve(shard: Rc<Shard>, stream: TcpStream, refusal: Option<Refusal>) {
     let _ = stream.set_nodelay(true);
     let fd = stream.as_raw_fd();
     serve_stream(shard, stream, fd, refusal).await;
@@ -47,7 +50,7 @@ pub(super) async fn serve_tls(
     shard: Rc<Shard>,
     acceptor: monoio_rustls::TlsAcceptor,
     stream: TcpStream,
-    refusal: Option<ErrorCode>,
+    refusal: Option<Refusal>,
 ) {
     let _ = stream.set_nodelay(true);
     let fd = stream.as_raw_fd();
@@ -65,13 +68,13 @@ pub(super) async fn serve_tls(
 /// Serves a connection over any byte stream until it closes. `fd` is the
 /// socket under it, which is shut down to end both halves. A connection
 /// refused at admission is told why with CLOSE and closed.
-async fn serve_stream<S>(shard: Rc<Shard>, stream: S, fd: std::os::fd::RawFd, refusal: Option<ErrorCode>)
+async fn serve_stream<S>(shard: Rc<Shard>, stream: S, fd: std::os::fd::RawFd, refusal: Option<Refusal>)
 where
     S: Split + AsyncReadRent + AsyncWriteRent + 'static,
 {
     let (key, conn_id) = shard.register(fd);
-    if let Some(code) = refusal {
-        shard.begin_close(key, code, "too many new connections; retry later", shard.config.reconnect_base_ms);
+    if let Some((code, reason)) = refusal {
+        shard.begin_close(key, code, reason, shard.reconnect_hint());
     }
     let (mut reader, write_half) = stream.into_split();
     let writer_task = monoio::spawn(writer::run(shard.clone(), key, conn_id, write_half));

@@ -2,6 +2,10 @@
 //! ports and speaks the wire protocol to it over real sockets.
 #![allow(dead_code)]
 
+pub mod cluster;
+#[path = "../../../router/tests/common/redis_server.rs"]
+pub mod redis_server;
+
 use std::io::{ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -137,11 +141,19 @@ impl Server {
 
     /// Sum of a metric over all its label sets.
     pub fn metric_sum(&self, name: &str) -> f64 {
-        self.metrics()
-            .lines()
-            .filter(|l| l.starts_with(name) && l[name.len()..].starts_with(['{', ' ']))
-            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-            .sum()
+        sum_metric(&self.metrics(), name)
+    }
+
+    /// The node's `/health` answer.
+    pub fn health(&self) -> serde_json::Value {
+        let mut resp = ureq::get(&format!("http://{}/health", self.control)).call().expect("health");
+        serde_json::from_str(&resp.body_mut().read_to_string().unwrap()).unwrap()
+    }
+
+    /// SIGKILL: no drain, no goodbye.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 
     /// Sends SIGTERM and waits for the process to exit.
@@ -163,6 +175,14 @@ impl Drop for Server {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// Sum of metric `name` over all its label sets in a Prometheus text page.
+pub fn sum_metric(page: &str, name: &str) -> f64 {
+    page.lines()
+        .filter(|l| l.starts_with(name) && l[name.len()..].starts_with(['{', ' ']))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
 }
 
 /// A token signed with the test secret.

@@ -1,0 +1,53 @@
+//! Pieces of the admin HTTP API shared by a single node's control plane and
+//! the routers: the admin-key guard (constant-time comparison), JSON errors,
+//! encoding an operator's PUSH, and the persistent-chat routes (send as a
+//! user, history, presence, groups) over a [`RouterCore`](crate::RouterCore).
+
+pub mod chat;
+
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use axum::extract::{Request, State};
+use axum::http::{header, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use corecast_proto::{encode_server, EncodeError, PushKind, ServerMessage};
+use serde_json::json;
+use subtle::ConstantTimeEq;
+
+/// The key that guards the admin API.
+#[derive(Clone)]
+pub struct AdminKey(pub Arc<str>);
+
+/// A JSON error body with `status`.
+pub fn api_error(status: StatusCode, message: &str) -> Response {
+    (status, Json(json!({ "error": message }))).into_response()
+}
+
+/// Refuses requests without the admin key (`Authorization: Bearer KEY`,
+/// compared in constant time). Use with
+/// `axum::middleware::from_fn_with_state(AdminKey(..), require_admin_key)`.
+pub async fn require_admin_key(State(key): State<AdminKey>, request: Request, next: Next) -> Response {
+    let presented = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or("");
+    if presented.as_bytes().ct_eq(key.0.as_bytes()).into() {
+        next.run(request).await
+    } else {
+        api_error(StatusCode::UNAUTHORIZED, "missing or wrong admin key")
+    }
+}
+
+/// Encodes an operator's PUSH (seq 0: not stored) once.
+pub fn encode_push(kind: PushKind, conv: &str, from: &str, payload: &[u8]) -> Result<Vec<u8>, EncodeError> {
+    let ts_ms = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
+    let mut push = Vec::new();
+    encode_server(0, 0, &ServerMessage::Push { kind, conv, from, seq: 0, ts_ms, payload }, &mut push)?;
+    metrics::counter!("corecast_encodes_total", "shard" => "control").increment(1);
+    Ok(push)
+}

@@ -1,0 +1,230 @@
+//! The router's end of the links: it accepts a link from each server node,
+//! keeps which node holds members of which room (from the nodes' first-join
+//! and last-leave announcements, re-sent in full when a link comes back),
+//! hands chat requests to the router core, and sends frames to nodes.
+//!
+//! Everything here can be rebuilt from the nodes' announcements: a router
+//! that restarts learns it all again as the nodes reconnect.
+
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use corecast_proto::internal::{ArchivedInternalFrame, InternalFrame, InternalFrameBytes};
+use rustc_hash::{FxHashMap, FxHashSet};
+use tokio::net::{TcpListener, TcpStream};
+
+use super::codec::{read_frame, write_frames, LinkError};
+use crate::core::RouterCore;
+use crate::routes::{ConnSink, RouteTable};
+
+/// Frames queued to one node before new ones are dropped (and counted).
+const NODE_QUEUE_FRAMES: usize = 64 * 1024;
+
+struct NodeLink {
+    frames: flume::Sender<InternalFrameBytes>,
+    generation: u64,
+}
+
+#[derive(Default)]
+struct HubState {
+    nodes: FxHashMap<String, NodeLink>,
+    rooms: FxHashMap<String, FxHashSet<String>>,
+    next_generation: u64,
+}
+
+impl HubState {
+    fn set_interest(&mut self, room: &str, node: &str, joined: bool) {
+        if joined {
+            self.rooms.entry(room.to_string()).or_default().insert(node.to_string());
+        } else if let Some(nodes) = self.rooms.get_mut(room) {
+            nodes.remove(node);
+            if nodes.is_empty() {
+                self.rooms.remove(room);
+            }
+        }
+    }
+
+    fn forget_node(&mut self, node: &str) {
+        self.rooms.retain(|_, nodes| {
+            nodes.remove(node);
+            !nodes.is_empty()
+        });
+    }
+}
+
+/// Every node linked to this router.
+#[derive(Default)]
+pub struct LinkHub {
+    state: Mutex<HubState>,
+}
+
+fn frame_kind(frame: &ArchivedInternalFrame) -> &'static str {
+    match frame {
+        ArchivedInternalFrame::RoomPush { .. } => "room_push",
+        ArchivedInternalFrame::Broadcast { .. } => "broadcast",
+        ArchivedInternalFrame::ConnFrames { .. } => "conn_frames",
+        ArchivedInternalFrame::Chat(_) => "chat",
+        ArchivedInternalFrame::NodeHello { .. } => "node_hello",
+        ArchivedInternalFrame::RoomInterest { .. } => "room_interest",
+        ArchivedInternalFrame::InterestAck { .. } => "interest_ack",
+        ArchivedInternalFrame::RouteChanged { .. } => "route_changed",
+    }
+}
+
+impl LinkHub {
+    fn state(&self) -> MutexGuard<'_, HubState> {
+        // A panic while holding the lock leaves plain maps behind.
+        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Accepts node links on `listener` until the task is dropped.
+    pub async fn serve(self: Arc<Self>, listener: TcpListener, core: Arc<RouterCore>, routes: Arc<dyn RouteTable>) {
+        loop {
+            match listener.accept().await {
+                Ok((stream, peer)) => {
+                    let _ = stream.set_nodelay(true);
+                    let (hub, core, routes) = (self.clone(), core.clone(), routes.clone());
+                    tokio::spawn(async move {
+                        if let Err(e) = hub.run_link(stream, core, routes).await {
+                            tracing::warn!(%peer, "node link ended: {e}");
+                        }
+                    });
+                }
+                Err(e) => {
+                    // Out of descriptors or similar: wait instead of spinning.
+                    tracing::error!("accepting a node link failed: {e}");
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                }
+            }
+        }
+    }
+
+    async fn run_link(
+        self: Arc<Self>,
+        stream: TcpStream,
+        core: Arc<RouterCore>,
+        routes: Arc<dyn RouteTable>,
+    ) -> Result<(), LinkError> {
+        let (mut reader, mut writer) = stream.into_split();
+        let Some(hello) = read_frame(&mut reader).await? else { return Ok(()) };
+        let ArchivedInternalFrame::NodeHello { node, rooms } = hello.archived() else {
+            tracing::warn!("a node link did not start with NodeHello; closing it");
+            return Ok(());
+        };
+        let node = node.to_string();
+        let (frames_tx, frames_rx) = flume::bounded(NODE_QUEUE_FRAMES);
+        let generation = {
+            let mut state = self.state();
+            state.next_generation += 1;
+            let generation = state.next_generation;
+            state.forget_node(&node);
+            for room in rooms.iter() {
+                state.set_interest(room.as_str(), &node, true);
+            }
+            state.nodes.insert(node.clone(), NodeLink { frames: frames_tx, generation });
+            generation
+        };
+        tracing::info!(%node, rooms = rooms.len(), "node linked");
+        metrics::gauge!("corecast_router_linked_nodes").increment(1);
+        let writer_task = tokio::spawn(async move { write_frames(&mut writer, &frames_rx).await });
+        let result = self.read_link(&node, &mut reader, &core, &routes).await;
+        {
+            let mut state = self.state();
+            if state.nodes.get(&node).is_some_and(|link| link.generation == generation) {
+                state.nodes.remove(&node);
+                state.forget_node(&node);
+            }
+        }
+        writer_task.abort();
+        metrics::gauge!("corecast_router_linked_nodes").decrement(1);
+        tracing::info!(%node, "node unlinked");
+        result
+    }
+
+    async fn read_link(
+        &self,
+        node: &str,
+        reader: &mut tokio::net::tcp::OwnedReadHalf,
+        core: &Arc<RouterCore>,
+        routes: &Arc<dyn RouteTable>,
+    ) -> Result<(), LinkError> {
+        while let Some(frame) = read_frame(reader).await? {
+            metrics::counter!("corecast_router_link_frames_in_total", "kind" => frame_kind(frame.archived()))
+                .increment(1);
+            match frame.archived() {
+                ArchivedInternalFrame::Chat(_) => {
+                    let (core, node) = (core.clone(), node.to_string());
+                    tokio::spawn(async move { core.handle(&node, &frame).await });
+                }
+                ArchivedInternalFrame::RoomInterest { room, joined, id } => {
+                    self.state().set_interest(room.as_str(), node, *joined);
+                    let ack = InternalFrameBytes::encode(&InternalFrame::InterestAck { id: id.to_native() });
+                    self.to_node(node, ack);
+                }
+                ArchivedInternalFrame::RouteChanged { user } => routes.forget(user.as_str()),
+                ArchivedInternalFrame::RoomPush { room, except_conn, push } => {
+                    // The excluded connection is the origin node's own; the
+                    // origin delivered locally, so others get the push as is.
+                    let frame = if except_conn.to_native() == 0 {
+                        frame.clone()
+                    } else {
+                        InternalFrameBytes::encode(&InternalFrame::RoomPush {
+                            room: room.to_string(),
+                            except_conn: 0,
+                            push: push.to_vec(),
+                        })
+                    };
+                    self.publish_room(room.as_str(), &frame, Some(node));
+                }
+                ArchivedInternalFrame::Broadcast { .. } => {
+                    self.broadcast(&frame, Some(node));
+                }
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// Sends a room push to every node with members of `room` except
+    /// `origin`; returns how many nodes it went to.
+    pub fn publish_room(&self, room: &str, frame: &InternalFrameBytes, origin: Option<&str>) -> usize {
+        let targets: Vec<String> = match self.state().rooms.get(room) {
+            Some(nodes) => nodes.iter().filter(|n| Some(n.as_str()) != origin).cloned().collect(),
+            None => Vec::new(),
+        };
+        for node in &targets {
+            self.to_node(node, frame.clone());
+        }
+        targets.len()
+    }
+
+    /// Sends a broadcast to every linked node except `origin`; returns how
+    /// many nodes it went to.
+    pub fn broadcast(&self, frame: &InternalFrameBytes, origin: Option<&str>) -> usize {
+        let targets: Vec<String> = self.state().nodes.keys().filter(|n| Some(n.as_str()) != origin).cloned().collect();
+        for node in &targets {
+            self.to_node(node, frame.clone());
+        }
+        targets.len()
+    }
+
+    /// Nodes with members of `room`.
+    pub fn nodes_with_room(&self, room: &str) -> Vec<String> {
+        self.state().rooms.get(room).map(|nodes| nodes.iter().cloned().collect()).unwrap_or_default()
+    }
+
+    /// Every linked node.
+    pub fn linked_nodes(&self) -> Vec<String> {
+        self.state().nodes.keys().cloned().collect()
+    }
+}
+
+impl ConnSink for LinkHub {
+    fn to_node(&self, node: &str, frame: InternalFrameBytes) {
+        let sent = match self.state().nodes.get(node) {
+            Some(link) => link.frames.try_send(frame).is_ok(),
+            None => false,
+        };
+        let kind = if sent { "sent" } else { "dropped" };
+        metrics::counter!("corecast_router_link_frames_out_total", "result" => kind).increment(1);
+    }
+}

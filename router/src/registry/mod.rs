@@ -1,0 +1,53 @@
+//! The cluster's shared registry in Redis: which routers and server nodes
+//! are alive (each with a heartbeat that expires), the global epoch counter,
+//! and the route table (user → connections → server node), plus the
+//! router's bounded LRU cache of routes.
+
+use serde::{Deserialize, Serialize};
+
+/// Prefix of every key corecast keeps in Redis.
+pub const KEY_PREFIX: &str = "cc:";
+
+/// A live router as registered in Redis.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RouterInfo {
+    /// Router id, unique in the cluster.
+    pub id: String,
+    /// Where server nodes open their link to this router (`host:port`).
+    pub link_addr: String,
+    /// Where this router serves HTTP (dispatch, admin API).
+    pub http_addr: String,
+    /// The epoch this router's sequence numbers currently use, so a router
+    /// taking a new epoch after Redis lost its counter can still go past it.
+    #[serde(default)]
+    pub epoch: u64,
+}
+
+/// A live server node as registered in Redis.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeInfo {
+    /// Node id, unique in the cluster.
+    pub id: String,
+    /// Where clients connect (`host:port`).
+    pub client_addr: String,
+    /// The node's control plane (`host:port`): `/health`, `/metrics`, node admin API.
+    pub control_addr: String,
+    /// Relative share of new clients this node should get.
+    pub weight: u32,
+    /// Most client connections this node accepts.
+    pub ceiling: u64,
+}
+
+/// One online connection of a user, somewhere in the cluster.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Route {
+    /// The server node holding the connection.
+    pub node: String,
+    /// The connection id on that node (its shard in the top 16 bits).
+    pub conn_id: u64,
+    /// The device the connection authenticated as.
+    pub device: String,
+}
+
+pub mod redis;
+pub mod route_cache;

@@ -1,0 +1,197 @@
+//! Router configuration: every setting and its default, merged from a TOML
+//! file, `CORECAST_ROUTER_*` environment variables and command-line flags,
+//! later ones winning.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use corecast_storage::embedded::Durability;
+use figment::providers::{Env, Format, Serialized, Toml};
+use figment::Figment;
+use serde::{Deserialize, Serialize};
+
+use crate::dispatch::ReconnectHints;
+
+/// Which message store the router writes to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "snake_case")]
+pub enum StoreChoice {
+    /// The embedded store in `data_dir`: for a single router, and tests.
+    Embedded,
+    /// ScyllaDB at `scylla_nodes`: shared by every router (production).
+    Scylla,
+    /// A persistent Redis at `store_redis_url` (AOF, fsync always): shared
+    /// by the routers of a small cluster, and by the multi-router tests.
+    Redis,
+}
+
+/// The whole router configuration.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RouterConfig {
+    /// This router's id; `None` = `<hostname>-<link port>`.
+    pub router_id: Option<String>,
+    /// Where server nodes open their links.
+    pub link_listen: SocketAddr,
+    /// Link address published in Redis; `None` = `link_listen`.
+    pub advertise_link_addr: Option<String>,
+    /// Public HTTP: `GET /v1/dispatch` and `GET /health`.
+    pub http_listen: SocketAddr,
+    /// HTTP address published in Redis; `None` = `http_listen`.
+    pub advertise_http_addr: Option<String>,
+    /// Admin HTTP: the cluster's admin API and `/metrics`. Loopback by
+    /// default; the admin API also needs the admin key.
+    pub admin_listen: SocketAddr,
+    /// Key guarding the admin API, also presented to the nodes' admin API.
+    /// Must be the nodes' admin key. `None` generates one and prints it.
+    pub admin_key: Option<String>,
+    /// Redis URL (route table, registry, epochs).
+    pub redis_url: String,
+    /// Message store.
+    pub store: StoreChoice,
+    /// Directory of the embedded store.
+    pub data_dir: PathBuf,
+    /// Durability of the embedded store.
+    pub durability: Durability,
+    /// ScyllaDB contact points (`host:port`).
+    pub scylla_nodes: Vec<String>,
+    /// ScyllaDB keyspace.
+    pub scylla_keyspace: String,
+    /// Replication factor used when the keyspace is created.
+    pub scylla_replication_factor: u32,
+    /// Redis URL of the message store when `store = "redis"`. Not the route
+    /// table's Redis unless that one persists every write.
+    pub store_redis_url: Option<String>,
+    /// Lifetime of the router's registration in Redis; renewed every third.
+    pub registry_ttl_ms: u32,
+    /// How often each server node's health is pulled.
+    pub health_pull_ms: u32,
+    /// How long one health pull may take.
+    pub health_timeout_ms: u32,
+    /// Routes cached per router (LRU).
+    pub route_cache_capacity: usize,
+    /// Groups up to this size fan out on write.
+    pub small_group_limit: usize,
+    /// A storage call slower than this fails with `unavailable`.
+    pub store_timeout_ms: u32,
+    /// Reconnect backoff hints given with every dispatch answer.
+    pub reconnect: ReconnectHints,
+}
+
+impl Default for RouterConfig {
+    fn default() -> Self {
+        RouterConfig {
+            router_id: None,
+            link_listen: SocketAddr::from(([0, 0, 0, 0], 7200)),
+            advertise_link_addr: None,
+            http_listen: SocketAddr::from(([0, 0, 0, 0], 7280)),
+            advertise_http_addr: None,
+            admin_listen: SocketAddr::from(([127, 0, 0, 1], 7281)),
+            admin_key: None,
+            redis_url: "redis://127.0.0.1:6379/".into(),
+            store: StoreChoice::Embedded,
+            data_dir: PathBuf::from("router-data"),
+            durability: Durability::Strict,
+            scylla_nodes: vec!["127.0.0.1:9042".into()],
+            scylla_keyspace: "corecast".into(),
+            scylla_replication_factor: 3,
+            store_redis_url: None,
+            registry_ttl_ms: 3_000,
+            health_pull_ms: 1_000,
+            health_timeout_ms: 500,
+            route_cache_capacity: 100_000,
+            small_group_limit: 200,
+            store_timeout_ms: 5_000,
+            reconnect: ReconnectHints::default(),
+        }
+    }
+}
+
+/// Why a configuration was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// A source could not be read or parsed.
+    #[error("configuration could not be loaded: {0}")]
+    Load(#[from] Box<figment::Error>),
+    /// A value is out of its allowed range.
+    #[error("invalid configuration: {0}")]
+    Invalid(String),
+}
+
+impl RouterConfig {
+    /// Merges defaults, the TOML file (if any), `CORECAST_ROUTER_*`
+    /// environment variables and the command-line overrides.
+    pub fn load(file: Option<&PathBuf>, overrides: &impl Serialize) -> Result<RouterConfig, ConfigError> {
+        let mut figment = Figment::from(Serialized::defaults(RouterConfig::default()));
+        if let Some(path) = file {
+            if !path.exists() {
+                return Err(ConfigError::Invalid(format!("config file {} does not exist", path.display())));
+            }
+            figment = figment.merge(Toml::file(path));
+        }
+        let config: RouterConfig = figment
+            .merge(Env::prefixed("CORECAST_ROUTER_"))
+            .merge(Serialized::defaults(overrides))
+            .extract()
+            .map_err(Box::new)?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let bad = |msg: &str| Err(ConfigError::Invalid(msg.to_string()));
+        if self.registry_ttl_ms < 300 || self.health_pull_ms == 0 || self.health_timeout_ms == 0 {
+            return bad("registry_ttl_ms must be >= 300, health_pull_ms and health_timeout_ms positive");
+        }
+        if self.admin_key.as_deref().is_some_and(|k| k.len() < 16) {
+            return bad("admin_key must be at least 16 bytes");
+        }
+        if self.router_id.as_deref().is_some_and(|id| id.is_empty() || id.len() > 64) {
+            return bad("router_id must be 1..=64 bytes");
+        }
+        if self.store == StoreChoice::Scylla && self.scylla_nodes.is_empty() {
+            return bad("store = \"scylla\" needs scylla_nodes");
+        }
+        if self.store == StoreChoice::Redis && self.store_redis_url.is_none() {
+            return bad("store = \"redis\" needs store_redis_url");
+        }
+        if self.route_cache_capacity == 0 {
+            return bad("route_cache_capacity must be positive");
+        }
+        Ok(())
+    }
+
+    /// The router id in force.
+    pub fn id(&self) -> String {
+        self.router_id.clone().unwrap_or_else(|| {
+            let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+            let host = host.trim();
+            let host = if host.is_empty() { "router" } else { host };
+            format!("{host}-{}", self.link_listen.port())
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Serialize)]
+    struct Flags {
+        health_pull_ms: u32,
+    }
+
+    #[test]
+    fn file_then_flags_override_defaults_and_bad_values_are_refused() {
+        RouterConfig::default().validate().unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("router.toml");
+        std::fs::write(&path, "registry_ttl_ms = 5000\nhealth_pull_ms = 700\n[reconnect]\nbase_ms = 250\n").unwrap();
+        let config = RouterConfig::load(Some(&path), &Flags { health_pull_ms: 900 }).unwrap();
+        assert_eq!(config.registry_ttl_ms, 5000);
+        assert_eq!(config.health_pull_ms, 900);
+        assert_eq!(config.reconnect.base_ms, 250);
+        std::fs::write(&path, "registry_ttl_ms = 10\n").unwrap();
+        assert!(RouterConfig::load(Some(&path), &Flags { health_pull_ms: 900 }).is_err());
+    }
+}

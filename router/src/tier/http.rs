@@ -1,0 +1,187 @@
+//! The router's HTTP API. Public: `GET /health` and `GET /v1/dispatch`.
+//! Admin listener (loopback by default): `GET /metrics`, and behind the
+//! admin key the cluster's admin API: publish to a room (sent only to the
+//! nodes with members), broadcast (every node), room member counts and
+//! connections online (asked of the nodes), revocation (passed to every
+//! node), and the persistent-chat routes of the router core.
+
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::middleware;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use corecast_proto::internal::{InternalFrame, InternalFrameBytes};
+use corecast_proto::PushKind;
+use serde::Deserialize;
+use serde_json::{json, Value};
+use tokio::net::TcpListener;
+
+use super::Tier;
+use crate::admin::{api_error, encode_push, require_admin_key, AdminKey};
+
+type Shared = Arc<Tier>;
+
+/// Serves `/health` and `/v1/dispatch`.
+pub async fn serve_public(listener: TcpListener, tier: Shared) {
+    let app = Router::new().route("/health", get(health)).route("/v1/dispatch", get(dispatch)).with_state(tier);
+    if let Err(e) = axum::serve(listener, app).await {
+        tracing::error!("public HTTP server stopped: {e}");
+    }
+}
+
+/// Serves `/metrics` and the admin API.
+pub async fn serve_admin(listener: TcpListener, tier: Shared) {
+    let registry = tier.registry.clone();
+    let group_changed: crate::admin::chat::GroupChanged = Arc::new(move |group: &str| {
+        let (registry, message) = (registry.clone(), format!("group:{group}"));
+        tokio::spawn(async move {
+            if let Err(e) = registry.publish_invalidation(&message).await {
+                tracing::warn!("could not tell the other routers of a group change: {e}");
+            }
+        });
+    });
+    let admin = Router::new()
+        .route("/v1/admin/rooms/{room}/publish", post(publish))
+        .route("/v1/admin/rooms/{room}", get(room_members))
+        .route("/v1/admin/broadcast", post(broadcast))
+        .route("/v1/admin/online", get(online))
+        .route("/v1/admin/users/{user}/revoke", post(revoke))
+        .merge(crate::admin::chat::routes(tier.core.clone(), group_changed))
+        .route_layer(middleware::from_fn_with_state(AdminKey(tier.admin_key.clone()), require_admin_key));
+    let app = Router::new().route("/metrics", get(metrics)).merge(admin).with_state(tier);
+    if let Err(e) = axum::serve(listener, app).await {
+        tracing::error!("admin HTTP server stopped: {e}");
+    }
+}
+
+async fn health(State(tier): State<Shared>) -> Json<Value> {
+    Json(json!({
+        "status": "ok",
+        "router": tier.id,
+        "epoch": tier.core.epoch(),
+        "linked_nodes": tier.hub.linked_nodes().len(),
+    }))
+}
+
+async fn dispatch(State(tier): State<Shared>) -> Response {
+    Json(tier.dispatch()).into_response()
+}
+
+async fn metrics(State(tier): State<Shared>) -> String {
+    tier.prometheus.render()
+}
+
+#[derive(Deserialize)]
+struct PublishQuery {
+    /// Sender shown in the PUSH; empty for the operator.
+    #[serde(default)]
+    from: String,
+}
+
+async fn publish(
+    State(tier): State<Shared>,
+    Path(room): Path<String>,
+    Query(query): Query<PublishQuery>,
+    payload: Bytes,
+) -> Response {
+    let push = match encode_push(PushKind::Room, &room, &query.from, &payload) {
+        Ok(push) => push,
+        Err(e) => return api_error(StatusCode::BAD_REQUEST, &e.to_string()),
+    };
+    let frame = InternalFrameBytes::encode(&InternalFrame::RoomPush { room: room.clone(), except_conn: 0, push });
+    let nodes = tier.hub.publish_room(&room, &frame, None);
+    Json(json!({ "room": room, "nodes": nodes })).into_response()
+}
+
+async fn broadcast(State(tier): State<Shared>, payload: Bytes) -> Response {
+    let push = match encode_push(PushKind::Broadcast, "", "", &payload) {
+        Ok(push) => push,
+        Err(e) => return api_error(StatusCode::BAD_REQUEST, &e.to_string()),
+    };
+    let frame = InternalFrameBytes::encode(&InternalFrame::Broadcast { push });
+    let nodes = tier.hub.broadcast(&frame, None);
+    Json(json!({ "nodes": nodes })).into_response()
+}
+
+/// Calls the admin API of each node in `nodes` (by id) and returns the JSON
+/// answers of those that answered, by node id.
+async fn ask_nodes(tier: &Tier, nodes: &[String], method: reqwest::Method, path: &str) -> Vec<(String, Value)> {
+    let registered = tier.nodes();
+    let calls = registered.into_iter().filter(|n| nodes.contains(&n.id)).map(|node| {
+        let request = tier
+            .http
+            .request(method.clone(), format!("http://{}{}", node.control_addr, path))
+            .bearer_auth(&*tier.admin_key);
+        let path = path.to_string();
+        async move {
+            let answer = async { request.send().await?.error_for_status()?.json::<Value>().await }.await;
+            match answer {
+                Ok(value) => Some((node.id, value)),
+                Err(e) => {
+                    tracing::warn!(node = %node.id, "node admin call {path} failed: {e}");
+                    None
+                }
+            }
+        }
+    });
+    let mut answers = Vec::new();
+    let mut set = tokio::task::JoinSet::new();
+    for call in calls {
+        set.spawn(call);
+    }
+    while let Some(joined) = set.join_next().await {
+        if let Ok(Some(answer)) = joined {
+            answers.push(answer);
+        }
+    }
+    answers
+}
+
+fn path_segment(s: &str) -> String {
+    // Room and user names go into a URL path: escape everything but the
+    // unreserved characters.
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+async fn room_members(State(tier): State<Shared>, Path(room): Path<String>) -> Response {
+    let nodes = tier.hub.nodes_with_room(&room);
+    let path = format!("/v1/admin/rooms/{}", path_segment(&room));
+    let answers = ask_nodes(&tier, &nodes, reqwest::Method::GET, &path).await;
+    if answers.len() < nodes.len() {
+        return api_error(StatusCode::SERVICE_UNAVAILABLE, "a node with members did not answer");
+    }
+    let per_node: serde_json::Map<String, Value> =
+        answers.iter().map(|(id, v)| (id.clone(), v.get("members").cloned().unwrap_or(json!(0)))).collect();
+    let members: u64 = per_node.values().filter_map(Value::as_u64).sum();
+    Json(json!({ "room": room, "members": members, "per_node": per_node })).into_response()
+}
+
+async fn online(State(tier): State<Shared>) -> Response {
+    let nodes: Vec<String> = tier.nodes().into_iter().map(|n| n.id).collect();
+    let answers = ask_nodes(&tier, &nodes, reqwest::Method::GET, "/v1/admin/online").await;
+    if answers.len() < nodes.len() {
+        return api_error(StatusCode::SERVICE_UNAVAILABLE, "a node did not answer");
+    }
+    let per_node: serde_json::Map<String, Value> =
+        answers.iter().map(|(id, v)| (id.clone(), v.get("connections").cloned().unwrap_or(json!(0)))).collect();
+    let connections: u64 = per_node.values().filter_map(Value::as_u64).sum();
+    Json(json!({ "connections": connections, "per_node": per_node })).into_response()
+}
+
+async fn revoke(State(tier): State<Shared>, Path(user): Path<String>) -> Response {
+    let nodes: Vec<String> = tier.nodes().into_iter().map(|n| n.id).collect();
+    let path = format!("/v1/admin/users/{}/revoke", path_segment(&user));
+    let answers = ask_nodes(&tier, &nodes, reqwest::Method::POST, &path).await;
+    let kicked: u64 = answers.iter().filter_map(|(_, v)| v.get("kicked").and_then(Value::as_u64)).sum();
+    let status = if answers.len() == nodes.len() { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    (status, Json(json!({ "user": user, "nodes": answers.len(), "of": nodes.len(), "kicked": kicked }))).into_response()
+}

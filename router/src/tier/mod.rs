@@ -1,0 +1,187 @@
+//! The router tier: what the `corecast-router` binary runs. A router owns
+//! its share of the conversations (assigning seqs, persisting, fanning
+//! out), accepts a link from every server node, reads routes from Redis,
+//! pulls the nodes' health for dispatch, and serves the cluster's HTTP API:
+//! `GET /v1/dispatch` and `/health` publicly, the admin API and `/metrics`
+//! on the admin listener behind the admin key.
+//!
+//! A router keeps nothing it cannot rebuild: routes and registrations live
+//! in Redis, messages in the store, rooms come from the nodes' hellos.
+
+pub mod config;
+mod http;
+mod membership;
+mod routes;
+
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use corecast_storage::embedded::EmbeddedStore;
+use corecast_storage::redis::RedisStore;
+use corecast_storage::scylla::ScyllaStore;
+use corecast_storage::MessageStore;
+use metrics_exporter_prometheus::PrometheusHandle;
+
+use crate::dispatch::{rank, DispatchAnswer};
+use crate::health::HealthBoard;
+use crate::link::hub::LinkHub;
+use crate::registry::redis::Registry;
+use crate::registry::{NodeInfo, RouterInfo, KEY_PREFIX};
+use crate::{CoreConfig, Ownership, RouterCore};
+use config::{RouterConfig, StoreChoice};
+pub use routes::RedisRoutes;
+
+/// Everything the router's tasks and HTTP handlers share.
+pub struct Tier {
+    /// This router's id.
+    pub id: String,
+    /// Settings in force.
+    pub config: RouterConfig,
+    /// The router core.
+    pub core: Arc<RouterCore>,
+    /// The links to server nodes.
+    pub hub: Arc<LinkHub>,
+    /// The route table.
+    pub routes: Arc<RedisRoutes>,
+    /// Redis.
+    pub registry: Registry,
+    /// The admin key.
+    pub admin_key: Arc<str>,
+    /// Renders the metrics registry.
+    pub prometheus: PrometheusHandle,
+    /// HTTP client for the nodes' admin API.
+    pub http: reqwest::Client,
+    nodes: Mutex<(Vec<NodeInfo>, HealthBoard)>,
+}
+
+impl Tier {
+    fn nodes_lock(&self) -> MutexGuard<'_, (Vec<NodeInfo>, HealthBoard)> {
+        // A panic while holding the lock leaves plain data behind.
+        self.nodes.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Replaces the nodes and their health with a newer pull.
+    fn set_nodes(&self, nodes: Vec<NodeInfo>, health: HealthBoard) {
+        *self.nodes_lock() = (nodes, health);
+    }
+
+    /// The registered server nodes.
+    pub fn nodes(&self) -> Vec<NodeInfo> {
+        self.nodes_lock().0.clone()
+    }
+
+    /// The nodes a client should connect to, best first.
+    pub fn dispatch(&self) -> DispatchAnswer {
+        let guard = self.nodes_lock();
+        // A node not pulled successfully within three pulls is out.
+        let staleness =
+            Duration::from_millis(3 * self.config.health_pull_ms as u64 + self.config.health_timeout_ms as u64);
+        rank(&guard.0, &guard.1, staleness, Instant::now(), &self.config.reconnect)
+    }
+}
+
+async fn open_store(config: &RouterConfig) -> anyhow::Result<Arc<dyn MessageStore>> {
+    Ok(match config.store {
+        StoreChoice::Embedded => {
+            std::fs::create_dir_all(&config.data_dir)
+                .with_context(|| format!("creating the data directory {}", config.data_dir.display()))?;
+            let store = EmbeddedStore::open(&config.data_dir, config.durability)
+                .with_context(|| format!("opening the message store in {}", config.data_dir.display()))?;
+            tracing::info!(dir = %config.data_dir.display(), "embedded message store open");
+            Arc::new(store)
+        }
+        StoreChoice::Scylla => {
+            let store =
+                ScyllaStore::connect(&config.scylla_nodes, &config.scylla_keyspace, config.scylla_replication_factor)
+                    .await
+                    .with_context(|| format!("connecting to ScyllaDB at {:?}", config.scylla_nodes))?;
+            tracing::info!(nodes = ?config.scylla_nodes, "ScyllaDB message store connected");
+            Arc::new(store)
+        }
+        StoreChoice::Redis => {
+            let url = config.store_redis_url.as_deref().unwrap_or_default();
+            let store = RedisStore::connect(url, "ccs:")
+                .await
+                .with_context(|| format!("connecting to the Redis message store at {url}"))?;
+            tracing::info!(%url, "Redis message store connected");
+            Arc::new(store)
+        }
+    })
+}
+
+/// Runs a router until SIGTERM or SIGINT.
+pub async fn run(config: RouterConfig, admin_key: String, prometheus: PrometheusHandle) -> anyhow::Result<()> {
+    let id = config.id();
+    let registry = Registry::connect(&config.redis_url, KEY_PREFIX)
+        .await
+        .map_err(|e| anyhow::anyhow!("connecting to Redis at {}: {e}", config.redis_url))?;
+    let store = open_store(&config).await?;
+    let first_epoch = store.next_epoch(&id).await.context("reading the store's epoch")?;
+    let grace = Duration::from_millis(config.registry_ttl_ms as u64);
+    let routes = Arc::new(RedisRoutes::new(registry.clone(), config.route_cache_capacity, grace));
+    let hub = Arc::new(LinkHub::default());
+    let core_config = CoreConfig {
+        small_group_limit: config.small_group_limit,
+        store_timeout: Duration::from_millis(config.store_timeout_ms as u64),
+        ..CoreConfig::default()
+    };
+    // Owns nothing until the rest of the cluster has seen it (membership).
+    let core = RouterCore::with_epoch(store, routes.clone(), hub.clone(), core_config, first_epoch, Ownership::Nothing);
+
+    let link_listener = tokio::net::TcpListener::bind(config.link_listen)
+        .await
+        .with_context(|| format!("binding the link listener on {}", config.link_listen))?;
+    let http_listener = tokio::net::TcpListener::bind(config.http_listen)
+        .await
+        .with_context(|| format!("binding the HTTP listener on {}", config.http_listen))?;
+    let admin_listener = tokio::net::TcpListener::bind(config.admin_listen)
+        .await
+        .with_context(|| format!("binding the admin listener on {}", config.admin_listen))?;
+    let info = RouterInfo {
+        id: id.clone(),
+        link_addr: config.advertise_link_addr.clone().unwrap_or(link_listener.local_addr()?.to_string()),
+        http_addr: config.advertise_http_addr.clone().unwrap_or(http_listener.local_addr()?.to_string()),
+        epoch: first_epoch,
+    };
+    let tier = Arc::new(Tier {
+        id: id.clone(),
+        config,
+        core: core.clone(),
+        hub: hub.clone(),
+        routes: routes.clone(),
+        registry: registry.clone(),
+        admin_key: admin_key.into(),
+        prometheus,
+        http: reqwest::Client::builder().timeout(Duration::from_secs(2)).build()?,
+        nodes: Mutex::new((Vec::new(), HealthBoard::new(Duration::from_millis(500)))),
+    });
+    tracing::info!(router = %id, link = %info.link_addr, http = %info.http_addr, "router starting");
+    tokio::spawn(hub.serve(link_listener, core, routes));
+    tokio::spawn(membership::keep_registered(tier.clone(), info));
+    tokio::spawn(membership::watch_nodes(tier.clone()));
+    tokio::spawn(membership::follow_invalidations(tier.clone()));
+    let public = tokio::spawn(http::serve_public(http_listener, tier.clone()));
+    let admin = tokio::spawn(http::serve_admin(admin_listener, tier.clone()));
+
+    wait_for_signal().await;
+    tracing::info!("router stopping: leaving the registry");
+    if let Err(e) = registry.unregister_router(&id).await {
+        tracing::warn!("could not remove the router's registration: {e}");
+    }
+    public.abort();
+    admin.abort();
+    Ok(())
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+        tracing::error!("could not install signal handlers; stop the router with SIGKILL");
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+}

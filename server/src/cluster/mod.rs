@@ -1,0 +1,100 @@
+//! A server node's part in a cluster (when `redis_url` is set): the uplink.
+//!
+//! It runs on the control plane's tokio runtime and takes the place of the
+//! in-process router core. It registers the node in Redis (address, weight,
+//! connection ceiling) with a heartbeat that expires, writes the route of
+//! every connection that authenticates and refreshes them while they stay,
+//! and keeps a link to every router found in Redis. Chat requests go to the
+//! router that owns their conversation (rendezvous hashing over the routers
+//! with a link up); room pushes go to the router that owns the room, which
+//! passes them to the other nodes with members; the node's first join and
+//! last leave of each room are announced to every router. Frames from the
+//! routers are handed to the shards that need them.
+//!
+//! When a link drops, every request still waiting on it is answered with
+//! `unavailable`, so clients resend (SEND is idempotent by client message
+//! id) and the request reaches the router that takes over.
+
+mod registration;
+mod router_link;
+mod state;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use corecast_proto::internal::{ArchivedChatRequest, ArchivedInternalFrame, InternalFrameBytes};
+use corecast_router::conversation::{Conversation, KIND_DIRECT, KIND_GROUP};
+use corecast_router::registry::redis::Registry;
+use corecast_router::registry::{NodeInfo, Route, KEY_PREFIX};
+
+use crate::shard::{CoreCommand, Mesh};
+use crate::status::NodeStatus;
+pub use state::Uplink;
+
+/// What the uplink needs to know about this node.
+#[derive(Debug, Clone)]
+pub struct ClusterSettings {
+    /// The node as published in Redis (its id carries a per-start suffix).
+    pub node: NodeInfo,
+    /// Redis URL.
+    pub redis_url: String,
+    /// Lifetime of the node's registration.
+    pub registry_ttl: Duration,
+    /// Lifetime of a route.
+    pub route_ttl: Duration,
+}
+
+/// The conversation (or, for UNREAD, the user) whose owner answers a request.
+fn ownership_key(request: &ArchivedChatRequest) -> Option<String> {
+    match request {
+        ArchivedChatRequest::Send { user, kind, to, .. } => match *kind {
+            KIND_DIRECT => Some(Conversation::direct(user.as_str(), to.as_str()).id()),
+            KIND_GROUP => Some(Conversation::group(to.as_str()).id()),
+            // Any router answers a bad kind with an error.
+            _ => Some(to.to_string()),
+        },
+        ArchivedChatRequest::Sync { conv, .. } | ArchivedChatRequest::Ack { conv, .. } => Some(conv.to_string()),
+        ArchivedChatRequest::Unread { user, .. } => Some(format!("u:{user}")),
+        ArchivedChatRequest::Online { .. } | ArchivedChatRequest::Offline { .. } => None,
+    }
+}
+
+/// Runs the uplink until the shards' channel closes.
+pub async fn run(
+    settings: ClusterSettings,
+    mesh: Mesh,
+    status: Arc<NodeStatus>,
+    inbox: flume::Receiver<CoreCommand>,
+) -> anyhow::Result<()> {
+    let registry = Registry::connect(&settings.redis_url, KEY_PREFIX)
+        .await
+        .map_err(|e| anyhow::anyhow!("connecting to Redis at {}: {e}", settings.redis_url))?;
+    let uplink = Arc::new(Uplink::new(settings.clone(), mesh));
+    let routes = registration::start(uplink.clone(), registry.clone(), status);
+    tokio::spawn(router_link::discover(uplink.clone(), registry.clone()));
+    while let Ok(command) = inbox.recv_async().await {
+        match command {
+            CoreCommand::Request(frame) => handle_request(&uplink, &routes, frame),
+            CoreCommand::Publish(frame) => uplink.publish(frame),
+            CoreCommand::RoomInterest { room, shard, joined, ack } => uplink.room_interest(&room, shard, joined, ack),
+        }
+    }
+    Ok(())
+}
+
+fn handle_request(uplink: &Arc<Uplink>, routes: &registration::RouteWriter, frame: InternalFrameBytes) {
+    let ArchivedInternalFrame::Chat(request) = frame.archived() else { return };
+    match request {
+        ArchivedChatRequest::Online { conn_id, user, device } => {
+            let route =
+                Route { node: uplink.node_id().to_string(), conn_id: conn_id.to_native(), device: device.to_string() };
+            routes.online(user.to_string(), route);
+        }
+        ArchivedChatRequest::Offline { conn_id, user } => routes.offline(user.to_string(), conn_id.to_native()),
+        _ => {
+            if let Some(key) = ownership_key(request) {
+                uplink.forward_request(&key, frame.clone());
+            }
+        }
+    }
+}

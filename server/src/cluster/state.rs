@@ -1,0 +1,297 @@
+//! The uplink's state: the router links that are up, which of this node's
+//! shards have members of each room, room announcements waiting for the
+//! routers' acknowledgements, and the chat requests waiting for an answer
+//! on each link.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use corecast_proto::internal::{ArchivedChatRequest, ArchivedInternalFrame, InternalFrame, InternalFrameBytes};
+use corecast_proto::{encode_server, ErrorCode, ServerMessage};
+use corecast_router::ownership::owner_of;
+use rustc_hash::FxHashMap;
+
+use super::ClusterSettings;
+use crate::shard::Mesh;
+
+/// How long a JOIN waits for the routers to acknowledge its room's first
+/// member on this node before it is answered anyway (a router that does not
+/// answer is down, and learns the room from the node's hello when back).
+const INTEREST_ACK_TIMEOUT: Duration = Duration::from_secs(2);
+
+struct RouterPeer {
+    frames: flume::Sender<InternalFrameBytes>,
+    generation: u64,
+}
+
+struct Waiting {
+    room: String,
+    remaining: usize,
+    acks: Vec<flume::Sender<()>>,
+}
+
+#[derive(Default)]
+struct State {
+    routers: BTreeMap<String, RouterPeer>,
+    rooms: FxHashMap<String, u128>,
+    announcing: FxHashMap<String, u64>,
+    waiting: FxHashMap<u64, Waiting>,
+    pending: FxHashMap<(u64, u32), String>,
+    next_id: u64,
+}
+
+/// The node's uplink to the router tier.
+pub struct Uplink {
+    settings: ClusterSettings,
+    mesh: Mesh,
+    state: Mutex<State>,
+}
+
+fn kind_of(frame: &ArchivedInternalFrame) -> &'static str {
+    match frame {
+        ArchivedInternalFrame::RoomPush { .. } => "room_push",
+        ArchivedInternalFrame::Broadcast { .. } => "broadcast",
+        ArchivedInternalFrame::ConnFrames { .. } => "conn_frames",
+        ArchivedInternalFrame::InterestAck { .. } => "interest_ack",
+        _ => "other",
+    }
+}
+
+/// Lets every waiting JOIN go on.
+fn answer(acks: Vec<flume::Sender<()>>) {
+    for ack in acks {
+        let _ = ack.try_send(());
+    }
+}
+
+fn request_address(frame: &InternalFrameBytes) -> Option<(u64, u32)> {
+    match frame.archived() {
+        ArchivedInternalFrame::Chat(
+            ArchivedChatRequest::Send { conn_id, rid, .. }
+            | ArchivedChatRequest::Sync { conn_id, rid, .. }
+            | ArchivedChatRequest::Ack { conn_id, rid, .. }
+            | ArchivedChatRequest::Unread { conn_id, rid, .. },
+        ) => Some((conn_id.to_native(), rid.to_native())),
+        _ => None,
+    }
+}
+
+impl Uplink {
+    /// An uplink with no router linked yet.
+    pub fn new(settings: ClusterSettings, mesh: Mesh) -> Uplink {
+        Uplink { settings, mesh, state: Mutex::new(State::default()) }
+    }
+
+    fn state(&self) -> MutexGuard<'_, State> {
+        // A panic while holding the lock leaves plain maps behind.
+        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// This node's id in the cluster.
+    pub fn node_id(&self) -> &str {
+        &self.settings.node.id
+    }
+
+    /// The node's settings.
+    pub fn settings(&self) -> &ClusterSettings {
+        &self.settings
+    }
+
+    /// Ids of the routers with a link up.
+    pub fn linked_routers(&self) -> Vec<String> {
+        self.state().routers.keys().cloned().collect()
+    }
+
+    /// Registers a link that just came up. Under the same lock it queues the
+    /// node's hello (every room with members here), so no announcement can
+    /// slip between the hello and the link joining the set.
+    pub fn link_up(&self, router: &str, frames: flume::Sender<InternalFrameBytes>, generation: u64) {
+        let mut state = self.state();
+        let rooms: Vec<String> = state.rooms.keys().cloned().collect();
+        let hello = InternalFrame::NodeHello { node: self.settings.node.id.clone(), rooms };
+        let _ = frames.try_send(InternalFrameBytes::encode(&hello));
+        state.routers.insert(router.to_string(), RouterPeer { frames, generation });
+        metrics::gauge!("corecast_uplink_routers").set(state.routers.len() as f64);
+    }
+
+    /// Forgets a link that went down and answers every request still
+    /// waiting on it with `unavailable`.
+    pub fn link_down(&self, router: &str, generation: u64) {
+        let failed: Vec<(u64, u32)> = {
+            let mut state = self.state();
+            if state.routers.get(router).is_some_and(|peer| peer.generation == generation) {
+                state.routers.remove(router);
+            }
+            metrics::gauge!("corecast_uplink_routers").set(state.routers.len() as f64);
+            let failed: Vec<(u64, u32)> =
+                state.pending.iter().filter(|(_, r)| r.as_str() == router).map(|(key, _)| *key).collect();
+            for key in &failed {
+                state.pending.remove(key);
+            }
+            failed
+        };
+        for (conn_id, rid) in failed {
+            self.reply_unavailable(conn_id, rid, "the router link was lost; retry");
+        }
+    }
+
+    /// Sends a chat request to the router owning `key`.
+    pub fn forward_request(&self, key: &str, frame: InternalFrameBytes) {
+        let Some((conn_id, rid)) = request_address(&frame) else { return };
+        let sent = {
+            let mut state = self.state();
+            let routers: Vec<&String> = state.routers.keys().collect();
+            match owner_of(key, &routers).map(str::to_string) {
+                Some(owner) => {
+                    let ok = state.routers.get(&owner).is_some_and(|peer| peer.frames.try_send(frame).is_ok());
+                    if ok {
+                        state.pending.insert((conn_id, rid), owner);
+                    }
+                    ok
+                }
+                None => false,
+            }
+        };
+        if !sent {
+            self.reply_unavailable(conn_id, rid, "no router is reachable; retry");
+        }
+    }
+
+    /// Sends a room push from this node to the router owning the room.
+    pub fn publish(&self, frame: InternalFrameBytes) {
+        let ArchivedInternalFrame::RoomPush { room, .. } = frame.archived() else { return };
+        let state = self.state();
+        let routers: Vec<&String> = state.routers.keys().collect();
+        let sent = owner_of(room.as_str(), &routers)
+            .and_then(|owner| state.routers.get(owner))
+            .is_some_and(|peer| peer.frames.try_send(frame.clone()).is_ok());
+        let result = if sent { "sent" } else { "dropped" };
+        metrics::counter!("corecast_uplink_publishes_total", "result" => result).increment(1);
+    }
+
+    /// Sends a frame to every linked router.
+    pub fn to_routers(&self, frame: &InternalFrameBytes) {
+        let state = self.state();
+        self.to_every_router(&state, frame);
+    }
+
+    /// Sends a frame to every linked router; returns how many took it.
+    fn to_every_router(&self, state: &State, frame: &InternalFrameBytes) -> usize {
+        state.routers.values().filter(|peer| peer.frames.try_send(frame.clone()).is_ok()).count()
+    }
+
+    /// A shard gained its first or lost its last member of `room`. The
+    /// node's own first member is announced to every router and `ack`
+    /// answered once they all acknowledged (or after a timeout).
+    pub fn room_interest(self: &Arc<Self>, room: &str, shard: u16, joined: bool, ack: Option<flume::Sender<()>>) {
+        let bit = 1u128 << (shard % 128);
+        let mut state = self.state();
+        if !joined {
+            let Some(mask) = state.rooms.get_mut(room) else { return };
+            *mask &= !bit;
+            if *mask == 0 {
+                state.rooms.remove(room);
+                let frame = InternalFrameBytes::encode(&InternalFrame::RoomInterest {
+                    room: room.to_string(),
+                    joined: false,
+                    id: 0,
+                });
+                self.to_every_router(&state, &frame);
+            }
+            return;
+        }
+        let mask = state.rooms.entry(room.to_string()).or_insert(0);
+        let first = *mask == 0;
+        *mask |= bit;
+        let acks: Vec<flume::Sender<()>> = ack.into_iter().collect();
+        if !first {
+            match state.announcing.get(room).copied() {
+                Some(id) => {
+                    if let Some(waiting) = state.waiting.get_mut(&id) {
+                        waiting.acks.extend(acks);
+                    }
+                }
+                None => answer(acks),
+            }
+            return;
+        }
+        state.next_id += 1;
+        let id = state.next_id;
+        let frame =
+            InternalFrameBytes::encode(&InternalFrame::RoomInterest { room: room.to_string(), joined: true, id });
+        let sent = self.to_every_router(&state, &frame);
+        if sent == 0 {
+            answer(acks);
+            return;
+        }
+        state.announcing.insert(room.to_string(), id);
+        state.waiting.insert(id, Waiting { room: room.to_string(), remaining: sent, acks });
+        drop(state);
+        let uplink = self.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(INTEREST_ACK_TIMEOUT).await;
+            uplink.finish_announcement(id);
+        });
+    }
+
+    fn finish_announcement(&self, id: u64) {
+        let mut state = self.state();
+        if let Some(waiting) = state.waiting.remove(&id) {
+            if state.announcing.get(&waiting.room) == Some(&id) {
+                state.announcing.remove(&waiting.room);
+            }
+            answer(waiting.acks);
+        }
+    }
+
+    /// Handles a frame that arrived from a router.
+    pub fn from_router(&self, frame: InternalFrameBytes) {
+        let archived = frame.archived();
+        metrics::counter!("corecast_uplink_frames_in_total", "kind" => kind_of(archived)).increment(1);
+        match archived {
+            ArchivedInternalFrame::InterestAck { id } => {
+                let id = id.to_native();
+                let done = {
+                    let mut state = self.state();
+                    match state.waiting.get_mut(&id) {
+                        Some(waiting) => {
+                            waiting.remaining = waiting.remaining.saturating_sub(1);
+                            waiting.remaining == 0
+                        }
+                        None => false,
+                    }
+                };
+                if done {
+                    self.finish_announcement(id);
+                }
+            }
+            ArchivedInternalFrame::ConnFrames { conn_ids, frames, reply } => {
+                if *reply {
+                    if let (Some(conn_id), Some(rid)) = (conn_ids.first(), frames.get(8..12)) {
+                        let rid = u32::from_be_bytes([rid[0], rid[1], rid[2], rid[3]]);
+                        self.state().pending.remove(&(conn_id.to_native(), rid));
+                    }
+                }
+                self.mesh.deliver(&frame, |_| 0);
+            }
+            ArchivedInternalFrame::RoomPush { .. } => {
+                let rooms = |room: &str| self.state().rooms.get(room).copied().unwrap_or(0);
+                self.mesh.deliver(&frame, rooms);
+            }
+            ArchivedInternalFrame::Broadcast { .. } => self.mesh.deliver(&frame, |_| 0),
+            _ => {}
+        }
+    }
+
+    fn reply_unavailable(&self, conn_id: u64, rid: u32, message: &str) {
+        metrics::counter!("corecast_uplink_unavailable_total").increment(1);
+        let mut frames = Vec::new();
+        let error = ServerMessage::Error { code: ErrorCode::Unavailable.as_u16(), message };
+        if encode_server(rid, 0, &error, &mut frames).is_ok() {
+            let frame =
+                InternalFrameBytes::encode(&InternalFrame::ConnFrames { conn_ids: vec![conn_id], frames, reply: true });
+            self.mesh.deliver(&frame, |_| 0);
+        }
+    }
+}

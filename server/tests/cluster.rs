@@ -1,0 +1,264 @@
+//! The cluster on loopback: a real `redis-server` for routes (started by
+//! the harness on a free port), a second persistent one as the routers'
+//! shared message store, two `corecast-router` processes and three
+//! `corecast-server` nodes A, B and C. Cross-node chat with correct seqs,
+//! room routing only to nodes with members (shown with the nodes' link
+//! metrics), admin broadcast, cluster-wide presence, dispatch by load,
+//! ceiling and drain, and three faults: a router killed while clients send, Redis
+//! restarted, a node killed.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use common::cluster::{eventually, Cluster};
+use common::{token, Client, Reply, WAIT};
+use corecast_proto::{ClientRequest, ErrorCode, PushKind, PUBLISH_NO_REPLY};
+
+const DIRECT: u8 = 2;
+const GROUP: u8 = 3;
+
+fn user_on(node: &common::cluster::Node, user: &str) -> Client {
+    let mut client = node.server.connect();
+    client.auth(&token(user, 3600, None));
+    client
+}
+
+/// SENDs until it is acknowledged, resending the same client message id
+/// after `unavailable` (a router went away). Returns (conv, seq).
+fn send_acked(client: &mut Client, kind: u8, to: &str, client_msg_id: u64, payload: &[u8]) -> (String, u64) {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        assert!(Instant::now() < deadline, "message {client_msg_id} was never acknowledged");
+        let rid = client.send(0, &ClientRequest::Send { kind, to, client_msg_id, payload });
+        loop {
+            match client.recv() {
+                Reply::Sent { rid: got, conv, seq } if got == rid => return (conv, seq),
+                Reply::Error { rid: got, code, .. } if got == rid && code == ErrorCode::Unavailable.as_u16() => {
+                    std::thread::sleep(Duration::from_millis(50));
+                    break;
+                }
+                Reply::Push(_) => continue,
+                other => panic!("expected SENT for rid {rid}, got {other:?}"),
+            }
+        }
+    }
+}
+
+fn next_chat_push(client: &mut Client) -> common::Push {
+    loop {
+        let push = client.next_push();
+        if push.kind != PushKind::Room && push.kind != PushKind::Broadcast {
+            return push;
+        }
+    }
+}
+
+#[test]
+fn cross_node_chat_rooms_broadcast_and_presence() {
+    let cluster = Cluster::start(2, &[("a", &[]), ("b", &[]), ("c", &[])]);
+    let (a, b, c) = (&cluster.nodes[0], &cluster.nodes[1], &cluster.nodes[2]);
+    let router = cluster.router();
+    let mut alice = user_on(a, "alice");
+    let mut bob = user_on(b, "bob");
+    let mut carol = user_on(c, "carol");
+
+    // Presence: every user online, each on its node; three connections.
+    eventually("presence of bob shows node b", || {
+        router.admin_get("/v1/admin/users/bob/presence")["devices"][0]["node"] == b.id.as_str()
+    });
+    assert_eq!(router.admin_get("/v1/admin/online")["connections"], 3);
+
+    // Direct messages across nodes, seqs increasing and matching.
+    let (conv, seq1) = send_acked(&mut alice, DIRECT, "bob", 1, b"hello bob");
+    let push = next_chat_push(&mut bob);
+    assert_eq!((push.conv.as_str(), push.seq, push.from.as_str()), (conv.as_str(), seq1, "alice"));
+    assert_eq!(push.payload, b"hello bob");
+    let (_, seq2) = send_acked(&mut bob, DIRECT, "alice", 2, b"hi alice");
+    assert!(seq2 > seq1);
+    assert_eq!(next_chat_push(&mut alice).seq, seq2);
+
+    // A group spread over the three nodes.
+    router.admin_post_json("/v1/admin/groups", r#"{"group":"trio","members":["alice","bob","carol"]}"#);
+    let (gconv, gseq) = send_acked(&mut carol, GROUP, "trio", 3, b"group hello");
+    for client in [&mut alice, &mut bob] {
+        let push = next_chat_push(client);
+        assert_eq!((push.conv.as_str(), push.seq), (gconv.as_str(), gseq));
+    }
+    let history = router.admin_get(&format!("/v1/admin/conversations/{gconv}/messages"));
+    assert_eq!(history["messages"][0]["seq"], gseq);
+
+    // A room with members on A and B only.
+    alice.join("stage");
+    bob.join("stage");
+    let mut members = router.admin_get("/v1/admin/rooms/stage");
+    assert_eq!(members["members"], 2, "{members}");
+    let pushes_on_c = c.server.metric_sum("corecast_uplink_frames_in_total");
+    alice.send(PUBLISH_NO_REPLY, &ClientRequest::Publish { room: "stage", payload: b"on stage" });
+    let push = bob.next_push();
+    assert_eq!((push.kind, push.conv.as_str(), push.payload.as_slice()), (PushKind::Room, "stage", &b"on stage"[..]));
+    // An operator publish goes the same way.
+    router.admin_post("/v1/admin/rooms/stage/publish", b"from ops");
+    assert_eq!(bob.next_push().payload, b"from ops");
+    assert_eq!(alice.next_push().payload, b"on stage");
+    assert_eq!(alice.next_push().payload, b"from ops");
+    let room_frames = |node: &common::cluster::Node| {
+        node.server
+            .metrics()
+            .lines()
+            .filter(|l| l.starts_with("corecast_uplink_frames_in_total{") && l.contains("kind=\"room_push\""))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum::<f64>()
+    };
+    assert!(room_frames(b) >= 2.0, "node b got the room pushes");
+    assert_eq!(room_frames(c), 0.0, "node c has no members of the room and got no room push");
+
+    // Broadcast reaches every node's connections.
+    router.admin_post("/v1/admin/broadcast", b"to everyone");
+    for client in [&mut alice, &mut bob, &mut carol] {
+        let push = loop {
+            let push = client.next_push();
+            if push.kind == PushKind::Broadcast {
+                break push;
+            }
+        };
+        assert_eq!(push.payload, b"to everyone");
+    }
+    assert!(c.server.metric_sum("corecast_uplink_frames_in_total") > pushes_on_c);
+
+    // Leaving updates the count across nodes.
+    bob.expect_ok(&ClientRequest::Leave { room: "stage" });
+    eventually("the room count drops to 1", || {
+        members = router.admin_get("/v1/admin/rooms/stage");
+        members["members"] == 1
+    });
+}
+
+fn client_addr(router: &common::cluster::RouterProc, node: &str) -> SocketAddr {
+    let answer = router.dispatch();
+    let entry = answer["nodes"].as_array().unwrap().iter().find(|n| n["node"] == node).expect("node in dispatch");
+    entry["addr"].as_str().unwrap().parse().unwrap()
+}
+
+#[test]
+fn dispatch_prefers_the_less_loaded_and_drops_killed_and_full_nodes() {
+    let mut cluster = Cluster::start(2, &[("a", &[]), ("b", &["--max-connections", "3"]), ("c", &[])]);
+    let ids: Vec<String> = cluster.nodes.iter().map(|n| n.id.clone()).collect();
+    let router = &cluster.routers[0];
+    eventually("dispatch lists all three nodes", || router.dispatch_order().len() == 3);
+    let answer = router.dispatch();
+    assert!(answer["reconnect"]["base_ms"].as_u64().unwrap() > 0, "{answer}");
+
+    // Two clients on a, one on b: c is the least loaded, then b.
+    let _on_a: Vec<Client> = (0..2).map(|i| user_on(&cluster.nodes[0], &format!("a{i}"))).collect();
+    let _on_b = user_on(&cluster.nodes[1], "b0");
+    eventually("dispatch orders c, b, a", || {
+        router.dispatch_order() == vec![ids[2].clone(), ids[1].clone(), ids[0].clone()]
+    });
+
+    // b reaches its ceiling of 3: never handed out, however light.
+    let _more_b: Vec<Client> = (1..3).map(|i| user_on(&cluster.nodes[1], &format!("b{i}"))).collect();
+    eventually("full node b leaves dispatch", || router.dispatch_order() == vec![ids[2].clone(), ids[0].clone()]);
+
+    // a drains: it leaves dispatch at once, before its clients are gone.
+    cluster.nodes[0].server.admin_post("/v1/admin/drain", b"");
+    eventually("draining node a leaves dispatch", || router.dispatch_order() == vec![ids[2].clone()]);
+
+    // c killed: gone within a few health pulls.
+    let addr_c = client_addr(router, &ids[2]);
+    cluster.nodes[2].server.kill();
+    eventually("killed node c leaves dispatch", || router.dispatch_order().is_empty());
+    assert!(std::net::TcpStream::connect(addr_c).is_err());
+}
+
+#[test]
+fn a_router_killed_while_clients_send_loses_nothing_acknowledged() {
+    let mut cluster = Cluster::start(2, &[("a", &[]), ("b", &[]), ("c", &[])]);
+    // Six senders over the three nodes, each writing to a peer on another node.
+    let pairs = [("s0", "t0"), ("s1", "t1"), ("s2", "t2"), ("s3", "t3"), ("s4", "t4"), ("s5", "t5")];
+    let mut senders: Vec<Client> =
+        pairs.iter().enumerate().map(|(i, (s, _))| user_on(&cluster.nodes[i % 3], s)).collect();
+    let _receivers: Vec<Client> =
+        pairs.iter().enumerate().map(|(i, (_, t))| user_on(&cluster.nodes[(i + 1) % 3], t)).collect();
+
+    const PER_SENDER: u64 = 60;
+    let mut acked: BTreeMap<String, Vec<(u64, u64)>> = BTreeMap::new();
+    for n in 1..=PER_SENDER {
+        if n == PER_SENDER / 3 {
+            cluster.routers[0].kill();
+        }
+        for (i, sender) in senders.iter_mut().enumerate() {
+            let (conv, seq) = send_acked(sender, DIRECT, pairs[i].1, n, format!("m{n}").as_bytes());
+            acked.entry(conv).or_default().push((n, seq));
+        }
+    }
+    let survivor = &cluster.routers[1];
+    for (conv, sent) in &acked {
+        // The sender saw seqs strictly increasing in send order.
+        assert!(sent.windows(2).all(|w| w[0].1 < w[1].1), "{conv}: {sent:?}");
+        let history = survivor.admin_get(&format!("/v1/admin/conversations/{conv}/messages?limit=1000"));
+        let stored: Vec<(u64, u64)> = history["messages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| (m["client_msg_id"].as_u64().unwrap(), m["seq"].as_u64().unwrap()))
+            .collect();
+        // Every acknowledged message is stored once, under the seq it was
+        // acknowledged with, and nothing else is.
+        assert_eq!(&stored, sent, "{conv}");
+    }
+}
+
+#[test]
+fn after_a_redis_restart_nodes_register_again_and_routing_recovers() {
+    let mut cluster = Cluster::start(2, &[("a", &[]), ("b", &[]), ("c", &[])]);
+    let mut alice = user_on(&cluster.nodes[0], "alice");
+    let mut bob = user_on(&cluster.nodes[1], "bob");
+    let (_, before) = send_acked(&mut alice, DIRECT, "bob", 1, b"before");
+    assert_eq!(next_chat_push(&mut bob).seq, before);
+
+    cluster.routes_redis.restart();
+    for node in &cluster.nodes {
+        eventually("the node registers again", || node.server.metric_sum("corecast_node_reregistrations_total") >= 1.0);
+    }
+    let router = cluster.router();
+    eventually("bob's route is back", || router.admin_get("/v1/admin/users/bob/presence")["online"] == true);
+    eventually("dispatch lists all nodes again", || router.dispatch_order().len() == 3);
+    let (_, after) = send_acked(&mut alice, DIRECT, "bob", 2, b"after");
+    assert!(after > before);
+    assert_eq!(next_chat_push(&mut bob).seq, after);
+    // A login after the restart is routed too.
+    let mut dave = user_on(&cluster.nodes[2], "dave");
+    eventually("dave is online", || router.admin_get("/v1/admin/users/dave/presence")["online"] == true);
+    let (_, seq) = send_acked(&mut alice, DIRECT, "dave", 3, b"welcome");
+    assert_eq!(next_chat_push(&mut dave).seq, seq);
+}
+
+#[test]
+fn a_killed_node_s_routes_expire_and_its_clients_reconnect_via_dispatch() {
+    let mut cluster = Cluster::start(2, &[("a", &[]), ("b", &[]), ("c", &[])]);
+    let mut alice = user_on(&cluster.nodes[0], "alice");
+    let mut carol = user_on(&cluster.nodes[2], "carol");
+    let router = cluster.router();
+    eventually("carol is online", || router.admin_get("/v1/admin/users/carol/presence")["online"] == true);
+    let dead = cluster.nodes[2].id.clone();
+
+    cluster.nodes[2].server.kill();
+    // Carol's connection is gone.
+    carol.recv_until_eof();
+    let router = cluster.router();
+    eventually("carol's route expired", || router.admin_get("/v1/admin/users/carol/presence")["online"] == false);
+
+    // Carol asks dispatch where to go, as a client would, and comes back.
+    let answer = router.dispatch();
+    let nodes = answer["nodes"].as_array().unwrap();
+    assert!(!nodes.is_empty() && nodes.iter().all(|n| n["node"] != dead.as_str()), "{answer}");
+    let addr: SocketAddr = nodes[0]["addr"].as_str().unwrap().parse().unwrap();
+    let mut carol = Client::connect(addr);
+    carol.auth(&token("carol", 3600, None));
+    eventually("carol is online again", || router.admin_get("/v1/admin/users/carol/presence")["online"] == true);
+    let (_, seq) = send_acked(&mut alice, DIRECT, "carol", 1, b"welcome back");
+    assert_eq!(next_chat_push(&mut carol).seq, seq);
+}

@@ -1,0 +1,212 @@
+//! Cluster harness: a real `redis-server` for routes (and a second,
+//! persistent one as the routers' shared message store), `corecast-router`
+//! processes and `corecast-server` nodes in cluster mode, all on loopback
+//! with short registry lifetimes so faults show within seconds.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use super::redis_server::RedisServer;
+use super::{free_port, DataDir, Server, ADMIN_KEY, WAIT};
+
+/// Registration lifetime of routers and nodes in tests (renewed every third).
+pub const REGISTRY_TTL_MS: &str = "900";
+/// How often routers pull the nodes' health in tests.
+pub const HEALTH_PULL_MS: &str = "200";
+
+/// The router binary, built beside the server binary by `cargo test --workspace`.
+fn router_binary() -> PathBuf {
+    let path = Path::new(env!("CARGO_BIN_EXE_corecast-server")).with_file_name("corecast-router");
+    assert!(
+        path.exists(),
+        "{} is missing: build it with `cargo build -p corecast-router` (cargo test --workspace does)",
+        path.display()
+    );
+    path
+}
+
+/// A running router, killed when dropped.
+pub struct RouterProc {
+    pub child: Child,
+    pub id: String,
+    pub http: SocketAddr,
+    pub admin: SocketAddr,
+    _data: DataDir,
+}
+
+impl RouterProc {
+    /// Starts router `id` on fresh ports, with routes in `redis_url` and
+    /// messages in the Redis store at `store_url`.
+    pub fn start(id: &str, redis_url: &str, store_url: &str) -> RouterProc {
+        let data = DataDir::new();
+        let http: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        let admin: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        let link = format!("127.0.0.1:{}", free_port());
+        let child = Command::new(router_binary())
+            .args(["--router-id", id, "--redis", redis_url, "--store", "redis", "--link-listen", &link])
+            .args(["--http-listen", &http.to_string(), "--admin-listen", &admin.to_string()])
+            .args(["--registry-ttl-ms", REGISTRY_TTL_MS, "--health-pull-ms", HEALTH_PULL_MS])
+            .arg("--data-dir")
+            .arg(&data.0)
+            .env("CORECAST_ROUTER_STORE_REDIS_URL", store_url)
+            .env("CORECAST_ROUTER_ADMIN_KEY", ADMIN_KEY)
+            .env("RUST_LOG", "warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("start corecast-router");
+        let router = RouterProc { child, id: id.into(), http, admin, _data: data };
+        router.wait_until(|r| r.health().is_some(), "router answers /health");
+        router
+    }
+
+    pub fn health(&self) -> Option<Value> {
+        let mut resp = ureq::get(&format!("http://{}/health", self.http)).call().ok()?;
+        serde_json::from_str(&resp.body_mut().read_to_string().ok()?).ok()
+    }
+
+    /// Polls `check` until it holds (a broken cluster fails the test here
+    /// after [`WAIT`], it does not hang it).
+    pub fn wait_until(&self, check: impl Fn(&Self) -> bool, what: &str) {
+        let deadline = Instant::now() + WAIT;
+        while !check(self) {
+            assert!(Instant::now() < deadline, "router {}: timed out waiting until {what}", self.id);
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    pub fn dispatch(&self) -> Value {
+        let mut resp = ureq::get(&format!("http://{}/v1/dispatch", self.http)).call().expect("dispatch");
+        serde_json::from_str(&resp.body_mut().read_to_string().unwrap()).unwrap()
+    }
+
+    /// Node ids dispatch returns, best first.
+    pub fn dispatch_order(&self) -> Vec<String> {
+        self.dispatch()["nodes"].as_array().unwrap().iter().map(|n| n["node"].as_str().unwrap().to_string()).collect()
+    }
+
+    pub fn admin_get(&self, path: &str) -> Value {
+        let mut resp = ureq::get(&format!("http://{}{}", self.admin, path))
+            .header("Authorization", &format!("Bearer {ADMIN_KEY}"))
+            .call()
+            .expect("router admin GET");
+        serde_json::from_str(&resp.body_mut().read_to_string().unwrap()).unwrap()
+    }
+
+    pub fn admin_post(&self, path: &str, body: &[u8]) -> Value {
+        let mut resp = ureq::post(&format!("http://{}{}", self.admin, path))
+            .header("Authorization", &format!("Bearer {ADMIN_KEY}"))
+            .send(body)
+            .expect("router admin POST");
+        serde_json::from_str(&resp.body_mut().read_to_string().unwrap()).unwrap()
+    }
+
+    pub fn admin_post_json(&self, path: &str, body: &str) -> Value {
+        let mut resp = ureq::post(&format!("http://{}{}", self.admin, path))
+            .header("Authorization", &format!("Bearer {ADMIN_KEY}"))
+            .header("Content-Type", "application/json")
+            .send(body)
+            .expect("router admin POST");
+        serde_json::from_str(&resp.body_mut().read_to_string().unwrap()).unwrap()
+    }
+
+    pub fn metric_sum(&self, name: &str) -> f64 {
+        let mut resp = ureq::get(&format!("http://{}/metrics", self.admin)).call().unwrap();
+        super::sum_metric(&resp.body_mut().read_to_string().unwrap(), name)
+    }
+
+    /// SIGKILL: no goodbye to Redis or the nodes.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for RouterProc {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// A cluster node: a server process and its id in the cluster.
+pub struct Node {
+    pub server: Server,
+    pub id: String,
+}
+
+impl Node {
+    /// Starts a node named `name` in the cluster at `redis_url`.
+    pub fn start(name: &str, redis_url: &str, extra: &[&str]) -> Node {
+        let mut args = vec!["--node-id", name, "--redis", redis_url, "--registry-ttl-ms", REGISTRY_TTL_MS];
+        args.extend_from_slice(extra);
+        let server = Server::start(&args);
+        let id = server.health()["node"].as_str().expect("node id in /health").to_string();
+        Node { server, id }
+    }
+}
+
+/// Redis for routes, Redis for messages, routers and nodes (dropped in
+/// that reverse order: nodes first, Redis last).
+pub struct Cluster {
+    pub nodes: Vec<Node>,
+    pub routers: Vec<RouterProc>,
+    pub routes_redis: RedisServer,
+    pub store_redis: RedisServer,
+}
+
+impl Cluster {
+    /// Starts `routers` routers (r1, r2, ...) and nodes named `nodes`, each
+    /// node with its own extra flags, and waits until every node is linked
+    /// to every router and every router serves.
+    pub fn start(routers: usize, nodes: &[(&str, &[&str])]) -> Cluster {
+        let routes_redis = RedisServer::start();
+        let store_redis = RedisServer::start_persistent();
+        let routers: Vec<RouterProc> = (1..=routers)
+            .map(|i| RouterProc::start(&format!("r{i}"), &routes_redis.url(), &store_redis.url()))
+            .collect();
+        let nodes: Vec<Node> =
+            nodes.iter().map(|(name, extra)| Node::start(name, &routes_redis.url(), extra)).collect();
+        let cluster = Cluster { nodes, routers, routes_redis, store_redis };
+        cluster.wait_linked();
+        cluster
+    }
+
+    /// Waits until every live router has every node linked and has taken
+    /// its share of the conversations (epoch > 0 in the registry view).
+    pub fn wait_linked(&self) {
+        let expected_nodes = self.nodes.len() as u64;
+        let expected_routers = self.routers.iter().filter(|r| r.health().is_some()).count() as f64;
+        for router in &self.routers {
+            if router.health().is_none() {
+                continue;
+            }
+            router.wait_until(|r| r.health().is_some_and(|h| h["linked_nodes"] == expected_nodes), "all nodes linked");
+            router.wait_until(|r| r.metric_sum("corecast_router_routers") == expected_routers, "all routers seen");
+        }
+        for node in &self.nodes {
+            let deadline = Instant::now() + WAIT;
+            while node.server.metric_sum("corecast_uplink_routers") != expected_routers {
+                assert!(Instant::now() < deadline, "node {} did not link to every router", node.id);
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+    }
+
+    /// The first router that answers.
+    pub fn router(&self) -> &RouterProc {
+        self.routers.iter().find(|r| r.health().is_some()).expect("a live router")
+    }
+}
+
+/// Polls `check` for up to [`WAIT`]; panics with `what` if it never holds.
+pub fn eventually(what: &str, mut check: impl FnMut() -> bool) {
+    let deadline = Instant::now() + WAIT;
+    while !check() {
+        assert!(Instant::now() < deadline, "timed out waiting until {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
