@@ -59,6 +59,8 @@ pub enum InternalFrame {
     NodeHello {
         /// Node id.
         node: String,
+        /// The cluster's admin key: a router refuses a link without it.
+        key: String,
         /// Rooms with at least one member on the node.
         rooms: Vec<String>,
     },

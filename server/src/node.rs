@@ -59,7 +59,7 @@ fn start_core(config: &Config, mesh: &Mesh, runtime: &tokio::runtime::Runtime) -
 /// The node as it registers in the cluster: its name with a random suffix
 /// (so routes of an earlier run are never taken for this run's), addresses,
 /// weight and ceiling.
-fn cluster_settings(config: &Config, redis_url: &str, client_addr: &str) -> ClusterSettings {
+fn cluster_settings(config: &Config, redis_url: &str, client_addr: &str, admin_key: &str) -> ClusterSettings {
     let suffix: u32 = rand::random();
     ClusterSettings {
         node: NodeInfo {
@@ -72,6 +72,7 @@ fn cluster_settings(config: &Config, redis_url: &str, client_addr: &str) -> Clus
         redis_url: redis_url.to_string(),
         registry_ttl: Duration::from_millis(config.registry_ttl_ms as u64),
         route_ttl: Duration::from_millis(config.route_ttl_ms as u64),
+        cluster_key: admin_key.to_string(),
     }
 }
 
@@ -166,7 +167,10 @@ pub fn run(config: Config) -> anyhow::Result<()> {
     let client_addr = config.advertise_addr.clone().unwrap_or_else(|| listen.to_string());
     let (status, backend) = match &config.redis_url {
         Some(redis_url) => {
-            let settings = cluster_settings(&config, redis_url, &client_addr);
+            if secrets.admin_generated {
+                tracing::warn!("no admin key configured: the routers will refuse this node's links");
+            }
+            let settings = cluster_settings(&config, redis_url, &client_addr, &secrets.admin_key);
             tracing::info!(node = %settings.node.id, redis = %redis_url, "joining the cluster");
             (NodeStatus::new(settings.node.id.clone(), settings.node.ceiling), ChatBackend::Cluster(settings))
         }

@@ -262,3 +262,25 @@ fn a_killed_node_s_routes_expire_and_its_clients_reconnect_via_dispatch() {
     let (_, seq) = send_acked(&mut alice, DIRECT, "carol", 1, b"welcome back");
     assert_eq!(next_chat_push(&mut carol).seq, seq);
 }
+
+#[test]
+fn a_link_without_the_cluster_key_is_refused() {
+    use std::io::{Read, Write};
+    let cluster = Cluster::start(1, &[("a", &[])]);
+    let router = &cluster.routers[0];
+    let hello = corecast_proto::internal::InternalFrame::NodeHello {
+        node: "intruder".into(),
+        key: "not-the-cluster-key".into(),
+        rooms: vec!["stage".into()],
+    };
+    let bytes = corecast_proto::internal::InternalFrameBytes::encode(&hello);
+    let mut link = std::net::TcpStream::connect(router.link).unwrap();
+    link.set_read_timeout(Some(WAIT)).unwrap();
+    link.write_all(&(bytes.as_bytes().len() as u32).to_be_bytes()).unwrap();
+    link.write_all(bytes.as_bytes()).unwrap();
+    // The router closes the link without a word; the real node stays linked.
+    let mut rest = Vec::new();
+    assert_eq!(link.read_to_end(&mut rest).unwrap_or(0), 0);
+    assert_eq!(router.metric_sum("corecast_router_link_refusals_total"), 1.0);
+    assert_eq!(router.health().unwrap()["linked_nodes"], 1);
+}

@@ -37,5 +37,17 @@ fuzz_target!(|data: &[u8]| {
                 let _ = user.as_str().len();
             }
         },
+        ArchivedInternalFrame::NodeHello { node, key, rooms } => {
+            let _ = (node.as_str().len(), key.as_str().len(), rooms.iter().map(|r| r.as_str().len()).sum::<usize>());
+        }
+        ArchivedInternalFrame::RoomInterest { room, joined, id } => {
+            let _ = (room.as_str().len(), *joined, id.to_native());
+        }
+        ArchivedInternalFrame::InterestAck { id } => {
+            let _ = id.to_native();
+        }
+        ArchivedInternalFrame::RouteChanged { user } => {
+            let _ = user.as_str().len();
+        }
     }
 });

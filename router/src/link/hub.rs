@@ -3,6 +3,8 @@
 //! and last-leave announcements, re-sent in full when a link comes back),
 //! hands chat requests to the router core, and sends frames to nodes.
 //!
+//! A link must open with the node's hello carrying the cluster key (the
+//! admin key, compared in constant time); others are closed at once.
 //! Everything here can be rebuilt from the nodes' announcements: a router
 //! that restarts learns it all again as the nodes reconnect.
 
@@ -10,6 +12,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use corecast_proto::internal::{ArchivedInternalFrame, InternalFrame, InternalFrameBytes};
 use rustc_hash::{FxHashMap, FxHashSet};
+use subtle::ConstantTimeEq;
 use tokio::net::{TcpListener, TcpStream};
 
 use super::codec::{read_frame, write_frames, LinkError};
@@ -52,9 +55,10 @@ impl HubState {
 }
 
 /// Every node linked to this router.
-#[derive(Default)]
 pub struct LinkHub {
     state: Mutex<HubState>,
+    /// The cluster key (the admin key) every node must present.
+    key: Arc<str>,
 }
 
 fn frame_kind(frame: &ArchivedInternalFrame) -> &'static str {
@@ -71,6 +75,11 @@ fn frame_kind(frame: &ArchivedInternalFrame) -> &'static str {
 }
 
 impl LinkHub {
+    /// A hub that accepts nodes presenting `key`.
+    pub fn new(key: Arc<str>) -> LinkHub {
+        LinkHub { state: Mutex::new(HubState::default()), key }
+    }
+
     fn state(&self) -> MutexGuard<'_, HubState> {
         // A panic while holding the lock leaves plain maps behind.
         self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
@@ -106,10 +115,15 @@ impl LinkHub {
     ) -> Result<(), LinkError> {
         let (mut reader, mut writer) = stream.into_split();
         let Some(hello) = read_frame(&mut reader).await? else { return Ok(()) };
-        let ArchivedInternalFrame::NodeHello { node, rooms } = hello.archived() else {
+        let ArchivedInternalFrame::NodeHello { node, key, rooms } = hello.archived() else {
             tracing::warn!("a node link did not start with NodeHello; closing it");
             return Ok(());
         };
+        if !bool::from(key.as_bytes().ct_eq(self.key.as_bytes())) {
+            tracing::warn!(node = %node, "a node link presented a wrong cluster key; closing it");
+            metrics::counter!("corecast_router_link_refusals_total").increment(1);
+            return Ok(());
+        }
         let node = node.to_string();
         let (frames_tx, frames_rx) = flume::bounded(NODE_QUEUE_FRAMES);
         let generation = {

@@ -120,7 +120,8 @@ pub async fn run(config: RouterConfig, admin_key: String, prometheus: Prometheus
     let first_epoch = store.next_epoch(&id).await.context("reading the store's epoch")?;
     let grace = Duration::from_millis(config.registry_ttl_ms as u64);
     let routes = Arc::new(RedisRoutes::new(registry.clone(), config.route_cache_capacity, grace));
-    let hub = Arc::new(LinkHub::default());
+    let admin_key: Arc<str> = admin_key.into();
+    let hub = Arc::new(LinkHub::new(admin_key.clone()));
     let core_config = CoreConfig {
         small_group_limit: config.small_group_limit,
         store_timeout: Duration::from_millis(config.store_timeout_ms as u64),
@@ -151,7 +152,7 @@ pub async fn run(config: RouterConfig, admin_key: String, prometheus: Prometheus
         hub: hub.clone(),
         routes: routes.clone(),
         registry: registry.clone(),
-        admin_key: admin_key.into(),
+        admin_key,
         prometheus,
         http: reqwest::Client::builder().timeout(Duration::from_secs(2)).build()?,
         nodes: Mutex::new((Vec::new(), HealthBoard::new(Duration::from_millis(500)))),

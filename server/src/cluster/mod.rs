@@ -42,6 +42,8 @@ pub struct ClusterSettings {
     pub registry_ttl: Duration,
     /// Lifetime of a route.
     pub route_ttl: Duration,
+    /// The cluster key routers require on a link (the admin key).
+    pub cluster_key: String,
 }
 
 /// The conversation (or, for UNREAD, the user) whose owner answers a request.

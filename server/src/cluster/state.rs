@@ -109,7 +109,11 @@ impl Uplink {
     pub fn link_up(&self, router: &str, frames: flume::Sender<InternalFrameBytes>, generation: u64) {
         let mut state = self.state();
         let rooms: Vec<String> = state.rooms.keys().cloned().collect();
-        let hello = InternalFrame::NodeHello { node: self.settings.node.id.clone(), rooms };
+        let hello = InternalFrame::NodeHello {
+            node: self.settings.node.id.clone(),
+            key: self.settings.cluster_key.clone(),
+            rooms,
+        };
         let _ = frames.try_send(InternalFrameBytes::encode(&hello));
         state.routers.insert(router.to_string(), RouterPeer { frames, generation });
         metrics::gauge!("corecast_uplink_routers").set(state.routers.len() as f64);

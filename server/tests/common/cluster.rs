@@ -35,6 +35,7 @@ pub struct RouterProc {
     pub id: String,
     pub http: SocketAddr,
     pub admin: SocketAddr,
+    pub link: SocketAddr,
     _data: DataDir,
 }
 
@@ -45,9 +46,9 @@ impl RouterProc {
         let data = DataDir::new();
         let http: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
         let admin: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-        let link = format!("127.0.0.1:{}", free_port());
+        let link: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
         let child = Command::new(router_binary())
-            .args(["--router-id", id, "--redis", redis_url, "--store", "redis", "--link-listen", &link])
+            .args(["--router-id", id, "--redis", redis_url, "--store", "redis", "--link-listen", &link.to_string()])
             .args(["--http-listen", &http.to_string(), "--admin-listen", &admin.to_string()])
             .args(["--registry-ttl-ms", REGISTRY_TTL_MS, "--health-pull-ms", HEALTH_PULL_MS])
             .arg("--data-dir")
@@ -59,7 +60,7 @@ impl RouterProc {
             .stdout(Stdio::null())
             .spawn()
             .expect("start corecast-router");
-        let router = RouterProc { child, id: id.into(), http, admin, _data: data };
+        let router = RouterProc { child, id: id.into(), http, admin, link, _data: data };
         router.wait_until(|r| r.health().is_some(), "router answers /health");
         router
     }
