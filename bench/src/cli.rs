@@ -63,13 +63,29 @@ impl std::str::FromStr for Rate {
     }
 }
 
+/// How clients reach the server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Transport {
+    /// The wire protocol on TCP.
+    Tcp,
+    /// The wire protocol in WebSocket binary messages (corecast only).
+    Ws,
+}
+
 /// Options of every scenario.
 #[derive(Args, Clone)]
 pub struct Common {
     /// Server to drive.
     #[arg(long, value_enum, default_value_t = Target::Corecast)]
     pub target: Target,
-    /// Server client address [default: 127.0.0.1 and the target's usual port: 7100, 4222, 1883, 6379].
+    /// How corecast clients connect: plain TCP, or WebSocket (binary
+    /// messages) on the server's WebSocket port.
+    #[arg(long, value_enum, default_value_t = Transport::Tcp)]
+    pub transport: Transport,
+    /// WebSocket path (with `--transport ws`).
+    #[arg(long, default_value = "/ws")]
+    pub ws_path: String,
+    /// Server client address [default: 127.0.0.1 and the target's usual port: 7100 (7101 over WebSocket), 4222, 1883, 6379].
     #[arg(long)]
     pub addr: Option<SocketAddr>,
     /// corecast control address (admin API, metrics).

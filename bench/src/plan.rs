@@ -25,6 +25,9 @@ pub struct WorkerPlan {
     pub target: Target,
     /// The server's client address.
     pub addr: SocketAddr,
+    /// WebSocket path (corecast over WebSocket).
+    #[serde(default)]
+    pub ws_path: String,
     /// Source addresses to bind (with `IP_BIND_ADDRESS_NO_PORT`), one per
     /// connection round-robin; empty: unbound.
     pub source_ips: Vec<Ipv4Addr>,
@@ -208,6 +211,7 @@ mod tests {
             worker: 0,
             target: Target::Corecast,
             addr: "127.0.0.1:1".parse().unwrap(),
+            ws_path: String::new(),
             source_ips: Vec::new(),
             jwt_secret: None,
             run_id: "t".into(),

@@ -59,6 +59,7 @@ struct Server {
     child: Child,
     addr: SocketAddr,
     control: SocketAddr,
+    ws: SocketAddr,
     dir: PathBuf,
 }
 
@@ -72,9 +73,11 @@ impl Server {
         ));
         std::fs::create_dir_all(&dir).expect("create the server's directory");
         let (addr, control) = free_addrs();
+        let (ws, web) = free_addrs();
         let child = Command::new(server_binary())
             .current_dir(&dir)
             .args(["--listen", &addr.to_string(), "--control-listen", &control.to_string(), "--shards", "2"])
+            .args(["--ws-listen", &ws.to_string(), "--web-listen", &web.to_string()])
             .env("CORECAST_JWT_SECRET", JWT_SECRET)
             .env("CORECAST_ADMIN_KEY", ADMIN_KEY)
             .env("RUST_LOG", "warn")
@@ -82,7 +85,7 @@ impl Server {
             .stdout(Stdio::null())
             .spawn()
             .expect("start corecast-server");
-        let mut server = Server { child, addr, control, dir };
+        let mut server = Server { child, addr, control, ws, dir };
         let deadline = Instant::now() + Duration::from_secs(30);
         while TcpStream::connect(server.addr).is_err() || TcpStream::connect(server.control).is_err() {
             assert!(Instant::now() < deadline, "server did not start listening");
@@ -94,11 +97,13 @@ impl Server {
         server
     }
 
-    /// Runs a bench scenario against this server with `--json`.
+    /// Runs a bench scenario against this server with `--json` (over
+    /// WebSocket when `args` say `--transport ws`).
     fn bench(&self, scenario: &str, args: &[&str], secret: &str) -> Output {
+        let addr = if args.contains(&"ws") { self.ws } else { self.addr };
         Command::new(BENCH)
             .arg(scenario)
-            .args(["--addr", &self.addr.to_string(), "--control", &self.control.to_string()])
+            .args(["--addr", &addr.to_string(), "--control", &self.control.to_string()])
             .args(["--server-pid", &self.child.id().to_string(), "--json", "--max-run-s", "120"])
             .args(args)
             .env("CORECAST_JWT_SECRET", secret)
@@ -149,7 +154,7 @@ fn assert_common(json: &Value, scenario: &str, connections: u64) {
         assert!(json.get(key).is_some(), "key {key} missing in {json}");
     }
     assert_eq!(json["scenario"], scenario);
-    assert_eq!(json["target"], "corecast");
+    assert!(json["target"].as_str().is_some_and(|t| t.starts_with("corecast")), "{json}");
     assert_eq!(json["connections"].as_u64(), Some(connections), "{json}");
     assert_eq!(json["failed"], serde_json::json!({}), "{json}");
     assert!(number(json, "duration_s") > 0.0);
@@ -198,6 +203,21 @@ fn fanout_delivers_every_message_with_latency() {
         assert!(number(&json, "deliveries_per_server_cpu_s") > 0.0);
     }
     assert_eq!(json["server_drops"].as_f64(), Some(0.0), "{json}");
+}
+
+#[test]
+fn fanout_over_websocket_delivers_every_message() {
+    let server = Server::start();
+    let args = ["--transport", "ws", "--rooms", "2", "--members", "50", "--publishers", "2", "--rate", "20"];
+    let json = server
+        .bench_json("fanout", &[&args[..], &["--warmup-s", "0.5", "--duration-s", "2", "--drain-s", "1"]].concat());
+    assert_common(&json, "fanout", 102);
+    assert_eq!(json["target"], "corecast-ws");
+    let expected = json["expected"].as_u64().unwrap();
+    assert!(expected > 0, "{json}");
+    assert_eq!(json["received"].as_u64(), Some(expected), "{json}");
+    assert_eq!(json["lost"].as_u64(), Some(0), "{json}");
+    assert_eq!(expected, json["published"].as_u64().unwrap() * 50, "{json}");
 }
 
 #[test]

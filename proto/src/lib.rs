@@ -16,6 +16,7 @@ pub mod frame;
 pub mod internal;
 pub mod server;
 mod wire;
+pub mod ws;
 
 pub use client::{decode_client, encode_client, ClientFrame, ClientRequest, PUBLISH_EXCLUDE_SELF, PUBLISH_NO_REPLY};
 pub use error_code::ErrorCode;

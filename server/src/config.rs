@@ -156,6 +156,22 @@ pub struct Config {
     /// Lifetime of a user's route in Redis; renewed every third of it while
     /// the user is connected.
     pub route_ttl_ms: u32,
+    /// WebSocket listener on the shards; `None` = the client listener's
+    /// address with port + 1 (7101). TLS (wss) when TLS is configured.
+    pub ws_listen: Option<SocketAddr>,
+    /// Path of the WebSocket endpoint.
+    pub ws_path: String,
+    /// Origins allowed to open a WebSocket (`scheme://host[:port]`, exact);
+    /// empty allows every origin (tokens, not cookies, authenticate).
+    pub ws_allowed_origins: Vec<String>,
+    /// Largest WebSocket message a client may send.
+    pub ws_max_message_len: u32,
+    /// Public HTTP listener: the demo page, the JavaScript client and the
+    /// HTTP fallback (SSE + POST); `None` = client port + 2 (7102).
+    pub web_listen: Option<SocketAddr>,
+    /// Serve `POST /demo/token`, which mints a token for any name. For demos
+    /// and development only; on by itself when the JWT secret is generated.
+    pub demo_tokens: bool,
 }
 
 impl Default for Config {
@@ -213,6 +229,12 @@ impl Default for Config {
             max_connections: None,
             registry_ttl_ms: 3_000,
             route_ttl_ms: 120_000,
+            ws_listen: None,
+            ws_path: "/ws".into(),
+            ws_allowed_origins: Vec::new(),
+            ws_max_message_len: 1 << 20,
+            web_listen: None,
+            demo_tokens: false,
         }
     }
 }
@@ -303,6 +325,12 @@ impl Config {
             "max_connections",
             "registry_ttl_ms",
             "route_ttl_ms",
+            "ws_listen",
+            "ws_path",
+            "ws_allowed_origins",
+            "ws_max_message_len",
+            "web_listen",
+            "demo_tokens",
         ]
     }
 
@@ -328,6 +356,9 @@ impl Config {
         }
         if self.tls_cert_file.is_some() != self.tls_key_file.is_some() {
             return bad("tls_cert_file and tls_key_file go together");
+        }
+        if !self.ws_path.starts_with('/') || self.ws_max_message_len < self.max_frame_len {
+            return bad("ws_path must start with '/' and ws_max_message_len hold one maximum-size frame");
         }
         if self.registry_ttl_ms < 300 || self.route_ttl_ms < self.registry_ttl_ms {
             return bad("registry_ttl_ms must be >= 300 and route_ttl_ms >= registry_ttl_ms");
@@ -379,6 +410,16 @@ impl Config {
         })
     }
 
+    /// The WebSocket listen address in force.
+    pub fn ws_listen_addr(&self) -> SocketAddr {
+        self.ws_listen.unwrap_or_else(|| next_port(self.listen_addr(), 1))
+    }
+
+    /// The public HTTP listen address in force.
+    pub fn web_listen_addr(&self) -> SocketAddr {
+        self.web_listen.unwrap_or_else(|| next_port(self.listen_addr(), 2))
+    }
+
     /// The client listen address in force.
     pub fn listen_addr(&self) -> SocketAddr {
         self.listen.unwrap_or_else(|| {
@@ -386,6 +427,12 @@ impl Config {
             SocketAddr::from((ip, 7100))
         })
     }
+}
+
+/// `addr` with its port moved up by `by` (an ephemeral port stays 0).
+fn next_port(addr: SocketAddr, by: u16) -> SocketAddr {
+    let port = if addr.port() == 0 { 0 } else { addr.port().saturating_add(by) };
+    SocketAddr::new(addr.ip(), port)
 }
 
 #[cfg(test)]

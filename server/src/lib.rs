@@ -19,3 +19,4 @@ pub mod shard;
 pub mod stall;
 pub mod status;
 pub mod tls;
+pub mod web;

@@ -196,6 +196,26 @@ struct Overrides {
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     route_ttl_ms: Option<u32>,
+    /// WebSocket listener [default: client port + 1].
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    ws_listen: Option<SocketAddr>,
+    /// Origins allowed to open a WebSocket, comma-separated [default: any].
+    #[arg(long, value_delimiter = ',')]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    ws_allowed_origins: Option<Vec<String>>,
+    /// Largest WebSocket message, bytes [default: 1048576].
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    ws_max_message_len: Option<u32>,
+    /// Public HTTP listener (demo page, JS client, HTTP fallback) [default: client port + 2].
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    web_listen: Option<SocketAddr>,
+    /// Mint demo tokens at POST /demo/token (development only) [default: false].
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    demo_tokens: Option<bool>,
 }
 
 fn main() -> anyhow::Result<()> {

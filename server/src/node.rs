@@ -25,6 +25,7 @@ use crate::shard::{self, Mesh, ShardCommand, ShardContext};
 use crate::stall::{log_stall, Pulse, Watchdog};
 use crate::status::NodeStatus;
 use crate::tls::CertStore;
+use crate::web::WebState;
 
 /// The in-process router core's way back to the shards: their inboxes.
 struct MeshSink(Mesh);
@@ -73,6 +74,16 @@ fn cluster_settings(config: &Config, redis_url: &str, client_addr: &str, admin_k
         registry_ttl: Duration::from_millis(config.registry_ttl_ms as u64),
         route_ttl: Duration::from_millis(config.route_ttl_ms as u64),
         cluster_key: admin_key.to_string(),
+    }
+}
+
+/// `addr`, with an unspecified IP (0.0.0.0, ::) replaced by loopback, for
+/// connecting to our own listener.
+fn loopback_if_unspecified(addr: SocketAddr) -> SocketAddr {
+    if addr.ip().is_unspecified() {
+        SocketAddr::from(([127, 0, 0, 1], addr.port()))
+    } else {
+        addr
     }
 }
 
@@ -161,6 +172,8 @@ pub fn run(config: Config) -> anyhow::Result<()> {
     let shard_count = config.shard_count();
     let listeners = bind_listeners(config.listen_addr(), shard_count, config.listen_backlog)?;
     let listen = listeners[0].local_addr()?;
+    let ws_listeners = bind_listeners(config.ws_listen_addr(), shard_count, config.listen_backlog)?;
+    let ws_listen = ws_listeners[0].local_addr()?;
     let verifier = Arc::new(token_verifier(&config, &secrets)?);
     let (mesh, inboxes) = Mesh::new(shard_count, config.shard_inbox_capacity);
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
@@ -191,6 +204,19 @@ pub fn run(config: Config) -> anyhow::Result<()> {
         Some(certs) => Some(monoio_rustls::TlsAcceptor::from(certs.server_config()?)),
         None => None,
     };
+    let web_addr = config.web_listen_addr();
+    let web_listener = std::net::TcpListener::bind(web_addr)
+        .with_context(|| format!("binding the public HTTP listener on {web_addr}"))?;
+    let web = WebState {
+        client_addr: loopback_if_unspecified(listen),
+        ws_port: ws_listen.port(),
+        ws_path: config.ws_path.clone(),
+        tls: config.tls_cert_file.is_some(),
+        demo_secret: (config.demo_tokens || secrets.jwt_generated).then(|| secrets.jwt.clone().into()),
+        heartbeat_ms: config.heartbeat_ms,
+        sessions: Default::default(),
+    };
+    let web_listen = web_listener.local_addr()?;
     let (core_tx, core_rx) = flume::bounded(config.core_inbox_capacity);
     let control = ControlPlane::start(
         runtime,
@@ -207,8 +233,10 @@ pub fn run(config: Config) -> anyhow::Result<()> {
         },
         backend,
         core_rx,
+        (web_listener, web),
     )?;
     print_banner(&config, &secrets, listen)?;
+    println!("WebSocket clients on {ws_listen}{}, demo page at http://{web_listen}/demo", config.ws_path);
     tracing::info!(%listen, shards = shard_count, "starting shards");
 
     let cpus = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
@@ -222,13 +250,15 @@ pub fn run(config: Config) -> anyhow::Result<()> {
         let threshold = Duration::from_millis(config.stall_threshold_ms.max(3 * config.timer_tick_ms) as u64);
         Watchdog::new(pulses.clone(), threshold).spawn(threshold / 4, log_stall)?;
     }
+    let node_connections = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let (exit_tx, exit_rx) = mpsc::channel();
     let mut threads = Vec::with_capacity(shard_count);
-    for (id, (listener, inbox)) in listeners.into_iter().zip(inboxes).enumerate() {
+    for (id, ((listener, ws_listener), inbox)) in listeners.into_iter().zip(ws_listeners).zip(inboxes).enumerate() {
         let ctx = ShardContext {
             id: id as u16,
             cpu: config.pin_threads.then_some((config.first_cpu + id) % cpus),
             listener,
+            ws_listener,
             inbox,
             mesh: mesh.clone(),
             config: config.clone(),
@@ -236,6 +266,7 @@ pub fn run(config: Config) -> anyhow::Result<()> {
             core: core_tx.clone(),
             pulse: pulses[id].clone(),
             tls: tls.clone(),
+            node_connections: node_connections.clone(),
         };
         let exit_tx = exit_tx.clone();
         threads.push(std::thread::Builder::new().name(format!("corecast-shard-{id}")).spawn(move || {

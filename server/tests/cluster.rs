@@ -58,6 +58,9 @@ fn next_chat_push(client: &mut Client) -> common::Push {
 
 #[test]
 fn cross_node_chat_rooms_broadcast_and_presence() {
+    if !common::redis_server::available("cross_node_chat_rooms_broadcast_and_presence") {
+        return;
+    }
     let cluster = Cluster::start(2, &[("a", &[]), ("b", &[]), ("c", &[])]);
     let (a, b, c) = (&cluster.nodes[0], &cluster.nodes[1], &cluster.nodes[2]);
     let router = cluster.router();
@@ -144,6 +147,9 @@ fn client_addr(router: &common::cluster::RouterProc, node: &str) -> SocketAddr {
 
 #[test]
 fn dispatch_prefers_the_less_loaded_and_drops_killed_and_full_nodes() {
+    if !common::redis_server::available("dispatch_prefers_the_less_loaded_and_drops_killed_and_full_nodes") {
+        return;
+    }
     let mut cluster = Cluster::start(2, &[("a", &[]), ("b", &["--max-connections", "3"]), ("c", &[])]);
     let ids: Vec<String> = cluster.nodes.iter().map(|n| n.id.clone()).collect();
     let router = &cluster.routers[0];
@@ -175,6 +181,9 @@ fn dispatch_prefers_the_less_loaded_and_drops_killed_and_full_nodes() {
 
 #[test]
 fn a_router_killed_while_clients_send_loses_nothing_acknowledged() {
+    if !common::redis_server::available("a_router_killed_while_clients_send_loses_nothing_acknowledged") {
+        return;
+    }
     let mut cluster = Cluster::start(2, &[("a", &[]), ("b", &[]), ("c", &[])]);
     // Six senders over the three nodes, each writing to a peer on another node.
     let pairs = [("s0", "t0"), ("s1", "t1"), ("s2", "t2"), ("s3", "t3"), ("s4", "t4"), ("s5", "t5")];
@@ -213,6 +222,9 @@ fn a_router_killed_while_clients_send_loses_nothing_acknowledged() {
 
 #[test]
 fn after_a_redis_restart_nodes_register_again_and_routing_recovers() {
+    if !common::redis_server::available("after_a_redis_restart_nodes_register_again_and_routing_recovers") {
+        return;
+    }
     let mut cluster = Cluster::start(2, &[("a", &[]), ("b", &[]), ("c", &[])]);
     let mut alice = user_on(&cluster.nodes[0], "alice");
     let mut bob = user_on(&cluster.nodes[1], "bob");
@@ -238,6 +250,9 @@ fn after_a_redis_restart_nodes_register_again_and_routing_recovers() {
 
 #[test]
 fn a_killed_node_s_routes_expire_and_its_clients_reconnect_via_dispatch() {
+    if !common::redis_server::available("a_killed_node_s_routes_expire_and_its_clients_reconnect_via_dispatch") {
+        return;
+    }
     let mut cluster = Cluster::start(2, &[("a", &[]), ("b", &[]), ("c", &[])]);
     let mut alice = user_on(&cluster.nodes[0], "alice");
     let mut carol = user_on(&cluster.nodes[2], "carol");
@@ -265,6 +280,9 @@ fn a_killed_node_s_routes_expire_and_its_clients_reconnect_via_dispatch() {
 
 #[test]
 fn a_link_without_the_cluster_key_is_refused() {
+    if !common::redis_server::available("a_link_without_the_cluster_key_is_refused") {
+        return;
+    }
     use std::io::{Read, Write};
     let cluster = Cluster::start(1, &[("a", &[])]);
     let router = &cluster.routers[0];

@@ -2,7 +2,8 @@
 //! (checking the server's certificate), authenticates, joins and receives a
 //! published message over TLS; a plain-TCP client gets nothing and does not
 //! disturb the TLS clients; the certificate is replaced without a restart
-//! (admin call and SIGHUP), a bad file changes nothing.
+//! (admin call and SIGHUP), a bad file changes nothing; WebSocket over TLS
+//! (wss) on the WebSocket port.
 
 mod common;
 
@@ -39,6 +40,10 @@ struct TlsClient {
 
 impl TlsClient {
     fn connect(server: &Server) -> TlsClient {
+        TlsClient::connect_to(server.addr)
+    }
+
+    fn connect_to(addr: std::net::SocketAddr) -> TlsClient {
         let mut roots = rustls::RootCertStore::empty();
         roots.add(CertificateDer::from_pem_file(key("tls_ca.pem")).unwrap()).unwrap();
         roots.add(CertificateDer::from_pem_file(key("tls_ca_2.pem")).unwrap()).unwrap();
@@ -50,7 +55,7 @@ impl TlsClient {
             .with_no_client_auth();
         let name = ServerName::try_from("localhost").unwrap();
         let conn = rustls::ClientConnection::new(Arc::new(config), name).unwrap();
-        let tcp = TcpStream::connect(server.addr).unwrap();
+        let tcp = TcpStream::connect(addr).unwrap();
         tcp.set_read_timeout(Some(common::WAIT)).unwrap();
         TlsClient { tls: rustls::StreamOwned::new(conn, tcp), buf: Vec::new() }
     }
@@ -167,5 +172,22 @@ fn the_certificate_is_replaced_without_a_restart_and_a_bad_one_is_refused() {
     while TlsClient::connect(&server).server_certificate() != der("tls_cert.pem") {
         assert!(std::time::Instant::now() < deadline, "SIGHUP did not reload the certificate");
         std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn websocket_over_tls() {
+    let (server, _dir) = tls_server();
+    let tls = TlsClient::connect_to(server.ws).tls;
+    let url = format!("wss://localhost:{}/ws", server.ws.port());
+    let (mut ws, _) = tungstenite::client(url, tls).expect("wss handshake");
+    let mut auth = Vec::new();
+    encode_client(1, 0, &ClientRequest::Auth { token: &token("secure", 600, None), device: "" }, &mut auth).unwrap();
+    ws.send(tungstenite::Message::binary(auth)).unwrap();
+    match ws.read().unwrap() {
+        tungstenite::Message::Binary(bytes) => {
+            assert_eq!(decode_server(&bytes).unwrap().message.op(), corecast_proto::server::op::AUTH_OK)
+        }
+        other => panic!("expected AUTH_OK in a binary message, got {other:?}"),
     }
 }

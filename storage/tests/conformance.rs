@@ -56,6 +56,9 @@ async fn embedded(durability: Durability) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn conformance_redis() {
+    if !redis_server::available("conformance[redis]") {
+        return;
+    }
     let mut server = redis_server::RedisServer::start_persistent();
     let ns = Ns::new();
     let store: Store = Arc::new(RedisStore::connect(&server.url(), "conformance:").await.expect("connect"));

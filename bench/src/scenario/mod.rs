@@ -57,7 +57,15 @@ impl Run {
         if connections == 0 {
             bail!("nothing to do: 0 connections");
         }
-        if common.target == crate::target::Target::Corecast && common.jwt_secret.is_none() {
+        let mut common = common.clone();
+        if common.transport == crate::cli::Transport::Ws {
+            if common.target != crate::target::Target::Corecast {
+                bail!("--transport ws is for the corecast target only");
+            }
+            common.target = crate::target::Target::CorecastWs;
+        }
+        let common = &common;
+        if common.target.is_corecast() && common.jwt_secret.is_none() {
             bail!("corecast needs the server's JWT secret: --jwt-secret or CORECAST_JWT_SECRET");
         }
         let capacity = Capacity::plan(
@@ -99,6 +107,7 @@ impl Run {
                     worker: w,
                     target: self.common.target,
                     addr: self.addr,
+                    ws_path: self.common.ws_path.clone(),
                     source_ips: self.capacity.sources[w].clone(),
                     jwt_secret: self.common.jwt_secret.clone(),
                     run_id: self.run_id.clone(),

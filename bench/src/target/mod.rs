@@ -12,6 +12,7 @@ mod corecast;
 mod mqtt;
 mod nats;
 mod redis;
+mod websocket;
 
 use serde::{Deserialize, Serialize};
 
@@ -23,6 +24,8 @@ use crate::plan::WorkerPlan;
 pub enum Target {
     /// corecast (this project).
     Corecast,
+    /// corecast over WebSocket (`--transport ws`).
+    CorecastWs,
     /// NATS core pub/sub (nats-server).
     Nats,
     /// MQTT 3.1.1, QoS 0 (Mosquitto).
@@ -32,10 +35,16 @@ pub enum Target {
 }
 
 impl Target {
+    /// Whether this is corecast, over any transport.
+    pub fn is_corecast(self) -> bool {
+        matches!(self, Target::Corecast | Target::CorecastWs)
+    }
+
     /// The name used in reports.
     pub fn name(self) -> &'static str {
         match self {
             Target::Corecast => "corecast",
+            Target::CorecastWs => "corecast-ws",
             Target::Nats => "nats",
             Target::Mqtt => "mqtt",
             Target::Redis => "redis",
@@ -46,6 +55,7 @@ impl Target {
     pub fn default_addr(self) -> std::net::SocketAddr {
         let port = match self {
             Target::Corecast => 7100,
+            Target::CorecastWs => 7101,
             Target::Nats => 4222,
             Target::Mqtt => 1883,
             Target::Redis => 6379,
@@ -99,6 +109,11 @@ pub fn adapter(plan: &WorkerPlan) -> Result<Box<dyn Adapter>, String> {
         Target::Corecast => {
             let secret = plan.jwt_secret.as_deref().ok_or("corecast needs --jwt-secret or CORECAST_JWT_SECRET")?;
             Box::new(corecast::Corecast::new(secret, &plan.run_id, plan.first_conn, plan.conns)?)
+        }
+        Target::CorecastWs => {
+            let secret = plan.jwt_secret.as_deref().ok_or("corecast needs --jwt-secret or CORECAST_JWT_SECRET")?;
+            let inner = corecast::Corecast::new(secret, &plan.run_id, plan.first_conn, plan.conns)?;
+            Box::new(websocket::OverWebSocket::new(inner, plan.addr, &plan.ws_path))
         }
         Target::Nats => Box::new(nats::Nats),
         Target::Mqtt => Box::new(mqtt::Mqtt::new(&plan.run_id, plan.heartbeat_ms)),

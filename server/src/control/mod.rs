@@ -28,6 +28,7 @@ use crate::cluster::ClusterSettings;
 use crate::shard::{CoreCommand, Mesh, ShardCommand};
 use crate::status::NodeStatus;
 use crate::tls::CertStore;
+use crate::web::WebState;
 
 /// What the control plane's handlers share.
 #[derive(Clone)]
@@ -67,18 +68,22 @@ pub struct ControlPlane {
 
 impl ControlPlane {
     /// Binds `addr` and starts serving on a new thread, on `runtime`, with
-    /// `backend` taking the shards' commands from `core_inbox`. Signals
-    /// received there shut the shards down.
+    /// `backend` taking the shards' commands from `core_inbox`, and the
+    /// public HTTP listener on `web`. Signals received there shut the
+    /// shards down.
     pub fn start(
         runtime: tokio::runtime::Runtime,
         addr: SocketAddr,
         state: ControlState,
         backend: ChatBackend,
         core_inbox: flume::Receiver<CoreCommand>,
+        web: (std::net::TcpListener, WebState),
     ) -> anyhow::Result<ControlPlane> {
         let std_listener =
             std::net::TcpListener::bind(addr).with_context(|| format!("binding the control plane on {addr}"))?;
         std_listener.set_nonblocking(true)?;
+        let (web_listener, web_state) = web;
+        web_listener.set_nonblocking(true)?;
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel();
         let thread = std::thread::Builder::new().name("corecast-control".into()).spawn(move || {
             match backend {
@@ -98,6 +103,12 @@ impl ControlPlane {
                         }
                     });
                 }
+            }
+            match runtime.block_on(async { tokio::net::TcpListener::from_std(web_listener) }) {
+                Ok(listener) => {
+                    runtime.spawn(crate::web::serve(listener, web_state));
+                }
+                Err(e) => tracing::error!("the public HTTP listener could not start: {e}"),
             }
             runtime.block_on(serve(std_listener, state, stop_rx))
         })?;

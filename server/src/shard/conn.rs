@@ -52,6 +52,18 @@ pub struct Conn {
     pub publish_bytes: TokenBucket,
     /// Frames refused in a row by the rate limits.
     pub rate_strikes: u32,
+    /// WebSocket state, for a connection that came in over WebSocket.
+    pub ws: Option<Box<WsOut>>,
+}
+
+/// What the writer of a WebSocket connection owes besides data: control
+/// frames (pongs) and the closing handshake.
+#[derive(Default)]
+pub struct WsOut {
+    /// Whole control frames to write before the next data.
+    pub control: Vec<bytes::Bytes>,
+    /// The close frame's code and reason, once known.
+    pub close: Option<(u16, String)>,
 }
 
 impl Conn {
@@ -73,6 +85,7 @@ impl Conn {
             publish_frames: frames,
             publish_bytes: bytes,
             rate_strikes: 0,
+            ws: None,
         }
     }
 

@@ -149,6 +149,20 @@ impl Shard {
         self.arm_deadline(key, conn, deadline_tick);
     }
 
+    /// Starts closing a connection without a CLOSE frame (the client is the
+    /// one leaving): the writer flushes, then the socket is shut down.
+    pub(super) fn begin_close_quietly(&self, key: u32) {
+        let mut conns = self.conns.borrow_mut();
+        let Some(conn) = conns.get_mut(key as usize) else { return };
+        if conn.closing.is_some() {
+            return;
+        }
+        let deadline_tick = self.now_tick() + self.settings.linger_ticks;
+        conn.closing = Some(Closing { deadline_tick });
+        conn.wake_writer();
+        self.arm_deadline(key, conn, deadline_tick);
+    }
+
     /// The timing wheel's question: is this connection's deadline due?
     pub(super) fn check_deadline(&self, entry: TimerEntry, armed_due: u64, tick: u64) -> Due {
         let action = {

@@ -18,6 +18,7 @@ mod outbound;
 mod rooms;
 mod session;
 mod timer_wheel;
+mod websocket;
 mod writer;
 
 use std::cell::{Cell, RefCell};
@@ -54,6 +55,8 @@ pub struct ShardContext {
     pub cpu: Option<usize>,
     /// This shard's SO_REUSEPORT listener.
     pub listener: std::net::TcpListener,
+    /// This shard's SO_REUSEPORT WebSocket listener.
+    pub ws_listener: std::net::TcpListener,
     /// This shard's inbox.
     pub inbox: flume::Receiver<ShardCommand>,
     /// Every shard's inbox.
@@ -69,6 +72,38 @@ pub struct ShardContext {
     pub pulse: Arc<Pulse>,
     /// TLS for client connections, when configured.
     pub tls: Option<monoio_rustls::TlsAcceptor>,
+    /// Connections open on the whole node (every shard counts its own).
+    pub node_connections: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+/// One connection's place under the node's ceiling: counted from accept
+/// until its task ends, whatever way it ends (handshake failure included).
+struct NodeSlot {
+    counter: Arc<std::sync::atomic::AtomicUsize>,
+    /// Connections open on the node, this one included.
+    count: usize,
+}
+
+impl NodeSlot {
+    fn take(counter: &Arc<std::sync::atomic::AtomicUsize>) -> NodeSlot {
+        let count = counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+        NodeSlot { counter: counter.clone(), count }
+    }
+}
+
+impl Drop for NodeSlot {
+    fn drop(&mut self) {
+        self.counter.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+/// How clients on a listener speak.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Transport {
+    /// Wire frames straight on TCP (or TLS).
+    Tcp,
+    /// Wire frames in binary WebSocket messages.
+    WebSocket,
 }
 
 /// Deadlines and limits converted to this shard's ticks.
@@ -84,7 +119,7 @@ struct Settings {
     publish_bytes: Rate,
     /// This shard's share of the node's unauthenticated connections.
     max_unauthenticated: usize,
-    /// This shard's share of the node's connection ceiling.
+    /// The node's connection ceiling.
     max_connections: usize,
 }
 
@@ -104,7 +139,7 @@ impl Settings {
             publish_frames: Rate::new(config.publish_rate_per_sec, config.publish_burst, config.timer_tick_ms),
             publish_bytes: Rate::new(config.publish_bytes_per_sec, config.publish_bytes_burst, config.timer_tick_ms),
             max_unauthenticated: config.max_unauthenticated.div_ceil(shards.max(1)),
-            max_connections: (config.connection_ceiling() as usize).div_ceil(shards.max(1)),
+            max_connections: config.connection_ceiling() as usize,
         }
     }
 }
@@ -133,9 +168,12 @@ pub struct Shard {
     flush_list: RefCell<Vec<(u32, u64)>>,
     flush_waker: RefCell<Option<Waker>>,
     stopping: Cell<bool>,
-    stop_waker: RefCell<Option<Waker>>,
+    /// The parked accept loops, one slot per [`Transport`].
+    stop_wakers: RefCell<[Option<Waker>; 2]>,
     connect_limiter: RefCell<ConnectLimiter>,
     unauthenticated: Cell<usize>,
+    /// Connections open on the whole node, for the ceiling.
+    node_connections: Arc<std::sync::atomic::AtomicUsize>,
     pulse: Arc<Pulse>,
 }
 
@@ -176,14 +214,18 @@ pub fn run(ctx: ShardContext) -> anyhow::Result<()> {
 
 async fn shard_main(ctx: ShardContext, driver: &'static str) -> anyhow::Result<()> {
     let listener = TcpListener::from_std(ctx.listener).context("registering the listener")?;
-    let shard = Rc::new(Shard::new(ctx.id, ctx.config, ctx.verifier, ctx.mesh, ctx.core, ctx.pulse, driver));
+    let ws_listener = TcpListener::from_std(ctx.ws_listener).context("registering the WebSocket listener")?;
+    let mut shard = Shard::new(ctx.id, ctx.config, ctx.verifier, ctx.mesh, ctx.core, ctx.pulse, driver);
+    shard.node_connections = ctx.node_connections;
+    let shard = Rc::new(shard);
     tracing::info!(shard = shard.id, driver, addr = ?listener.local_addr().ok(), "shard started");
 
     monoio::spawn(shard.clone().inbox_loop(ctx.inbox));
     monoio::spawn(shard.clone().timer_loop());
     monoio::spawn(shard.clone().flush_loop());
 
-    shard.clone().accept_loop(listener, ctx.tls).await;
+    monoio::spawn(shard.clone().accept_loop(ws_listener, ctx.tls.clone(), Transport::WebSocket));
+    shard.clone().accept_loop(listener, ctx.tls, Transport::Tcp).await;
     shard.drain().await;
     tracing::info!(shard = shard.id, "shard stopped");
     Ok(())
@@ -215,6 +257,7 @@ impl Shard {
             settings: Settings::new(&config, mesh.len()),
             connect_limiter: RefCell::new(ConnectLimiter::new(per_source, total)),
             unauthenticated: Cell::new(0),
+            node_connections: Arc::default(),
             pulse,
             config,
             verifier,
@@ -232,7 +275,7 @@ impl Shard {
             flush_list: RefCell::new(Vec::new()),
             flush_waker: RefCell::new(None),
             stopping: Cell::new(false),
-            stop_waker: RefCell::new(None),
+            stop_wakers: RefCell::new([None, None]),
         }
     }
 
@@ -241,13 +284,18 @@ impl Shard {
     }
 
     /// Accepts connections until the shard is told to stop.
-    async fn accept_loop(self: Rc<Self>, listener: TcpListener, tls: Option<monoio_rustls::TlsAcceptor>) {
+    async fn accept_loop(
+        self: Rc<Self>,
+        listener: TcpListener,
+        tls: Option<monoio_rustls::TlsAcceptor>,
+        transport: Transport,
+    ) {
         loop {
             let stop = poll_fn(|cx| {
                 if self.stopping.get() {
                     Poll::Ready(())
                 } else {
-                    *self.stop_waker.borrow_mut() = Some(cx.waker().clone());
+                    self.stop_wakers.borrow_mut()[transport as usize] = Some(cx.waker().clone());
                     Poll::Pending
                 }
             });
@@ -257,15 +305,30 @@ impl Shard {
                     Ok((stream, peer)) => {
                         self.pulse.enter(Activity::Accept);
                         self.metrics.accepts.increment(1);
-                        let refusal = self.admission(peer.ip());
-                        match &tls {
-                            None => {
-                                monoio::spawn(session::serve(self.clone(), stream, refusal));
+                        let slot = NodeSlot::take(&self.node_connections);
+                        let refusal = self.admission(peer.ip(), slot.count);
+                        let shard = self.clone();
+                        // The slot lives as long as the connection's task.
+                        match (transport, &tls) {
+                            (Transport::Tcp, None) => monoio::spawn(async move {
+                                session::serve(shard, stream, refusal).await;
+                                drop(slot);
+                            }),
+                            (Transport::Tcp, Some(acceptor)) => {
+                                let acceptor = acceptor.clone();
+                                monoio::spawn(async move {
+                                    session::serve_tls(shard, acceptor, stream, refusal).await;
+                                    drop(slot);
+                                })
                             }
-                            Some(acceptor) => {
-                                monoio::spawn(session::serve_tls(self.clone(), acceptor.clone(), stream, refusal));
+                            (Transport::WebSocket, tls) => {
+                                let tls = tls.clone();
+                                monoio::spawn(async move {
+                                    websocket::serve(shard, tls, stream, refusal).await;
+                                    drop(slot);
+                                })
                             }
-                        }
+                        };
                     }
                     Err(e) => {
                         // EMFILE and friends: back off briefly instead of spinning.
@@ -280,9 +343,9 @@ impl Shard {
     /// Whether a new connection from `source` is refused, and why: the node
     /// is at its connection ceiling, over the connection rate (per source or
     /// in total), or too many connections have not authenticated yet.
-    fn admission(&self, source: std::net::IpAddr) -> Option<session::Refusal> {
+    fn admission(&self, source: std::net::IpAddr, node_connections: usize) -> Option<session::Refusal> {
         use corecast_proto::ErrorCode;
-        if self.conns.borrow().len() >= self.settings.max_connections {
+        if node_connections > self.settings.max_connections {
             self.metrics.limit_hit("connections");
             return Some((ErrorCode::LimitExceeded, "this node is full; connect through dispatch"));
         }
@@ -345,7 +408,7 @@ impl Shard {
             }
             ShardCommand::Shutdown => {
                 self.stopping.set(true);
-                if let Some(waker) = self.stop_waker.borrow_mut().take() {
+                for waker in self.stop_wakers.borrow_mut().iter_mut().filter_map(Option::take) {
                     waker.wake();
                 }
             }

@@ -23,6 +23,7 @@ use monoio::net::TcpStream;
 use corecast_proto::internal::ChatRequest;
 
 use super::delivery::encode_reply;
+use super::websocket::{WsEvent, WsReader};
 use super::{writer, Shard};
 use crate::stall::Activity;
 
@@ -40,7 +41,7 @@ pub(super) type Refusal = (ErrorCode, &'static str);
 pub(super) async fn serve(shard: Rc<Shard>, stream: TcpStream, refusal: Option<Refusal>) {
     let _ = stream.set_nodelay(true);
     let fd = stream.as_raw_fd();
-    serve_stream(shard, stream, fd, refusal).await;
+    serve_stream(shard, stream, fd, refusal, None).await;
 }
 
 /// Completes the TLS handshake (within the authentication deadline), then
@@ -56,7 +57,7 @@ pub(super) async fn serve_tls(
     let fd = stream.as_raw_fd();
     let deadline = std::time::Duration::from_millis(shard.config.auth_timeout_ms as u64);
     match monoio::time::timeout(deadline, acceptor.accept(stream)).await {
-        Ok(Ok(tls)) => serve_stream(shard, tls, fd, refusal).await,
+        Ok(Ok(tls)) => serve_stream(shard, tls, fd, refusal, None).await,
         Ok(Err(e)) => {
             tracing::debug!(shard = shard.id, "TLS handshake failed: {e}");
             shard.metrics.tls_handshake_failures.increment(1);
@@ -67,18 +68,29 @@ pub(super) async fn serve_tls(
 
 /// Serves a connection over any byte stream until it closes. `fd` is the
 /// socket under it, which is shut down to end both halves. A connection
-/// refused at admission is told why with CLOSE and closed.
-async fn serve_stream<S>(shard: Rc<Shard>, stream: S, fd: std::os::fd::RawFd, refusal: Option<Refusal>)
-where
+/// refused at admission is told why with CLOSE and closed. With `ws` the
+/// stream carries WebSocket frames around the wire frames.
+pub(super) async fn serve_stream<S>(
+    shard: Rc<Shard>,
+    stream: S,
+    fd: std::os::fd::RawFd,
+    refusal: Option<Refusal>,
+    ws: Option<WsReader>,
+) where
     S: Split + AsyncReadRent + AsyncWriteRent + 'static,
 {
     let (key, conn_id) = shard.register(fd);
+    if ws.is_some() {
+        if let Some(conn) = shard.conns.borrow_mut().get_mut(key as usize) {
+            conn.ws = Some(Box::default());
+        }
+    }
     if let Some((code, reason)) = refusal {
         shard.begin_close(key, code, reason, shard.reconnect_hint());
     }
     let (mut reader, write_half) = stream.into_split();
     let writer_task = monoio::spawn(writer::run(shard.clone(), key, conn_id, write_half));
-    read_loop(&shard, key, &mut reader).await;
+    read_loop(&shard, key, &mut reader, ws).await;
     let server_closing = shard.conns.borrow().get(key as usize).is_some_and(|c| c.closing.is_some());
     if server_closing {
         // Let the writer deliver the CLOSE (bounded by the linger deadline).
@@ -92,10 +104,16 @@ where
 }
 
 /// Reads and handles frames until the peer goes away or the server starts
-/// closing the connection.
-async fn read_loop<S: AsyncReadRent>(shard: &Shard, key: u32, reader: &mut OwnedReadHalf<S>) {
+/// closing the connection. Over WebSocket, socket bytes go through the
+/// [`WsReader`] first and its payloads feed the same frame buffer.
+async fn read_loop<S: AsyncReadRent>(shard: &Shard, key: u32, reader: &mut OwnedReadHalf<S>, mut ws: Option<WsReader>) {
     let max_len = shard.config.max_frame_len;
     let mut buf: Vec<u8> = Vec::with_capacity(IDLE_READ_CAPACITY);
+    if let Some(ws) = ws.as_mut() {
+        if !ws_decode(shard, key, ws, &mut buf) {
+            return;
+        }
+    }
     loop {
         let mut start = 0;
         let frame_len = loop {
@@ -116,6 +134,22 @@ async fn read_loop<S: AsyncReadRent>(shard: &Shard, key: u32, reader: &mut Owned
             }
         };
         buf.drain(..start);
+        if let Some(ws) = ws.as_mut() {
+            // WebSocket: read into the raw buffer, decode onto `buf`.
+            size_read_buffer(&mut ws.raw, None);
+            let len = ws.raw.len();
+            let raw = std::mem::take(&mut ws.raw);
+            let (result, slice) = reader.read(raw.slice_mut(len..)).await;
+            ws.raw = slice.into_inner();
+            match result {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+            if !ws_decode(shard, key, ws, &mut buf) {
+                return;
+            }
+            continue;
+        }
         size_read_buffer(&mut buf, frame_len);
         let len = buf.len();
         let (result, slice) = reader.read(buf.slice_mut(len..)).await;
@@ -123,6 +157,29 @@ async fn read_loop<S: AsyncReadRent>(shard: &Shard, key: u32, reader: &mut Owned
         match result {
             Ok(0) | Err(_) => return,
             Ok(_) => {}
+        }
+    }
+}
+
+/// Decodes the WebSocket frames read so far onto `buf`, answering pings.
+/// Returns false when the connection ends (the client closed, or broke the
+/// rules and is being closed with a close code).
+fn ws_decode(shard: &Shard, key: u32, ws: &mut WsReader, buf: &mut Vec<u8>) -> bool {
+    loop {
+        match ws.decode(buf) {
+            None => return true,
+            Some(WsEvent::Pong(frame)) => shard.ws_control(key, frame),
+            Some(WsEvent::Closed(code)) => {
+                // Echo the client's code (RFC 6455 §5.5.1); 1005/1006 are
+                // not to be sent, answer those with a normal closure.
+                let code = if (1000..=4999).contains(&code) && code != 1005 && code != 1006 { code } else { 1000 };
+                shard.ws_close(key, code, "");
+                return false;
+            }
+            Some(WsEvent::Refused(code, reason)) => {
+                shard.ws_close(key, code, reason);
+                return false;
+            }
         }
     }
 }

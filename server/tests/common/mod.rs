@@ -51,6 +51,10 @@ pub struct Server {
     pub child: Child,
     pub addr: SocketAddr,
     pub control: SocketAddr,
+    /// WebSocket listener.
+    pub ws: SocketAddr,
+    /// Public HTTP listener (demo page, HTTP fallback).
+    pub web: SocketAddr,
     /// The store directory, when this server owns it.
     _data: Option<DataDir>,
 }
@@ -70,8 +74,11 @@ impl Server {
     pub fn start_in(dir: &Path, port: u16, extra: &[&str]) -> Server {
         let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
         let control: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        let ws: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        let web: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_corecast-server"));
         cmd.args(["--listen", &addr.to_string(), "--control-listen", &control.to_string(), "--shards", "2"])
+            .args(["--ws-listen", &ws.to_string(), "--web-listen", &web.to_string()])
             .arg("--data-dir")
             .arg(dir)
             .args(extra)
@@ -81,7 +88,7 @@ impl Server {
             .stdin(Stdio::null())
             .stdout(Stdio::null());
         let child = cmd.spawn().expect("start corecast-server");
-        let server = Server { child, addr, control, _data: None };
+        let server = Server { child, addr, control, ws, web, _data: None };
         server.wait_healthy();
         server
     }
