@@ -124,7 +124,7 @@ start_server() {
             # are switched off so the same open-loop ramp is measured.
             (cd "$dir" && RUST_LOG=warn exec taskset -c "$SERVER_CPU" "$server_bin" --listen "127.0.0.1:$port" \
                 --control-listen "127.0.0.1:$control" --shards 1 --first-cpu "$SERVER_CPU" \
-                --connect-rate-per-source 0 --connect-rate-total 0 --max-unauthenticated 1000000 \
+                --connect-rate-per-source 0 --connect-rate-total 0 --max-unauthenticated 1000000 --auth-rate-per-sec 0 \
                 --publish-rate-per-sec 0 --publish-bytes-per-sec 0 >"$logf" 2>&1) &
             extra_args=(--control "127.0.0.1:$control")
             ;;

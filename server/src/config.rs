@@ -118,6 +118,11 @@ pub struct Config {
     /// Connections that have not authenticated yet, for the whole node;
     /// beyond it new connections are closed at once.
     pub max_unauthenticated: usize,
+    /// AUTH verifications per second for the whole node (0 = no limit),
+    /// spent per timer tick: beyond it an AUTH gets ERROR rate_limited and
+    /// CLOSE with a jittered reconnect hint, so a reconnect storm is
+    /// verified at a steady pace and its excess comes back spread out.
+    pub auth_rate_per_sec: u32,
     /// Log (and count) a shard whose thread is held by one task for longer
     /// than this; 0 disables the watchdog.
     pub stall_threshold_ms: u32,
@@ -215,6 +220,7 @@ impl Default for Config {
             connect_rate_per_source: 1_000,
             connect_rate_total: 50_000,
             max_unauthenticated: 20_000,
+            auth_rate_per_sec: 20_000,
             stall_threshold_ms: 500,
             data_dir: PathBuf::from("data"),
             durability: Durability::Strict,
@@ -311,6 +317,7 @@ impl Config {
             "connect_rate_per_source",
             "connect_rate_total",
             "max_unauthenticated",
+            "auth_rate_per_sec",
             "stall_threshold_ms",
             "data_dir",
             "durability",

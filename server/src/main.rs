@@ -196,6 +196,10 @@ struct Overrides {
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     route_ttl_ms: Option<u32>,
+    /// AUTH verifications per second for the node, 0 = no limit [default: 20000].
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    auth_rate_per_sec: Option<u32>,
     /// WebSocket listener [default: client port + 1].
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -40,7 +40,7 @@ use crate::config::{Config, DriverChoice};
 use crate::metrics::ShardMetrics;
 use crate::stall::{Activity, Pulse};
 use conn::Conn;
-use limits::{ConnectLimiter, Rate};
+use limits::{ConnectLimiter, Rate, TokenBucket};
 use rooms::Rooms;
 use timer_wheel::TimerWheel;
 
@@ -121,6 +121,8 @@ struct Settings {
     max_unauthenticated: usize,
     /// The node's connection ceiling.
     max_connections: usize,
+    /// This shard's share of the node's AUTH verifications.
+    auths: Rate,
 }
 
 impl Settings {
@@ -140,6 +142,13 @@ impl Settings {
             publish_bytes: Rate::new(config.publish_bytes_per_sec, config.publish_bytes_burst, config.timer_tick_ms),
             max_unauthenticated: config.max_unauthenticated.div_ceil(shards.max(1)),
             max_connections: config.connection_ceiling() as usize,
+            auths: {
+                // At most a little over one tick's share at once: AUTH work
+                // per tick stays bounded however many clients arrive.
+                let share = config.auth_rate_per_sec.div_ceil(shards.max(1) as u32);
+                let per_tick = (share as u64 * config.timer_tick_ms as u64).div_ceil(1000) as u32;
+                Rate::new(share, per_tick.saturating_mul(2), config.timer_tick_ms)
+            },
         }
     }
 }
@@ -172,6 +181,8 @@ pub struct Shard {
     stop_wakers: RefCell<[Option<Waker>; 2]>,
     connect_limiter: RefCell<ConnectLimiter>,
     unauthenticated: Cell<usize>,
+    /// AUTH verifications left in this tick's budget.
+    auth_budget: Cell<TokenBucket>,
     /// Connections open on the whole node, for the ceiling.
     node_connections: Arc<std::sync::atomic::AtomicUsize>,
     pulse: Arc<Pulse>,
@@ -251,10 +262,12 @@ impl Shard {
         // Each shard admits its share of the node's total.
         let total_share = config.connect_rate_total.div_ceil(shards.max(1));
         let total = Rate::new(total_share, total_share, config.timer_tick_ms);
+        let settings = Settings::new(&config, mesh.len());
         Shard {
             id,
             clustered: config.redis_url.is_some(),
-            settings: Settings::new(&config, mesh.len()),
+            auth_budget: Cell::new(settings.auths.full(0)),
+            settings,
             connect_limiter: RefCell::new(ConnectLimiter::new(per_source, total)),
             unauthenticated: Cell::new(0),
             node_connections: Arc::default(),
@@ -358,6 +371,17 @@ impl Shard {
             return Some((ErrorCode::RateLimited, "too many new connections; retry later"));
         }
         None
+    }
+
+    /// Takes one AUTH verification from this tick's budget.
+    fn auth_allowed(&self) -> bool {
+        let mut bucket = self.auth_budget.get();
+        let allowed = bucket.take(&self.settings.auths, 1, self.now_tick());
+        self.auth_budget.set(bucket);
+        if !allowed {
+            self.metrics.limit_hit("auth_rate");
+        }
+        allowed
     }
 
     /// A reconnect hint with jitter, so refused or closed clients spread

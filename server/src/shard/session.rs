@@ -304,6 +304,11 @@ fn authenticate(shard: &Shard, key: u32, rid: u32, token: &str, device: &str, al
         let message = format!("device id must be at most {MAX_DEVICE_ID_LEN} bytes");
         return error(shard, key, rid, ErrorCode::LimitExceeded, &message);
     }
+    if !shard.auth_allowed() {
+        error(shard, key, rid, ErrorCode::RateLimited, "too many logins at once");
+        let reason = "too many logins at once; come back after the hint";
+        return shard.begin_close(key, ErrorCode::RateLimited, reason, shard.reconnect_hint());
+    }
     match shard.verifier.verify(token) {
         Ok(mut identity) => {
             identity.device = device.into();
