@@ -85,6 +85,11 @@ pub struct Common {
     /// WebSocket path (with `--transport ws`).
     #[arg(long, default_value = "/ws")]
     pub ws_path: String,
+    /// Ask this dispatch URL (a router's `GET /v1/dispatch`) for the nodes
+    /// to connect to, as a client would: worker `w` connects to node
+    /// `w mod nodes` of the answer (corecast; overrides --addr).
+    #[arg(long)]
+    pub dispatch: Option<String>,
     /// Server client address [default: 127.0.0.1 and the target's usual port: 7100 (7101 over WebSocket), 4222, 1883, 6379].
     #[arg(long)]
     pub addr: Option<SocketAddr>,

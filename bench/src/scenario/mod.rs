@@ -27,6 +27,9 @@ pub struct Run {
     pub common: Common,
     /// Server client address.
     pub addr: SocketAddr,
+    /// The nodes dispatch answered with (worker `w` takes node `w mod len`);
+    /// empty without `--dispatch`.
+    pub nodes: Vec<SocketAddr>,
     /// Workers and source addresses.
     pub capacity: Capacity,
     /// Connections asked for.
@@ -49,6 +52,27 @@ pub struct Traffic {
     pub payload_len: usize,
     /// Per-publisher rate, `None` = max.
     pub rate: Option<f64>,
+}
+
+/// The client addresses a dispatch answer lists, best first.
+fn dispatched_nodes(url: &str) -> Result<Vec<SocketAddr>> {
+    let body = ureq::get(url)
+        .call()
+        .map_err(|e| anyhow::anyhow!("GET {url}: {e}"))?
+        .body_mut()
+        .read_to_string()
+        .map_err(|e| anyhow::anyhow!("reading the dispatch answer from {url}: {e}"))?;
+    let answer: serde_json::Value =
+        serde_json::from_str(&body).map_err(|e| anyhow::anyhow!("dispatch answer from {url}: {e}"))?;
+    let nodes: Vec<SocketAddr> = answer["nodes"]
+        .as_array()
+        .map(|nodes| nodes.iter().filter_map(|n| n["addr"].as_str()?.parse().ok()).collect())
+        .unwrap_or_default();
+    if nodes.is_empty() {
+        bail!("dispatch at {url} listed no node");
+    }
+    eprintln!("dispatch: {} node(s): {nodes:?}", nodes.len());
+    Ok(nodes)
 }
 
 impl Run {
@@ -83,10 +107,18 @@ impl Run {
                 eprintln!("warning: the server's open-file limit is {limit}; {connections} connections may not fit");
             }
         }
+        let nodes = match &common.dispatch {
+            Some(url) => dispatched_nodes(url)?,
+            None => Vec::new(),
+        };
+        if !nodes.is_empty() && capacity.workers < nodes.len() {
+            eprintln!("warning: {} workers for {} nodes: some nodes get no connections", capacity.workers, nodes.len());
+        }
         let started = Instant::now();
         Ok(Run {
             common: common.clone(),
             addr: common.addr.unwrap_or_else(|| common.target.default_addr()),
+            nodes,
             capacity,
             connections,
             started,
@@ -106,7 +138,7 @@ impl Run {
                 let plan = WorkerPlan {
                     worker: w,
                     target: self.common.target,
-                    addr: self.addr,
+                    addr: if self.nodes.is_empty() { self.addr } else { self.nodes[w % self.nodes.len()] },
                     ws_path: self.common.ws_path.clone(),
                     source_ips: self.capacity.sources[w].clone(),
                     jwt_secret: self.common.jwt_secret.clone(),
