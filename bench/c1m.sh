@@ -12,7 +12,7 @@
 #   3. fanout: rooms of ROOM_SIZE at RATE messages/s per room.
 # Every process stops by itself: the script kills what it started on exit.
 #
-#   bench/c1m.sh            # the real thing: 1,000,000 connections over 55 nodes (release build)
+#   bench/c1m.sh            # the real thing: 1,000,000 connections over 56 nodes (release build)
 #   bench/c1m.sh --ci       # a few thousand over 3 nodes, for CI (debug build)
 #   NODES=10 CONNS=150000 HOLD_S=60 bench/c1m.sh
 set -euo pipefail
@@ -22,11 +22,11 @@ if [ "${1:-}" = "--ci" ]; then
     NODES=${NODES:-3} CONNS=${CONNS:-3000} HOLD_S=${HOLD_S:-2} ROOM_SIZE=${ROOM_SIZE:-500} RATE=${RATE:-5}
     FANOUT_S=${FANOUT_S:-2} BIN=${BIN:-target/debug}
 fi
-NODES=${NODES:-55}
+NODES=${NODES:-56}
 CONNS=${CONNS:-1000000}
 HOLD_S=${HOLD_S:-60}
 ROOM_SIZE=${ROOM_SIZE:-10000}
-RATE=${RATE:-10}
+RATE=${RATE:-0.2}
 FANOUT_S=${FANOUT_S:-10}
 CEILING=${CEILING:-19000}
 BASE_PORT=${BASE_PORT:-23000}
@@ -89,8 +89,13 @@ echo "c1m: cluster up: redis, 1 router, $NODES nodes; dispatch lists them all"
 rss_kb() { local t=0; for pid in "${NODE_PIDS[@]}"; do t=$((t + $(awk '/VmRSS/ {print $2}' "/proc/$pid/status"))); done; echo "$t"; }
 slab_kb() { awk '/^Slab:/ {print $2}' /proc/meminfo; }
 
-WORKERS=$(( (CONNS + 17999) / 18000 ))
-[ "$WORKERS" -lt "$NODES" ] && WORKERS=$NODES
+# One harness worker per node (worker w connects to node w of the dispatch
+# answer), each under the harness's 18,000 sockets per process.
+WORKERS=$NODES
+if [ $(( (CONNS + NODES - 1) / NODES )) -gt 18000 ] || [ $(( (CONNS + NODES - 1) / NODES )) -gt "$CEILING" ]; then
+    echo "c1m: $CONNS connections need more than $NODES nodes (at most 18,000 per node and worker)" >&2
+    exit 2
+fi
 COMMON=(--dispatch "http://127.0.0.1:$ROUTER_HTTP/v1/dispatch" --control "127.0.0.1:$ROUTER_ADMIN"
         --workers "$WORKERS" --max-run-s 1800)
 
