@@ -97,7 +97,8 @@ if [ $(( (CONNS + NODES - 1) / NODES )) -gt 18000 ] || [ $(( (CONNS + NODES - 1)
     exit 2
 fi
 COMMON=(--dispatch "http://127.0.0.1:$ROUTER_HTTP/v1/dispatch" --control "127.0.0.1:$ROUTER_ADMIN"
-        --workers "$WORKERS" --max-run-s 1800)
+        --workers "$WORKERS" --max-run-s 1800 --connect-concurrency "${CONCURRENCY:-200}"
+        --connect-timeout-ms 60000 --heartbeat-ms 30000)
 
 echo "c1m: 1. connect $CONNS, hold ${HOLD_S}s"
 rss0=$(rss_kb) slab0=$(slab_kb)

@@ -45,12 +45,11 @@ fn server_binary() -> &'static Path {
     })
 }
 
-/// Two distinct ports that were free a moment ago (both held while chosen,
-/// so they cannot come out the same).
-fn free_addrs() -> (SocketAddr, SocketAddr) {
-    let a = TcpListener::bind("127.0.0.1:0").unwrap();
-    let b = TcpListener::bind("127.0.0.1:0").unwrap();
-    (a.local_addr().unwrap(), b.local_addr().unwrap())
+/// Distinct addresses whose ports were free a moment ago (all held while
+/// chosen, so none can come out twice).
+fn free_addrs<const N: usize>() -> [SocketAddr; N] {
+    let held: Vec<TcpListener> = (0..N).map(|_| TcpListener::bind("127.0.0.1:0").unwrap()).collect();
+    std::array::from_fn(|i| held[i].local_addr().unwrap())
 }
 
 /// A running server, killed when dropped, with its own working directory
@@ -72,8 +71,7 @@ impl Server {
             NEXT.fetch_add(1, Ordering::Relaxed)
         ));
         std::fs::create_dir_all(&dir).expect("create the server's directory");
-        let (addr, control) = free_addrs();
-        let (ws, web) = free_addrs();
+        let [addr, control, ws, web] = free_addrs();
         let child = Command::new(server_binary())
             .current_dir(&dir)
             .args(["--listen", &addr.to_string(), "--control-listen", &control.to_string(), "--shards", "2"])

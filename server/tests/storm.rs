@@ -10,7 +10,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::{token, Client, Received, Reply, Server};
-use corecast_proto::ClientRequest;
+use corecast_proto::{ClientRequest, ErrorCode};
 
 const CONNECTIONS: usize = 2000;
 
@@ -44,6 +44,16 @@ fn connect_all(server: &Server, count: usize) -> Vec<Client> {
                 Received::Frame(Reply::AuthOk(_)) => connected.push(client),
                 Received::Frame(Reply::Close { reconnect_after_ms, .. }) => {
                     wait = wait.max(Duration::from_millis(reconnect_after_ms as u64));
+                    pending.push(i);
+                }
+                // An AUTH over the shard's per-tick budget: CLOSE with the hint follows.
+                Received::Frame(Reply::Error { code, .. }) if code == ErrorCode::RateLimited.as_u16() => {
+                    match client.recv_within(common::WAIT) {
+                        Received::Frame(Reply::Close { reconnect_after_ms, .. }) => {
+                            wait = wait.max(Duration::from_millis(reconnect_after_ms as u64));
+                        }
+                        other => panic!("connection {i}: expected CLOSE after rate_limited, got {other:?}"),
+                    }
                     pending.push(i);
                 }
                 other => panic!("connection {i}: {other:?}"),

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 use super::redis_server::RedisServer;
-use super::{free_port, DataDir, Server, ADMIN_KEY, WAIT};
+use super::{free_ports, DataDir, Server, ADMIN_KEY, WAIT};
 
 /// Registration lifetime of routers and nodes in tests (renewed every third).
 pub const REGISTRY_TTL_MS: &str = "900";
@@ -44,9 +44,9 @@ impl RouterProc {
     /// messages in the Redis store at `store_url`.
     pub fn start(id: &str, redis_url: &str, store_url: &str) -> RouterProc {
         let data = DataDir::new();
-        let http: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-        let admin: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-        let link: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        let ports = free_ports(3, &[]);
+        let at = |port: u16| -> SocketAddr { SocketAddr::from(([127, 0, 0, 1], port)) };
+        let (http, admin, link) = (at(ports[0]), at(ports[1]), at(ports[2]));
         let child = Command::new(router_binary())
             .args(["--router-id", id, "--redis", redis_url, "--store", "redis", "--link-listen", &link.to_string()])
             .args(["--http-listen", &http.to_string(), "--admin-listen", &admin.to_string()])

@@ -23,7 +23,23 @@ pub const WAIT: Duration = Duration::from_secs(20);
 
 /// A port that was free a moment ago.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    free_ports(1, &[])[0]
+}
+
+/// `n` distinct ports that were free a moment ago, none of them in `taken`
+/// (all held while chosen, so the kernel cannot hand out one twice).
+pub fn free_ports(n: usize, taken: &[u16]) -> Vec<u16> {
+    let mut held = Vec::new();
+    let mut ports = Vec::new();
+    while ports.len() < n {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        if !taken.contains(&port) {
+            ports.push(port);
+        }
+        held.push(listener);
+    }
+    ports
 }
 
 /// A fresh directory for one server's message store, removed when dropped.
@@ -73,9 +89,9 @@ impl Server {
     /// server stops, for restart tests).
     pub fn start_in(dir: &Path, port: u16, extra: &[&str]) -> Server {
         let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-        let control: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-        let ws: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-        let web: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        let ports = free_ports(3, &[port]);
+        let at = |port: u16| -> SocketAddr { SocketAddr::from(([127, 0, 0, 1], port)) };
+        let (control, ws, web) = (at(ports[0]), at(ports[1]), at(ports[2]));
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_corecast-server"));
         cmd.args(["--listen", &addr.to_string(), "--control-listen", &control.to_string(), "--shards", "2"])
             .args(["--ws-listen", &ws.to_string(), "--web-listen", &web.to_string()])
@@ -88,14 +104,17 @@ impl Server {
             .stdin(Stdio::null())
             .stdout(Stdio::null());
         let child = cmd.spawn().expect("start corecast-server");
-        let server = Server { child, addr, control, ws, web, _data: None };
+        let mut server = Server { child, addr, control, ws, web, _data: None };
         server.wait_healthy();
         server
     }
 
-    fn wait_healthy(&self) {
+    fn wait_healthy(&mut self) {
         let deadline = Instant::now() + WAIT;
         while Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!("server exited at start ({status}); its log is above");
+            }
             if let Ok(resp) = ureq::get(&format!("http://{}/health", self.control)).call() {
                 if resp.status() == 200 && TcpStream::connect(self.addr).is_ok() {
                     return;
