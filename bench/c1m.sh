@@ -26,7 +26,7 @@ NODES=${NODES:-56}
 CONNS=${CONNS:-1000000}
 HOLD_S=${HOLD_S:-60}
 ROOM_SIZE=${ROOM_SIZE:-10000}
-RATE=${RATE:-0.2}
+RATE=${RATE:-0.05}
 FANOUT_S=${FANOUT_S:-10}
 CEILING=${CEILING:-19000}
 BASE_PORT=${BASE_PORT:-23000}
@@ -125,12 +125,12 @@ if [ -n "${rss1:-}" ]; then
 fi
 
 echo "c1m: 2. broadcast to $CONNS"
-"$BIN/corecast-bench" broadcast --connections "$CONNS" "${COMMON[@]}" --json | tee "$WORK/broadcast.json"
+"$BIN/corecast-bench" broadcast --connections "$CONNS" --timeout-s 120 "${COMMON[@]}" --json | tee "$WORK/broadcast.json"
 
 ROOMS=$(( CONNS / ROOM_SIZE )); [ "$ROOMS" -lt 1 ] && ROOMS=1
 echo "c1m: 3. fanout: $ROOMS rooms of $ROOM_SIZE at $RATE msg/s"
 "$BIN/corecast-bench" fanout --rooms "$ROOMS" --members "$ROOM_SIZE" --publishers "$ROOMS" --rate "$RATE" \
-    --warmup-s 1 --duration-s "$FANOUT_S" "${COMMON[@]}" --json | tee "$WORK/fanout.json"
+    --warmup-s 1 --duration-s "$FANOUT_S" --drain-s "${DRAIN_S:-30}" "${COMMON[@]}" --json | tee "$WORK/fanout.json"
 
 fail=0
 for f in connect broadcast fanout; do
