@@ -13,6 +13,7 @@ use axum::http::{header, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
+use corecast_proto::internal::InternalFrame;
 use corecast_proto::{encode_server, EncodeError, PushKind, ServerMessage};
 use serde_json::json;
 use subtle::ConstantTimeEq;
@@ -43,8 +44,33 @@ pub async fn require_admin_key(State(key): State<AdminKey>, request: Request, ne
     }
 }
 
+/// The query of `POST /v1/admin/rooms/{room}/publish`.
+#[derive(serde::Deserialize)]
+pub struct PublishQuery {
+    /// Sender shown in the PUSH; empty for the operator.
+    #[serde(default)]
+    pub from: String,
+}
+
+/// An operator's room message as the internal frame every node or shard
+/// takes.
+pub fn room_push(room: &str, from: &str, payload: &[u8]) -> Result<InternalFrame, EncodeError> {
+    let push = encode_push(PushKind::Room, room, from, payload)?;
+    Ok(InternalFrame::RoomPush { room: room.to_string(), except_conn: 0, push })
+}
+
+/// An operator's broadcast as an internal frame.
+pub fn broadcast(payload: &[u8]) -> Result<InternalFrame, EncodeError> {
+    Ok(InternalFrame::Broadcast { push: encode_push(PushKind::Broadcast, "", "", payload)? })
+}
+
+/// The answer to a message that does not fit a PUSH.
+pub fn too_large(e: EncodeError) -> Response {
+    api_error(StatusCode::BAD_REQUEST, &e.to_string())
+}
+
 /// Encodes an operator's PUSH (seq 0: not stored) once.
-pub fn encode_push(kind: PushKind, conv: &str, from: &str, payload: &[u8]) -> Result<Vec<u8>, EncodeError> {
+fn encode_push(kind: PushKind, conv: &str, from: &str, payload: &[u8]) -> Result<Vec<u8>, EncodeError> {
     let ts_ms = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
     let mut push = Vec::new();
     encode_server(0, 0, &ServerMessage::Push { kind, conv, from, seq: 0, ts_ms, payload }, &mut push)?;

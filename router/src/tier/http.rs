@@ -14,14 +14,12 @@ use axum::middleware;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use corecast_proto::internal::{InternalFrame, InternalFrameBytes};
-use corecast_proto::PushKind;
-use serde::Deserialize;
+use corecast_proto::internal::InternalFrameBytes;
 use serde_json::{json, Value};
 use tokio::net::TcpListener;
 
 use super::Tier;
-use crate::admin::{api_error, encode_push, require_admin_key, AdminKey};
+use crate::admin::{api_error, require_admin_key, room_push, AdminKey, PublishQuery};
 
 type Shared = Arc<Tier>;
 
@@ -75,34 +73,25 @@ async fn metrics(State(tier): State<Shared>) -> String {
     tier.prometheus.render()
 }
 
-#[derive(Deserialize)]
-struct PublishQuery {
-    /// Sender shown in the PUSH; empty for the operator.
-    #[serde(default)]
-    from: String,
-}
-
 async fn publish(
     State(tier): State<Shared>,
     Path(room): Path<String>,
     Query(query): Query<PublishQuery>,
     payload: Bytes,
 ) -> Response {
-    let push = match encode_push(PushKind::Room, &room, &query.from, &payload) {
-        Ok(push) => push,
-        Err(e) => return api_error(StatusCode::BAD_REQUEST, &e.to_string()),
+    let frame = match room_push(&room, &query.from, &payload) {
+        Ok(frame) => InternalFrameBytes::encode(&frame),
+        Err(e) => return crate::admin::too_large(e),
     };
-    let frame = InternalFrameBytes::encode(&InternalFrame::RoomPush { room: room.clone(), except_conn: 0, push });
     let nodes = tier.hub.publish_room(&room, &frame, None);
     Json(json!({ "room": room, "nodes": nodes })).into_response()
 }
 
 async fn broadcast(State(tier): State<Shared>, payload: Bytes) -> Response {
-    let push = match encode_push(PushKind::Broadcast, "", "", &payload) {
-        Ok(push) => push,
-        Err(e) => return api_error(StatusCode::BAD_REQUEST, &e.to_string()),
+    let frame = match crate::admin::broadcast(&payload) {
+        Ok(frame) => InternalFrameBytes::encode(&frame),
+        Err(e) => return crate::admin::too_large(e),
     };
-    let frame = InternalFrameBytes::encode(&InternalFrame::Broadcast { push });
     let nodes = tier.hub.broadcast(&frame, None);
     Json(json!({ "nodes": nodes })).into_response()
 }

@@ -14,9 +14,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use corecast_proto::internal::{InternalFrame, InternalFrameBytes};
-use corecast_proto::PushKind;
-use corecast_router::admin::{api_error, encode_push, require_admin_key, AdminKey};
-use serde::Deserialize;
+use corecast_router::admin::{api_error, require_admin_key, room_push, AdminKey, PublishQuery};
 use serde_json::json;
 
 use super::ControlState;
@@ -38,13 +36,6 @@ pub fn routes(state: ControlState) -> Router<ControlState> {
         .route_layer(middleware::from_fn_with_state(AdminKey(state.admin_key), require_admin_key))
 }
 
-#[derive(Deserialize)]
-struct PublishQuery {
-    /// Sender shown in the PUSH; empty for the operator.
-    #[serde(default)]
-    from: String,
-}
-
 /// Hands one shared frame to every shard; returns how many took it.
 fn to_every_shard(state: &ControlState, frame: InternalFrame) -> usize {
     let frame = InternalFrameBytes::encode(&frame);
@@ -57,21 +48,20 @@ async fn publish(
     Query(query): Query<PublishQuery>,
     payload: Bytes,
 ) -> Response {
-    let push = match encode_push(PushKind::Room, &room, &query.from, &payload) {
-        Ok(push) => push,
-        Err(e) => return api_error(StatusCode::BAD_REQUEST, &e.to_string()),
-    };
-    let shards = to_every_shard(&state, InternalFrame::RoomPush { room: room.clone(), except_conn: 0, push });
-    Json(json!({ "room": room, "shards": shards })).into_response()
+    match room_push(&room, &query.from, &payload) {
+        Ok(frame) => {
+            let shards = to_every_shard(&state, frame);
+            Json(json!({ "room": room, "shards": shards })).into_response()
+        }
+        Err(e) => corecast_router::admin::too_large(e),
+    }
 }
 
 async fn broadcast(State(state): State<ControlState>, payload: Bytes) -> Response {
-    let push = match encode_push(PushKind::Broadcast, "", "", &payload) {
-        Ok(push) => push,
-        Err(e) => return api_error(StatusCode::BAD_REQUEST, &e.to_string()),
-    };
-    let shards = to_every_shard(&state, InternalFrame::Broadcast { push });
-    Json(json!({ "shards": shards })).into_response()
+    match corecast_router::admin::broadcast(&payload) {
+        Ok(frame) => Json(json!({ "shards": to_every_shard(&state, frame) })).into_response(),
+        Err(e) => corecast_router::admin::too_large(e),
+    }
 }
 
 /// Asks every shard and collects one number from each.
