@@ -22,6 +22,8 @@ use serde_json::Value;
 const JWT_SECRET: &str = "bench-scenarios-test-secret-0123456789";
 const ADMIN_KEY: &str = "bench-scenarios-admin-key-0123456789";
 const BENCH: &str = env!("CARGO_BIN_EXE_corecast-bench");
+/// The server's stderr, in its directory; printed when a test fails.
+const SERVER_LOG: &str = "server.log";
 
 fn server_binary() -> &'static Path {
     static PATH: OnceLock<PathBuf> = OnceLock::new();
@@ -71,6 +73,7 @@ impl Server {
             NEXT.fetch_add(1, Ordering::Relaxed)
         ));
         std::fs::create_dir_all(&dir).expect("create the server's directory");
+        let log = std::fs::File::create(dir.join(SERVER_LOG)).expect("create the server's log");
         let [addr, control, ws, web] = free_addrs();
         let child = Command::new(server_binary())
             .current_dir(&dir)
@@ -81,6 +84,7 @@ impl Server {
             .env("RUST_LOG", "warn")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
+            .stderr(log)
             .spawn()
             .expect("start corecast-server");
         let mut server = Server { child, addr, control, ws, dir };
@@ -127,6 +131,11 @@ impl Drop for Server {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        if std::thread::panicking() {
+            // Shown with the failed test's output.
+            let log = std::fs::read_to_string(self.dir.join(SERVER_LOG)).unwrap_or_default();
+            eprintln!("--- the server's log ---\n{log}--- end of the server's log ---");
+        }
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }

@@ -3,7 +3,6 @@
 //! control plane, and the order in which they stop.
 
 use std::net::SocketAddr;
-use std::sync::mpsc;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -21,7 +20,7 @@ use crate::auth::{mint_token, TokenVerifier};
 use crate::cluster::ClusterSettings;
 use crate::config::Config;
 use crate::control::{ChatBackend, ControlPlane, ControlState};
-use crate::shard::{self, Mesh, ShardCommand, ShardContext};
+use crate::shard::{Mesh, ShardContext, ShardThreads};
 use crate::stall::{log_stall, Pulse, Watchdog};
 use crate::status::NodeStatus;
 use crate::tls::CertStore;
@@ -218,26 +217,6 @@ pub fn run(config: Config) -> anyhow::Result<()> {
     };
     let web_listen = web_listener.local_addr()?;
     let (core_tx, core_rx) = flume::bounded(config.core_inbox_capacity);
-    let control = ControlPlane::start(
-        runtime,
-        config.control_listen,
-        ControlState {
-            mesh: mesh.clone(),
-            prometheus,
-            admin_key: secrets.admin_key.clone().into(),
-            core,
-            verifier: verifier.clone(),
-            status: Arc::new(status),
-            client_addr,
-            certs,
-        },
-        backend,
-        core_rx,
-        (web_listener, web),
-    )?;
-    print_banner(&config, &secrets, listen)?;
-    println!("WebSocket clients on {ws_listen}{}, demo page at http://{web_listen}/demo", config.ws_path);
-    tracing::info!(%listen, shards = shard_count, "starting shards");
 
     let cpus = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
     if tls.is_some() {
@@ -250,46 +229,50 @@ pub fn run(config: Config) -> anyhow::Result<()> {
         let threshold = Duration::from_millis(config.stall_threshold_ms.max(3 * config.timer_tick_ms) as u64);
         Watchdog::new(pulses.clone(), threshold).spawn(threshold / 4, log_stall)?;
     }
+    tracing::info!(%listen, shards = shard_count, "starting shards");
     let node_connections = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let (exit_tx, exit_rx) = mpsc::channel();
-    let mut threads = Vec::with_capacity(shard_count);
-    for (id, ((listener, ws_listener), inbox)) in listeners.into_iter().zip(ws_listeners).zip(inboxes).enumerate() {
-        let ctx = ShardContext {
-            id: id as u16,
-            cpu: config.pin_threads.then_some((config.first_cpu + id) % cpus),
-            listener,
-            ws_listener,
-            inbox,
-            mesh: mesh.clone(),
-            config: config.clone(),
-            verifier: verifier.clone(),
-            core: core_tx.clone(),
-            pulse: pulses[id].clone(),
-            tls: tls.clone(),
-            node_connections: node_connections.clone(),
-        };
-        let exit_tx = exit_tx.clone();
-        threads.push(std::thread::Builder::new().name(format!("corecast-shard-{id}")).spawn(move || {
-            let result = shard::run(ctx);
-            let _ = exit_tx.send((id, result));
-        })?);
-    }
-    drop(exit_tx);
+    let shards = ShardThreads::start(mesh.clone(), |events| {
+        let per_shard = listeners.into_iter().zip(ws_listeners).zip(inboxes).enumerate();
+        per_shard
+            .map(|(id, ((listener, ws_listener), inbox))| ShardContext {
+                id: id as u16,
+                cpu: config.pin_threads.then_some((config.first_cpu + id) % cpus),
+                listener,
+                ws_listener,
+                inbox,
+                mesh: mesh.clone(),
+                config: config.clone(),
+                verifier: verifier.clone(),
+                core: core_tx.clone(),
+                pulse: pulses[id].clone(),
+                tls: tls.clone(),
+                node_connections: node_connections.clone(),
+                events: events.clone(),
+            })
+            .collect()
+    })?;
 
-    // The first shard to stop (shutdown or failure) stops the others.
-    let mut failure = None;
-    for (id, result) in exit_rx.iter() {
-        if let Err(e) = result {
-            tracing::error!(shard = id, "shard failed: {e:#}");
-            failure.get_or_insert(e);
-        }
-        for (_, sender) in mesh.all() {
-            let _ = sender.try_send(ShardCommand::Shutdown);
-        }
-    }
-    for thread in threads {
-        let _ = thread.join();
-    }
+    // The control plane answers only once the shards accept connections:
+    // a node that says it is healthy can serve.
+    let state = ControlState {
+        mesh: mesh.clone(),
+        prometheus,
+        admin_key: secrets.admin_key.clone().into(),
+        core,
+        verifier: verifier.clone(),
+        status: Arc::new(status),
+        client_addr,
+        certs,
+    };
+    let control =
+        match ControlPlane::start(runtime, config.control_listen, state, backend, core_rx, (web_listener, web)) {
+            Ok(control) => control,
+            Err(e) => return Err(shards.abort(e)),
+        };
+    print_banner(&config, &secrets, listen)?;
+    println!("WebSocket clients on {ws_listen}{}, demo page at http://{web_listen}/demo", config.ws_path);
+
+    let failure = shards.wait();
     control.stop()?;
     tracing::info!("server stopped");
     match failure {

@@ -1,11 +1,12 @@
-//! Connection lifecycle against the real server: idle timeout, a consumer
-//! that never reads, and graceful shutdown on SIGTERM.
+//! Connection lifecycle against the real server: start-up (a node answers
+//! only once its shards accept connections), idle timeout, a consumer that
+//! never reads, and graceful shutdown on SIGTERM.
 
 mod common;
 
 use std::time::Duration;
 
-use common::{Reply, Server};
+use common::{free_ports, DataDir, Reply, Server};
 use corecast_proto::{ClientRequest, ErrorCode, PUBLISH_EXCLUDE_SELF, PUBLISH_NO_REPLY};
 
 #[test]
@@ -117,4 +118,45 @@ fn a_single_node_reports_its_load_and_dispatches_to_itself() {
 fn get_json(server: &Server, path: &str) -> serde_json::Value {
     let mut resp = ureq::get(&format!("http://{}{}", server.control, path)).call().unwrap();
     serde_json::from_str(&resp.body_mut().read_to_string().unwrap()).unwrap()
+}
+
+/// A configuration file asking for an io_uring ring larger than the kernel
+/// allows (32,768 entries), in its own directory.
+fn oversized_ring_config() -> (DataDir, std::path::PathBuf) {
+    let dir = DataDir::new();
+    let path = dir.0.join("corecast.toml");
+    std::fs::write(&path, "io_uring_entries = 1000000\n").unwrap();
+    (dir, path)
+}
+
+#[test]
+fn a_shard_that_cannot_start_stops_the_node_before_it_answers() {
+    let (dir, config) = oversized_ring_config();
+    let ports = free_ports(4, &[]);
+    let at = |i: usize| format!("127.0.0.1:{}", ports[i]);
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_corecast-server"))
+        .arg("--config")
+        .arg(&config)
+        .args(["--driver", "io-uring", "--listen", &at(0), "--control-listen", &at(1)])
+        .args(["--ws-listen", &at(2), "--web-listen", &at(3), "--data-dir"])
+        .arg(&dir.0)
+        .env("CORECAST_JWT_SECRET", common::JWT_SECRET)
+        .env("RUST_LOG", "warn")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("run corecast-server");
+    let (stdout, stderr) = (String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+    assert!(!output.status.success(), "the node must not run without its shards: {stdout}");
+    assert!(stderr.contains("could not start"), "the error names the shard: {stderr}");
+    assert!(!stdout.contains("listening for clients"), "no banner before the shards run: {stdout}");
+}
+
+#[test]
+fn a_ring_the_kernel_refuses_falls_back_to_epoll_under_the_auto_driver() {
+    let (_dir, config) = oversized_ring_config();
+    let server = Server::start(&["--config", config.to_str().unwrap()]);
+    let (mut client, ok) = server.user("on-epoll");
+    assert_eq!(ok.user, "on-epoll");
+    client.join("still-served");
+    assert_eq!(server.health()["status"], "ok");
 }

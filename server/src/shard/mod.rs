@@ -6,7 +6,7 @@
 //! never borrowed across an `await`. The submodules hold one concept each:
 //! connection records, the outbound queue, rooms, the timing wheel, the
 //! inbox commands, fan-out and closing (`delivery`), the per-connection read
-//! loop (`session`) and the per-connection writer.
+//! loop (`session`), the per-connection writer and the threads (`threads`).
 
 #[doc(hidden)]
 pub mod bench_support;
@@ -17,6 +17,7 @@ mod limits;
 mod outbound;
 mod rooms;
 mod session;
+mod threads;
 mod timer_wheel;
 mod websocket;
 mod writer;
@@ -34,6 +35,7 @@ use rustc_hash::FxHashMap;
 use slab::Slab;
 
 pub use inbox::{CoreCommand, Mesh, ShardCommand};
+pub use threads::ShardThreads;
 
 use crate::auth::TokenVerifier;
 use crate::config::{Config, DriverChoice};
@@ -74,6 +76,17 @@ pub struct ShardContext {
     pub tls: Option<monoio_rustls::TlsAcceptor>,
     /// Connections open on the whole node (every shard counts its own).
     pub node_connections: Arc<std::sync::atomic::AtomicUsize>,
+    /// Where the shard says it has started (its runtime built, its
+    /// listeners registered) and, from its thread, that it has stopped.
+    pub events: std::sync::mpsc::Sender<ShardEvent>,
+}
+
+/// What a shard thread tells the node about itself.
+pub enum ShardEvent {
+    /// The shard is accepting connections.
+    Started(u16),
+    /// The shard has stopped, with its result.
+    Stopped(u16, anyhow::Result<()>),
 }
 
 /// One connection's place under the node's ceiling: counted from accept
@@ -198,16 +211,21 @@ pub fn run(ctx: ShardContext) -> anyhow::Result<()> {
     let entries = ctx.config.io_uring_entries;
     match ctx.config.driver {
         DriverChoice::Auto => {
-            let mut rt = monoio::RuntimeBuilder::<monoio::FusionDriver>::new()
-                .with_entries(entries)
-                .enable_timer()
-                .build()
-                .context("building the shard runtime")?;
-            let driver = match rt {
-                monoio::FusionRuntime::Uring(_) => "io_uring",
-                monoio::FusionRuntime::Legacy(_) => "epoll",
-            };
-            rt.block_on(shard_main(ctx, driver))
+            match monoio::RuntimeBuilder::<monoio::FusionDriver>::new().with_entries(entries).enable_timer().build() {
+                Ok(mut rt) => {
+                    let driver = match rt {
+                        monoio::FusionRuntime::Uring(_) => "io_uring",
+                        monoio::FusionRuntime::Legacy(_) => "epoll",
+                    };
+                    rt.block_on(shard_main(ctx, driver))
+                }
+                // io_uring is there but this ring could not be set up (memory,
+                // a ring limit): epoll serves the same protocol, a little slower.
+                Err(e) => {
+                    tracing::warn!(shard = ctx.id, "io_uring runtime failed ({e}); this shard uses epoll");
+                    epoll_runtime()?.block_on(shard_main(ctx, "epoll"))
+                }
+            }
         }
         DriverChoice::IoUring => monoio::RuntimeBuilder::<monoio::IoUringDriver>::new()
             .with_entries(entries)
@@ -215,12 +233,12 @@ pub fn run(ctx: ShardContext) -> anyhow::Result<()> {
             .build()
             .context("building the io_uring runtime (driver = io_uring)")?
             .block_on(shard_main(ctx, "io_uring")),
-        DriverChoice::Epoll => monoio::RuntimeBuilder::<monoio::LegacyDriver>::new()
-            .enable_timer()
-            .build()
-            .context("building the epoll runtime")?
-            .block_on(shard_main(ctx, "epoll")),
+        DriverChoice::Epoll => epoll_runtime()?.block_on(shard_main(ctx, "epoll")),
     }
+}
+
+fn epoll_runtime() -> anyhow::Result<monoio::Runtime<monoio::time::TimeDriver<monoio::LegacyDriver>>> {
+    monoio::RuntimeBuilder::<monoio::LegacyDriver>::new().enable_timer().build().context("building the epoll runtime")
 }
 
 async fn shard_main(ctx: ShardContext, driver: &'static str) -> anyhow::Result<()> {
@@ -230,6 +248,7 @@ async fn shard_main(ctx: ShardContext, driver: &'static str) -> anyhow::Result<(
     shard.node_connections = ctx.node_connections;
     let shard = Rc::new(shard);
     tracing::info!(shard = shard.id, driver, addr = ?listener.local_addr().ok(), "shard started");
+    let _ = ctx.events.send(ShardEvent::Started(shard.id));
 
     monoio::spawn(shard.clone().inbox_loop(ctx.inbox));
     monoio::spawn(shard.clone().timer_loop());
