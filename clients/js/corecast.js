@@ -171,11 +171,12 @@ export class CorecastClient extends EventTarget {
   /**
    * @param {object} options
    * @param {string} options.token   the JWT the client authenticates with
-   * @param {string} [options.url]   ws://host:port/ws (transport "ws")
+   * @param {string} [options.url]   ws://host:port/ws (transport "ws"); without it, dispatch chooses
    * @param {string} [options.sseUrl], [options.sendUrl]  fallback endpoints (transport "sse")
    * @param {"ws"|"sse"} [options.transport]
    * @param {string} [options.device]
-   * @param {string} [options.dispatchUrl]  asked for a node before each reconnect
+   * @param {string} [options.dispatchUrl]  asked for a node before each reconnect (and before
+   *   the first connect when no `url` is given)
    * @param {boolean} [options.reconnect]  default true
    * @param {Function} [options.WebSocket]  constructor, for runtimes without a global one
    */
@@ -204,6 +205,7 @@ export class CorecastClient extends EventTarget {
   /** Connects and authenticates; resolves with AUTH_OK's fields. */
   async connect() {
     this.closedByUser = false;
+    if (!this.options.url && this.options.dispatchUrl) await this.dispatch();
     return this.open();
   }
 
@@ -350,9 +352,8 @@ export class CorecastClient extends EventTarget {
     if (answer.reconnect) this.hints = { ...DEFAULT_HINTS, ...answer.reconnect };
     const node = (answer.nodes || [])[0];
     if (!node) throw new Error("dispatch listed no node");
-    const path = new URL(this.options.url).pathname;
-    const scheme = this.options.url.startsWith("wss:") ? "wss" : "ws";
-    this.options.url = `${scheme}://${node.addr}${path}`;
+    if (!node.ws_url) throw new Error(`dispatch gave no WebSocket URL for node ${node.node}`);
+    this.options.url = node.ws_url;
   }
 
   /** Closes for good (no reconnect). */

@@ -42,6 +42,9 @@ pub struct DispatchEntry {
     pub node: String,
     /// Where the client connects (`host:port`).
     pub addr: String,
+    /// Where a WebSocket client connects (`ws://…` or `wss://…`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ws_url: Option<String>,
     /// The node's registered weight.
     pub weight: u32,
     /// Client connections the node held at its last pull.
@@ -98,6 +101,7 @@ pub fn rank(
         let entry = DispatchEntry {
             node: node.id.clone(),
             addr: node.client_addr.clone(),
+            ws_url: node.ws_url.clone(),
             weight: node.weight,
             connections: state.connections,
             ceiling,
@@ -119,6 +123,7 @@ mod tests {
         NodeInfo {
             id: id.to_string(),
             client_addr: format!("{id}.example:7000"),
+            ws_url: Some(format!("ws://{id}.example:7001/ws")),
             control_addr: format!("{id}.example:7001"),
             weight,
             ceiling,
@@ -152,6 +157,7 @@ mod tests {
         let answer = rank_now(&nodes, &board, now);
         assert_eq!(ids(&answer), ["b", "c", "a"]);
         assert_eq!(answer.nodes[0].addr, "b.example:7000");
+        assert_eq!(answer.nodes[0].ws_url.as_deref(), Some("ws://b.example:7001/ws"));
         assert_eq!(answer.nodes[0].connections, 100);
     }
 
@@ -254,7 +260,10 @@ mod tests {
         assert_eq!(
             json,
             serde_json::json!({
-                "nodes": [{ "node": "a", "addr": "a.example:7000", "weight": 3, "connections": 7, "ceiling": 100 }],
+                "nodes": [{
+                    "node": "a", "addr": "a.example:7000", "ws_url": "ws://a.example:7001/ws",
+                    "weight": 3, "connections": 7, "ceiling": 100,
+                }],
                 "reconnect": { "base_ms": 500, "factor": 2.0, "jitter": 0.5, "max_ms": 30000 },
             })
         );

@@ -277,6 +277,7 @@ mod tests {
         NodeInfo {
             id: id.to_string(),
             client_addr: "127.0.0.1:1".to_string(),
+            ws_url: None,
             control_addr: control_addr.to_string(),
             weight: 1,
             ceiling: 1_000,

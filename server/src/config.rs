@@ -147,6 +147,9 @@ pub struct Config {
     pub redis_url: Option<String>,
     /// Client address published for dispatch; `None` = the listen address.
     pub advertise_addr: Option<String>,
+    /// WebSocket URL published for dispatch; `None` = built from the
+    /// advertised client host, the WebSocket port and path (`wss` with TLS).
+    pub advertise_ws_url: Option<String>,
     /// Control-plane address routers pull health from; `None` =
     /// `control_listen`.
     pub advertise_control_addr: Option<String>,
@@ -230,6 +233,7 @@ impl Default for Config {
             node_id: None,
             redis_url: None,
             advertise_addr: None,
+            advertise_ws_url: None,
             advertise_control_addr: None,
             weight: 100,
             max_connections: None,
@@ -327,6 +331,7 @@ impl Config {
             "node_id",
             "redis_url",
             "advertise_addr",
+            "advertise_ws_url",
             "advertise_control_addr",
             "weight",
             "max_connections",

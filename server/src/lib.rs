@@ -9,6 +9,7 @@
 //! The `corecast-server` binary is a thin command line over [`node::run`].
 #![warn(missing_docs)]
 
+pub mod advertised;
 pub mod auth;
 pub mod cluster;
 pub mod config;

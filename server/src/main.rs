@@ -180,6 +180,10 @@ struct Overrides {
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     advertise_addr: Option<String>,
+    /// WebSocket URL published for dispatch [default: ws(s)://<advertised host>:<ws port><ws path>].
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    advertise_ws_url: Option<String>,
     /// Relative share of new clients [default: 100].
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]

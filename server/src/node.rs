@@ -16,6 +16,7 @@ use corecast_router::registry::NodeInfo;
 use corecast_router::{ConnSink, CoreConfig, RouterCore};
 use corecast_storage::embedded::EmbeddedStore;
 
+use crate::advertised::Advertised;
 use crate::auth::{mint_token, TokenVerifier};
 use crate::cluster::ClusterSettings;
 use crate::config::Config;
@@ -59,12 +60,13 @@ fn start_core(config: &Config, mesh: &Mesh, runtime: &tokio::runtime::Runtime) -
 /// The node as it registers in the cluster: its name with a random suffix
 /// (so routes of an earlier run are never taken for this run's), addresses,
 /// weight and ceiling.
-fn cluster_settings(config: &Config, redis_url: &str, client_addr: &str, admin_key: &str) -> ClusterSettings {
+fn cluster_settings(config: &Config, redis_url: &str, advertised: &Advertised, admin_key: &str) -> ClusterSettings {
     let suffix: u32 = rand::random();
     ClusterSettings {
         node: NodeInfo {
             id: format!("{}-{suffix:08x}", config.node_name()),
-            client_addr: client_addr.to_string(),
+            client_addr: advertised.client.clone(),
+            ws_url: Some(advertised.ws_url.clone()),
             control_addr: config.advertise_control_addr.clone().unwrap_or_else(|| config.control_listen.to_string()),
             weight: config.weight,
             ceiling: config.connection_ceiling(),
@@ -176,13 +178,13 @@ pub fn run(config: Config) -> anyhow::Result<()> {
     let verifier = Arc::new(token_verifier(&config, &secrets)?);
     let (mesh, inboxes) = Mesh::new(shard_count, config.shard_inbox_capacity);
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-    let client_addr = config.advertise_addr.clone().unwrap_or_else(|| listen.to_string());
+    let advertised = Advertised::new(&config, listen, ws_listen);
     let (status, backend) = match &config.redis_url {
         Some(redis_url) => {
             if secrets.admin_generated {
                 tracing::warn!("no admin key configured: the routers will refuse this node's links");
             }
-            let settings = cluster_settings(&config, redis_url, &client_addr, &secrets.admin_key);
+            let settings = cluster_settings(&config, redis_url, &advertised, &secrets.admin_key);
             tracing::info!(node = %settings.node.id, redis = %redis_url, "joining the cluster");
             (NodeStatus::new(settings.node.id.clone(), settings.node.ceiling), ChatBackend::Cluster(settings))
         }
@@ -261,7 +263,7 @@ pub fn run(config: Config) -> anyhow::Result<()> {
         core,
         verifier: verifier.clone(),
         status: Arc::new(status),
-        client_addr,
+        advertised,
         certs,
     };
     let control =

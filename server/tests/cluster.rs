@@ -156,6 +156,11 @@ fn dispatch_prefers_the_less_loaded_and_drops_killed_and_full_nodes() {
     eventually("dispatch lists all three nodes", || router.dispatch_order().len() == 3);
     let answer = router.dispatch();
     assert!(answer["reconnect"]["base_ms"].as_u64().unwrap() > 0, "{answer}");
+    // Browsers are told each node's WebSocket URL.
+    for node in &cluster.nodes {
+        let entry = answer["nodes"].as_array().unwrap().iter().find(|n| n["node"] == node.id.as_str()).unwrap();
+        assert_eq!(entry["ws_url"], format!("ws://{}/ws", node.server.ws), "{answer}");
+    }
 
     // Two clients on a, one on b: c is the least loaded, then b.
     let _on_a: Vec<Client> = (0..2).map(|i| user_on(&cluster.nodes[0], &format!("a{i}"))).collect();

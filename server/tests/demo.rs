@@ -92,6 +92,7 @@ fn the_javascript_client_against_the_real_server() {
         .arg(js.join("test/live.mjs"))
         .env("CORECAST_WS_URL", format!("ws://{}/ws", server.ws))
         .env("CORECAST_WEB_URL", format!("http://{}", server.web))
+        .env("CORECAST_DISPATCH_URL", format!("http://{}/v1/dispatch", server.control))
         .output()
         .expect("run node");
     let stdout = String::from_utf8_lossy(&output.stdout);

@@ -112,6 +112,10 @@ fn a_single_node_reports_its_load_and_dispatches_to_itself() {
     assert_eq!(health["ceiling"], 1000);
     let dispatch: serde_json::Value = get_json(&server, "/v1/dispatch");
     assert_eq!(dispatch["nodes"][0]["addr"], server.addr.to_string());
+    assert_eq!(dispatch["nodes"][0]["ws_url"], format!("ws://{}/ws", server.ws));
+    let response = ureq::get(&format!("http://{}/v1/dispatch", server.control)).call().unwrap();
+    let allowed = response.headers().get("access-control-allow-origin").map(|v| v.to_str().unwrap());
+    assert_eq!(allowed, Some("*"), "pages of any origin may ask");
     assert!(dispatch["reconnect"]["max_ms"].as_u64().unwrap() > 0);
 }
 

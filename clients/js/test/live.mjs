@@ -1,14 +1,16 @@
 // The client against a real server (run by server/tests/demo.rs with
-// CORECAST_WS_URL and CORECAST_WEB_URL of a demo-token node): two clients
-// over WebSocket (the `ws` package, Node has no global WebSocket before 22)
-// join a room and see each other's publishes, chat with SENT seqs and SYNC,
-// and a client whose connection is cut reconnects, re-joins and receives
-// again. Prints "live test: ok".
+// CORECAST_WS_URL, CORECAST_WEB_URL and CORECAST_DISPATCH_URL of a
+// demo-token node): two clients over WebSocket (the `ws` package, Node has
+// no global WebSocket before 22) join a room and see each other's
+// publishes, chat with SENT seqs and SYNC, a client whose connection is cut
+// reconnects, re-joins and receives again, and a client given only the
+// dispatch URL finds the node's WebSocket by itself. Prints "live test: ok".
 import WebSocket from "ws";
 import { CorecastClient } from "../corecast.js";
 
 const ws = process.env.CORECAST_WS_URL;
 const web = process.env.CORECAST_WEB_URL;
+const dispatchUrl = process.env.CORECAST_DISPATCH_URL;
 const deadline = setTimeout(() => { console.error("live test: timed out"); process.exit(1); }, 30_000);
 
 async function token(name) {
@@ -53,8 +55,18 @@ try {
   alice.publish("live", "after the reconnect");
   check((await again).text() === "after the reconnect", "bob re-joined after reconnecting");
 
+  // Carol knows only where dispatch is.
+  const carol = new CorecastClient({ dispatchUrl, token: await token("carol"), WebSocket });
+  check((await carol.connect()).user === "carol", "carol authenticated on the node dispatch chose");
+  check(carol.options.url === ws, `dispatch gave the node's WebSocket URL (${carol.options.url})`);
+  await carol.join("live");
+  const toCarol = next(carol, "push", (p) => p.kind === "room");
+  alice.publish("live", "hello carol");
+  check((await toCarol).text() === "hello carol", "carol got the room message");
+
   alice.close();
   bob.close();
+  carol.close();
   clearTimeout(deadline);
   console.log("live test: ok");
 } catch (e) {

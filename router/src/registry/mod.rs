@@ -30,6 +30,10 @@ pub struct NodeInfo {
     pub id: String,
     /// Where clients connect (`host:port`).
     pub client_addr: String,
+    /// Where WebSocket clients connect (`ws://host:port/path` or `wss://…`);
+    /// absent from nodes registered by an older version.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ws_url: Option<String>,
     /// The node's control plane (`host:port`): `/health`, `/metrics`, node admin API.
     pub control_addr: String,
     /// Relative share of new clients this node should get.

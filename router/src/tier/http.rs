@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
-use axum::http::StatusCode;
+use axum::http::{header, StatusCode};
 use axum::middleware;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -66,7 +66,8 @@ async fn health(State(tier): State<Shared>) -> Json<Value> {
 }
 
 async fn dispatch(State(tier): State<Shared>) -> Response {
-    Json(tier.dispatch()).into_response()
+    // Public and read-only: pages served from any origin may ask.
+    ([(header::ACCESS_CONTROL_ALLOW_ORIGIN, "*")], Json(tier.dispatch())).into_response()
 }
 
 async fn metrics(State(tier): State<Shared>) -> String {

@@ -14,6 +14,8 @@ use std::thread::JoinHandle;
 
 use anyhow::Context;
 use axum::extract::State;
+use axum::http::header;
+use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::{Json, Router};
 use metrics_exporter_prometheus::PrometheusHandle;
@@ -23,6 +25,7 @@ use corecast_proto::internal::{ArchivedChatRequest, ArchivedInternalFrame};
 use corecast_router::admin::{require_admin_key, AdminKey};
 use corecast_router::RouterCore;
 
+use crate::advertised::Advertised;
 use crate::auth::TokenVerifier;
 use crate::cluster::ClusterSettings;
 use crate::shard::{CoreCommand, Mesh, ShardCommand};
@@ -46,8 +49,9 @@ pub struct ControlState {
     pub verifier: Arc<TokenVerifier>,
     /// The node's id, ceiling and drain state.
     pub status: Arc<NodeStatus>,
-    /// Where clients connect, for the single node's dispatch answer.
-    pub client_addr: String,
+    /// Where clients connect (TCP and WebSocket), for the single node's
+    /// dispatch answer.
+    pub advertised: Advertised,
     /// The TLS certificate in force, when clients speak TLS.
     pub certs: Option<Arc<CertStore>>,
 }
@@ -232,14 +236,16 @@ async fn health(State(state): State<ControlState>) -> Json<serde_json::Value> {
 
 /// A single node's dispatch answer: itself, unless it is draining. In a
 /// cluster the routers answer dispatch for every node.
-async fn dispatch(State(state): State<ControlState>) -> Json<serde_json::Value> {
+async fn dispatch(State(state): State<ControlState>) -> impl IntoResponse {
     let hints = corecast_router::dispatch::ReconnectHints::default();
     let nodes = if state.status.is_draining() {
         Vec::new()
     } else {
-        vec![json!({ "node": state.status.id, "addr": state.client_addr, "weight": 1 })]
+        let advertised = &state.advertised;
+        vec![json!({ "node": state.status.id, "addr": advertised.client, "ws_url": advertised.ws_url, "weight": 1 })]
     };
-    Json(json!({ "nodes": nodes, "reconnect": hints }))
+    // Public and read-only: pages served from any origin may ask.
+    ([(header::ACCESS_CONTROL_ALLOW_ORIGIN, "*")], Json(json!({ "nodes": nodes, "reconnect": hints })))
 }
 
 async fn metrics(State(state): State<ControlState>) -> String {
