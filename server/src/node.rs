@@ -25,7 +25,7 @@ use crate::shard::{Mesh, ShardContext, ShardThreads};
 use crate::stall::{log_stall, Pulse, Watchdog};
 use crate::status::NodeStatus;
 use crate::tls::CertStore;
-use crate::web::WebState;
+use crate::web::{WebState, WebTls};
 
 /// The in-process router core's way back to the shards: their inboxes.
 struct MeshSink(Mesh);
@@ -212,7 +212,7 @@ pub fn run(config: Config) -> anyhow::Result<()> {
         client_addr: loopback_if_unspecified(listen),
         ws_port: ws_listen.port(),
         ws_path: config.ws_path.clone(),
-        tls: config.tls_cert_file.is_some(),
+        tls: certs.as_ref().map(WebTls::new).transpose()?,
         demo_secret: (config.demo_tokens || secrets.jwt_generated).then(|| secrets.jwt.clone().into()),
         heartbeat_ms: config.heartbeat_ms,
         sessions: Default::default(),
@@ -272,7 +272,8 @@ pub fn run(config: Config) -> anyhow::Result<()> {
             Err(e) => return Err(shards.abort(e)),
         };
     print_banner(&config, &secrets, listen)?;
-    println!("WebSocket clients on {ws_listen}{}, demo page at http://{web_listen}/demo", config.ws_path);
+    let (ws, http) = if tls.is_some() { ("wss", "https") } else { ("ws", "http") };
+    println!("WebSocket clients on {ws}://{ws_listen}{}, demo page at {http}://{web_listen}/demo", config.ws_path);
 
     let failure = shards.wait();
     control.stop()?;

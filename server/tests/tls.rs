@@ -3,11 +3,12 @@
 //! published message over TLS; a plain-TCP client gets nothing and does not
 //! disturb the TLS clients; the certificate is replaced without a restart
 //! (admin call and SIGHUP), a bad file changes nothing; WebSocket over TLS
-//! (wss) on the WebSocket port.
+//! (wss) on the WebSocket port; the public HTTP listener speaks HTTPS and
+//! its fallback gateway works through the node's TLS listener.
 
 mod common;
 
-use std::io::{Read, Write};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -189,5 +190,94 @@ fn websocket_over_tls() {
             assert_eq!(decode_server(&bytes).unwrap().message.op(), corecast_proto::server::op::AUTH_OK)
         }
         other => panic!("expected AUTH_OK in a binary message, got {other:?}"),
+    }
+}
+
+/// Sends one HTTP/1.1 request over TLS to the node's public listener and
+/// returns the stream, positioned after the response head, and the status.
+fn https_request(server: &Server, request: &str, body: &[u8]) -> (BufReader<TlsClient>, u16) {
+    let mut client = TlsClient::connect_to(server.web);
+    client.tls.write_all(request.as_bytes()).unwrap();
+    client.tls.write_all(body).unwrap();
+    let mut reader = BufReader::new(client);
+    let mut status_line = String::new();
+    reader.read_line(&mut status_line).unwrap();
+    let status = status_line.split(' ').nth(1).and_then(|s| s.parse().ok()).expect("an HTTP status line");
+    loop {
+        let mut header = String::new();
+        reader.read_line(&mut header).unwrap();
+        if header.trim_end().is_empty() {
+            return (reader, status);
+        }
+    }
+}
+
+impl Read for TlsClient {
+    fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
+        self.tls.read(out)
+    }
+}
+
+#[test]
+fn the_demo_and_the_http_fallback_speak_https_on_a_tls_node() {
+    use base64::Engine;
+    let (server, _dir) = tls_server();
+    let (mut config, status) =
+        https_request(&server, "GET /demo/config HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n", b"");
+    assert_eq!(status, 200);
+    let mut body = Vec::new();
+    let _ = config.read_to_end(&mut body); // a close without close_notify is not the test's concern
+    let config: serde_json::Value = serde_json::from_slice(&body).expect("the demo config as JSON");
+    assert!(config["sse_url"].as_str().unwrap().starts_with("https://"), "{config}");
+    assert!(config["ws_url"].as_str().unwrap().starts_with("wss://"), "{config}");
+
+    // An SSE receiver over HTTPS: the gateway reaches the shards over TLS.
+    let sse = format!("GET /v1/sse?token={} HTTP/1.1\r\nHost: localhost\r\n\r\n", token("sse-user", 600, None));
+    let (mut events, status) = https_request(&server, &sse, b"");
+    assert_eq!(status, 200);
+    let mut next_event = move || -> (String, Vec<u8>) {
+        let mut name = String::new();
+        loop {
+            let mut line = String::new();
+            assert!(events.read_line(&mut line).unwrap() > 0, "event stream closed");
+            let line = line.trim_end();
+            if let Some(n) = line.strip_prefix("event: ") {
+                name = n.to_string();
+            } else if let Some(data) = line.strip_prefix("data: ") {
+                let bytes = if name == "session" {
+                    data.as_bytes().to_vec()
+                } else {
+                    base64::engine::general_purpose::STANDARD.decode(data).unwrap()
+                };
+                return (name.clone(), bytes);
+            }
+        }
+    };
+    let (name, session) = next_event();
+    assert_eq!(name, "session");
+    let session = String::from_utf8(session).unwrap();
+    assert_eq!(next_event().1[5], corecast_proto::server::op::AUTH_OK);
+    let mut join = Vec::new();
+    encode_client(2, 0, &ClientRequest::Join { room: "secure-sse" }, &mut join).unwrap();
+    let post = format!(
+        "POST /v1/send?session={session} HTTP/1.1\r\nHost: localhost\r\nContent-Length: {}\r\n\r\n",
+        join.len()
+    );
+    assert_eq!(https_request(&server, &post, &join).1, 204);
+    assert_eq!(next_event().1[5], corecast_proto::server::op::OK);
+
+    let mut publisher = TlsClient::connect(&server);
+    publisher.send(&ClientRequest::Auth { token: &token("publisher", 600, None), device: "" });
+    assert_eq!(publisher.recv().0, corecast_proto::server::op::AUTH_OK);
+    publisher.send(&ClientRequest::Join { room: "secure-sse" });
+    assert_eq!(publisher.recv().0, corecast_proto::server::op::OK);
+    publisher.send(&ClientRequest::Publish { room: "secure-sse", payload: b"hello over https" });
+    let (name, frame) = next_event();
+    assert_eq!(name, "frame");
+    match decode_server(&frame).unwrap().message {
+        ServerMessage::Push { kind, payload, .. } => {
+            assert_eq!((kind, payload), (PushKind::Room, &b"hello over https"[..]))
+        }
+        other => panic!("expected a PUSH, got {other:?}"),
     }
 }

@@ -33,7 +33,7 @@ pub async fn config(State(state): State<WebState>, headers: HeaderMap) -> Json<s
         Some((name, port)) if port.chars().all(|c| c.is_ascii_digit()) => name,
         _ => host,
     };
-    let (ws, http) = if state.tls { ("wss", "https") } else { ("ws", "http") };
+    let (ws, http) = if state.tls.is_some() { ("wss", "https") } else { ("ws", "http") };
     Json(json!({
         "ws_url": format!("{ws}://{hostname}:{}{}", state.ws_port, state.ws_path),
         "sse_url": format!("{http}://{host}/v1/sse"),

@@ -1,9 +1,9 @@
 //! The HTTP fallback for clients whose network blocks WebSocket. A client
 //! opens `GET /v1/sse?token=T`, a Server-Sent Events stream; the gateway
-//! opens a wire-protocol connection to this node's own client listener,
-//! authenticates it with the token, and passes every server frame down as
-//! an `event: frame` whose data is the frame in base64 (the first event,
-//! `session`, names the session). The client sends frames with
+//! opens a wire-protocol connection to this node's own client listener
+//! (over TLS on a TLS node), authenticates it with the token, and passes
+//! every server frame down as an `event: frame` whose data is the frame in
+//! base64 (the first event, `session`, names the session). The client sends frames with
 //! `POST /v1/send?session=ID` (body: whole client frames), which the
 //! gateway writes to that connection. So the fallback client is an
 //! ordinary connection to the shards: same authentication, rooms, chat and
@@ -24,10 +24,9 @@ use base64::Engine;
 use corecast_proto::{encode_client, peek_frame, ClientRequest, Peek, DEFAULT_MAX_FRAME_LEN};
 use futures_util::stream::Stream;
 use serde::Deserialize;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::tcp::OwnedWriteHalf;
-use tokio::net::TcpStream;
+use tokio::io::AsyncReadExt;
 
+use super::upstream::{self, UpstreamWriter};
 use super::WebState;
 
 /// The rid of the gateway's own PINGs; their PONGs are not passed down.
@@ -35,7 +34,7 @@ const GATEWAY_RID: u32 = u32::MAX;
 /// Most bytes one POST may carry.
 const MAX_POST_BYTES: usize = 256 * 1024;
 
-type Upstream = Arc<tokio::sync::Mutex<OwnedWriteHalf>>;
+type Upstream = Arc<tokio::sync::Mutex<UpstreamWriter>>;
 
 /// Live sessions by id.
 #[derive(Clone, Default)]
@@ -77,17 +76,16 @@ fn frame(rid: u32, request: &ClientRequest<'_>) -> Vec<u8> {
 
 /// `GET /v1/sse?token=T`: the session's event stream.
 pub async fn events(State(state): State<WebState>, Query(query): Query<EventsQuery>) -> Response {
-    let stream = match TcpStream::connect(state.client_addr).await {
-        Ok(stream) => stream,
+    let connector = state.tls.as_ref().map(|tls| &tls.connector);
+    let (reader, mut writer) = match upstream::connect(state.client_addr, connector).await {
+        Ok(halves) => halves,
         Err(e) => {
             tracing::warn!("fallback gateway cannot reach the client listener: {e}");
             return (StatusCode::SERVICE_UNAVAILABLE, "the node is not accepting connections").into_response();
         }
     };
-    let _ = stream.set_nodelay(true);
-    let (reader, mut writer) = stream.into_split();
     let auth = frame(1, &ClientRequest::Auth { token: &query.token, device: "sse" });
-    if writer.write_all(&auth).await.is_err() {
+    if upstream::send(&mut writer, &auth).await.is_err() {
         return (StatusCode::SERVICE_UNAVAILABLE, "the node closed the connection").into_response();
     }
     let id: String = rand::random::<[u8; 16]>().iter().map(|b| format!("{b:02x}")).collect();
@@ -99,7 +97,7 @@ pub async fn events(State(state): State<WebState>, Query(query): Query<EventsQue
         let ping = frame(GATEWAY_RID, &ClientRequest::Ping);
         loop {
             tokio::time::sleep(interval).await;
-            if upstream.lock().await.write_all(&ping).await.is_err() {
+            if upstream::send(&mut *upstream.lock().await, &ping).await.is_err() {
                 return;
             }
         }
@@ -148,7 +146,7 @@ pub async fn send(State(state): State<WebState>, Query(query): Query<SendQuery>,
     let Some(upstream) = upstream else {
         return (StatusCode::NOT_FOUND, "no such session").into_response();
     };
-    let written = upstream.lock().await.write_all(&body).await;
+    let written = upstream::send(&mut *upstream.lock().await, &body).await;
     match written {
         Ok(()) => StatusCode::NO_CONTENT.into_response(),
         Err(_) => (StatusCode::GONE, "the session's connection is closed").into_response(),

@@ -1,10 +1,13 @@
 //! The node's public HTTP listener (`web_listen`), served on the control
 //! plane's runtime: the live-room demo page and the JavaScript client
 //! ([`demo`]), and the HTTP fallback for networks that block WebSocket
-//! ([`fallback`]: Server-Sent Events down, POST up).
+//! ([`fallback`]: Server-Sent Events down, POST up). On a TLS node it
+//! speaks HTTPS ([`https`]) with the clients' certificate.
 
 mod demo;
 mod fallback;
+mod https;
+mod upstream;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -22,14 +25,34 @@ pub struct WebState {
     pub ws_port: u16,
     /// The WebSocket path.
     pub ws_path: String,
-    /// Clients speak TLS (wss).
-    pub tls: bool,
+    /// TLS on a TLS node: HTTPS for this listener, and the gateway's TLS
+    /// to the node's own client listener.
+    pub tls: Option<WebTls>,
     /// The HS256 secret, when demo tokens may be minted.
     pub demo_secret: Option<Arc<str>>,
     /// How often the gateway pings its upstream connections.
     pub heartbeat_ms: u32,
     /// Live fallback sessions.
     pub sessions: fallback::Sessions,
+}
+
+/// The public listener's TLS, and the gateway's.
+#[derive(Clone)]
+pub struct WebTls {
+    /// Serves HTTPS with the node's certificate.
+    pub acceptor: tokio_rustls::TlsAcceptor,
+    /// Connects to the node's own client listener.
+    pub connector: tokio_rustls::TlsConnector,
+}
+
+impl WebTls {
+    /// Both sides from the node's certificate store.
+    pub fn new(certs: &Arc<crate::tls::CertStore>) -> anyhow::Result<WebTls> {
+        Ok(WebTls {
+            acceptor: tokio_rustls::TlsAcceptor::from(certs.server_config()?),
+            connector: tokio_rustls::TlsConnector::from(certs.own_client_config()?),
+        })
+    }
 }
 
 /// The public routes.
@@ -46,7 +69,14 @@ pub fn routes(state: WebState) -> Router {
 
 /// Serves the public routes on `listener` until the runtime stops.
 pub async fn serve(listener: tokio::net::TcpListener, state: WebState) {
-    if let Err(e) = axum::serve(listener, routes(state)).await {
+    let served = match &state.tls {
+        None => axum::serve(listener, routes(state)).await,
+        Some(tls) => match https::TlsListener::new(listener, tls.acceptor.clone()) {
+            Ok(listener) => axum::serve(listener, routes(state)).await,
+            Err(e) => Err(e),
+        },
+    };
+    if let Err(e) = served {
         tracing::error!("public HTTP listener stopped: {e}");
     }
 }
