@@ -10,7 +10,7 @@
 //! into its own target directory, so it never waits on the lock of the
 //! build that is running it.
 
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -18,6 +18,9 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
+
+#[path = "../../router/tests/common/ports.rs"]
+mod ports;
 
 const JWT_SECRET: &str = "bench-scenarios-test-secret-0123456789";
 const ADMIN_KEY: &str = "bench-scenarios-admin-key-0123456789";
@@ -47,13 +50,6 @@ fn server_binary() -> &'static Path {
     })
 }
 
-/// Distinct addresses whose ports were free a moment ago (all held while
-/// chosen, so none can come out twice).
-fn free_addrs<const N: usize>() -> [SocketAddr; N] {
-    let held: Vec<TcpListener> = (0..N).map(|_| TcpListener::bind("127.0.0.1:0").unwrap()).collect();
-    std::array::from_fn(|i| held[i].local_addr().unwrap())
-}
-
 /// A running server, killed when dropped, with its own working directory
 /// (servers that keep a message store put it there, relative to it).
 struct Server {
@@ -74,7 +70,8 @@ impl Server {
         ));
         std::fs::create_dir_all(&dir).expect("create the server's directory");
         let log = std::fs::File::create(dir.join(SERVER_LOG)).expect("create the server's log");
-        let [addr, control, ws, web] = free_addrs();
+        let at = |port: u16| SocketAddr::from(([127, 0, 0, 1], port));
+        let [addr, control, ws, web] = [(); 4].map(|()| at(ports::free_port()));
         let child = Command::new(server_binary())
             .current_dir(&dir)
             .args(["--listen", &addr.to_string(), "--control-listen", &control.to_string(), "--shards", "2"])

@@ -4,6 +4,8 @@
 //! pruned, group changes reach subscribers, and calls work again after
 //! Redis restarts.
 
+#[path = "common/ports.rs"]
+mod ports;
 #[path = "common/redis_server.rs"]
 mod redis_server;
 

@@ -136,7 +136,7 @@ fn oversized_ring_config() -> (DataDir, std::path::PathBuf) {
 #[test]
 fn a_shard_that_cannot_start_stops_the_node_before_it_answers() {
     let (dir, config) = oversized_ring_config();
-    let ports = free_ports(4, &[]);
+    let ports = free_ports(4);
     let at = |i: usize| format!("127.0.0.1:{}", ports[i]);
     let output = std::process::Command::new(env!("CARGO_BIN_EXE_corecast-server"))
         .arg("--config")

@@ -28,6 +28,8 @@ use corecast_storage::{AppendOutcome, Fanout, GroupInfo, MessageStore, StoreErro
 
 type Store = Arc<dyn MessageStore>;
 
+#[path = "../../router/tests/common/ports.rs"]
+mod ports;
 #[path = "../../router/tests/common/redis_server.rs"]
 mod redis_server;
 

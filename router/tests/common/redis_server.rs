@@ -1,10 +1,11 @@
 //! Test fixture: a real `redis-server` on a free loopback port, killed when
+//! dropped. Shared by the router's, the server's and the storage's
+//! integration tests (included with `#[path]`, next to `ports.rs` as the
+//! sibling module `ports`), so it uses nothing but std and tempfile.
 #![allow(dead_code)]
-//! dropped. Shared by the router's and the server's integration tests
-//! (included with `#[path]`), so it uses nothing but std and tempfile.
 
 use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -50,7 +51,7 @@ impl RedisServer {
     }
 
     fn launch(persistent: bool) -> RedisServer {
-        let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let port = super::ports::free_port();
         let dir = tempfile::tempdir().expect("temp dir for redis");
         let mut server = RedisServer { port, persistent, dir, child: None };
         server.spawn();

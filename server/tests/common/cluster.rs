@@ -44,7 +44,7 @@ impl RouterProc {
     /// messages in the Redis store at `store_url`.
     pub fn start(id: &str, redis_url: &str, store_url: &str) -> RouterProc {
         let data = DataDir::new();
-        let ports = free_ports(3, &[]);
+        let ports = free_ports(3);
         let at = |port: u16| -> SocketAddr { SocketAddr::from(([127, 0, 0, 1], port)) };
         let (http, admin, link) = (at(ports[0]), at(ports[1]), at(ports[2]));
         let child = Command::new(router_binary())

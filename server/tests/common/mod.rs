@@ -3,15 +3,19 @@
 #![allow(dead_code)]
 
 pub mod cluster;
+#[path = "../../../router/tests/common/ports.rs"]
+pub mod ports;
 #[path = "../../../router/tests/common/redis_server.rs"]
 pub mod redis_server;
 
 use std::io::{ErrorKind, Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
+
+pub use ports::{free_port, free_ports};
 
 use corecast_proto::{decode_server, encode_client, peek_frame, ClientRequest, Peek, PushKind, ServerMessage};
 
@@ -20,27 +24,6 @@ pub const ADMIN_KEY: &str = "integration-admin-key-0123456789";
 /// Generous bound on any single wait, so a broken server fails a test
 /// instead of hanging it. Not a performance assertion.
 pub const WAIT: Duration = Duration::from_secs(20);
-
-/// A port that was free a moment ago.
-pub fn free_port() -> u16 {
-    free_ports(1, &[])[0]
-}
-
-/// `n` distinct ports that were free a moment ago, none of them in `taken`
-/// (all held while chosen, so the kernel cannot hand out one twice).
-pub fn free_ports(n: usize, taken: &[u16]) -> Vec<u16> {
-    let mut held = Vec::new();
-    let mut ports = Vec::new();
-    while ports.len() < n {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let port = listener.local_addr().unwrap().port();
-        if !taken.contains(&port) {
-            ports.push(port);
-        }
-        held.push(listener);
-    }
-    ports
-}
 
 /// A fresh directory for one server's message store, removed when dropped.
 pub struct DataDir(pub PathBuf);
@@ -89,7 +72,7 @@ impl Server {
     /// server stops, for restart tests).
     pub fn start_in(dir: &Path, port: u16, extra: &[&str]) -> Server {
         let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-        let ports = free_ports(3, &[port]);
+        let ports = free_ports(3);
         let at = |port: u16| -> SocketAddr { SocketAddr::from(([127, 0, 0, 1], port)) };
         let (control, ws, web) = (at(ports[0]), at(ports[1]), at(ports[2]));
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_corecast-server"));
