@@ -1,7 +1,8 @@
 //! The Redis registry against a real `redis-server` started on a free port:
 //! registrations expire without renewal, a node learns that Redis lost its
 //! registration, epochs only grow, routes are written, read, refreshed and
-//! pruned, group changes reach subscribers, and calls work again after
+//! pruned, revocations keep the latest second per user and drop expired
+//! ones, group changes reach subscribers, and calls work again after
 //! Redis restarts.
 
 #[path = "common/ports.rs"]
@@ -12,7 +13,7 @@ mod redis_server;
 use std::time::{Duration, Instant};
 
 use corecast_router::registry::redis::{subscribe_invalidations, Registry};
-use corecast_router::registry::{NodeInfo, Route, RouterInfo};
+use corecast_router::registry::{NodeInfo, Route, RouterInfo, REVOCATION_RETENTION_SECS};
 use redis_server::RedisServer;
 
 const TTL: Duration = Duration::from_millis(300);
@@ -132,4 +133,27 @@ async fn group_changes_reach_every_subscriber() {
         let got = tokio::time::timeout(Duration::from_secs(10), subscriber.recv()).await.unwrap();
         assert_eq!(got.as_deref(), Some("group:g1"));
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn revocations_keep_the_latest_second_and_drop_expired_ones() {
+    if !redis_server::available("revocations_keep_the_latest_second_and_drop_expired_ones") {
+        return;
+    }
+    let redis = RedisServer::start();
+    let registry = Registry::connect(&redis.url(), "t:").await.unwrap();
+    let now = 1_800_000_000;
+    let entries = [("alice".to_string(), now - 50), ("bob".to_string(), now - 40)];
+    registry.record_revocations(&entries, now).await.unwrap();
+    // An older revocation of alice does not undo the newer one.
+    registry.record_revocations(&[("alice".to_string(), now - 90), ("carol".to_string(), now)], now).await.unwrap();
+    let all = registry.revocations_since(0).await.unwrap();
+    assert_eq!(all, vec![("alice".into(), now - 50), ("bob".into(), now - 40), ("carol".into(), now)]);
+    assert_eq!(registry.revocations_since(now - 45).await.unwrap(), all[1..].to_vec());
+
+    // Only alice is older than the retention at `later`.
+    let later = now - 45 + REVOCATION_RETENTION_SECS;
+    registry.record_revocations(&[("dave".to_string(), later)], later).await.unwrap();
+    let kept: Vec<String> = registry.revocations_since(0).await.unwrap().into_iter().map(|(user, _)| user).collect();
+    assert_eq!(kept, vec!["bob", "carol", "dave"]);
 }

@@ -11,12 +11,13 @@
 //! in `*`; without it every room is allowed. Revoking a user refuses every
 //! token of that user issued (`iat`) at or before the revocation.
 
-use std::sync::RwLock;
+use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Validation};
-use rustc_hash::FxHashMap;
 use serde::{Deserialize, Serialize};
+
+use crate::revocations::Revocations;
 
 /// Longest user id accepted from a token's `sub`.
 pub const MAX_USER_ID_LEN: usize = 128;
@@ -91,9 +92,8 @@ pub struct KeyError {
 /// Verifies tokens against the configured keys and the revocation list.
 pub struct TokenVerifier {
     keys: Vec<(Algorithm, DecodingKey)>,
-    /// user → tokens issued at or before this second are revoked. Read once
-    /// per AUTH, written by the admin API; never touched per message.
-    revoked: RwLock<FxHashMap<String, u64>>,
+    /// Read once per AUTH; never touched per message.
+    revocations: Arc<Revocations>,
 }
 
 fn now_secs() -> u64 {
@@ -103,7 +103,18 @@ fn now_secs() -> u64 {
 impl TokenVerifier {
     /// A verifier for HS256 tokens signed with `secret`.
     pub fn new(secret: &[u8]) -> TokenVerifier {
-        TokenVerifier { keys: vec![(Algorithm::HS256, DecodingKey::from_secret(secret))], revoked: RwLock::default() }
+        TokenVerifier { keys: vec![(Algorithm::HS256, DecodingKey::from_secret(secret))], revocations: Arc::default() }
+    }
+
+    /// Checks tokens against `revocations` (instead of an empty list).
+    pub fn with_revocations(mut self, revocations: Arc<Revocations>) -> TokenVerifier {
+        self.revocations = revocations;
+        self
+    }
+
+    /// The revocations this verifier checks.
+    pub fn revocations(&self) -> &Arc<Revocations> {
+        &self.revocations
     }
 
     /// Also accepts RS256 tokens signed by the key whose public half is
@@ -137,7 +148,7 @@ impl TokenVerifier {
         if claims.sub.is_empty() || claims.sub.len() > MAX_USER_ID_LEN {
             return Err(AuthError::BadSubject);
         }
-        if self.is_revoked(&claims.sub, claims.iat) {
+        if self.revocations.is_revoked(&claims.sub, claims.iat) {
             return Err(AuthError::Revoked);
         }
         Ok(Identity {
@@ -145,19 +156,6 @@ impl TokenVerifier {
             device: Box::default(),
             rooms: claims.rooms.map(|rooms| rooms.into_iter().map(String::into_boxed_str).collect()),
         })
-    }
-
-    fn is_revoked(&self, user: &str, issued_at: Option<u64>) -> bool {
-        let revoked = self.revoked.read().unwrap_or_else(|poisoned| poisoned.into_inner());
-        revoked.get(user).is_some_and(|&before| issued_at.unwrap_or(0) <= before)
-    }
-
-    /// Refuses every token of `user` issued up to now. Returns the
-    /// revocation time.
-    pub fn revoke(&self, user: &str) -> u64 {
-        let now = now_secs();
-        self.revoked.write().unwrap_or_else(|poisoned| poisoned.into_inner()).insert(user.to_string(), now);
-        now
     }
 }
 
@@ -207,7 +205,8 @@ mod tests {
     fn revocation_refuses_tokens_issued_before_it() {
         let verifier = TokenVerifier::new(SECRET);
         let old = mint_token(SECRET, "alice", 60, None).unwrap();
-        let revoked_at = verifier.revoke("alice");
+        let revoked_at = now_secs();
+        verifier.revocations().apply([("alice".to_string(), revoked_at)], revoked_at).unwrap();
         assert!(matches!(verifier.verify(&old), Err(AuthError::Revoked)));
         let now = now_secs();
         let later = Claims { sub: "alice".into(), exp: now + 60, iat: Some(revoked_at + 1), rooms: None };

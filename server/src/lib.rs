@@ -16,6 +16,7 @@ pub mod config;
 pub mod control;
 pub mod metrics;
 pub mod node;
+pub mod revocations;
 pub mod shard;
 pub mod stall;
 pub mod status;

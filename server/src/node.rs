@@ -21,6 +21,7 @@ use crate::auth::{mint_token, TokenVerifier};
 use crate::cluster::ClusterSettings;
 use crate::config::Config;
 use crate::control::{ChatBackend, ControlPlane, ControlState};
+use crate::revocations::Revocations;
 use crate::shard::{Mesh, ShardContext, ShardThreads};
 use crate::stall::{log_stall, Pulse, Watchdog};
 use crate::status::NodeStatus;
@@ -126,9 +127,11 @@ fn print_banner(config: &Config, secrets: &Secrets, listen: SocketAddr) -> anyho
     Ok(())
 }
 
-/// The HS256 secret plus any configured RS256/ES256 public keys.
+/// The HS256 secret plus any configured RS256/ES256 public keys, checking
+/// the revocations kept in the data directory.
 fn token_verifier(config: &Config, secrets: &Secrets) -> anyhow::Result<TokenVerifier> {
-    let mut verifier = TokenVerifier::new(secrets.jwt.as_bytes());
+    let revocations = Revocations::open(&config.data_dir)?;
+    let mut verifier = TokenVerifier::new(secrets.jwt.as_bytes()).with_revocations(Arc::new(revocations));
     if let Some(path) = &config.jwt_rsa_public_key_file {
         let pem = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
         verifier = verifier.with_rsa_public_key(&pem)?;

@@ -4,8 +4,9 @@
 //! `corecast-server` nodes A, B and C. Cross-node chat with correct seqs,
 //! room routing only to nodes with members (shown with the nodes' link
 //! metrics), admin broadcast, cluster-wide presence, dispatch by load,
-//! ceiling and drain, and three faults: a router killed while clients send, Redis
-//! restarted, a node killed.
+//! ceiling and drain, revocations that reach every node (also one started
+//! later, also after Redis lost them), and three faults: a router killed
+//! while clients send, Redis restarted, a node killed.
 
 mod common;
 
@@ -306,4 +307,58 @@ fn a_link_without_the_cluster_key_is_refused() {
     assert_eq!(link.read_to_end(&mut rest).unwrap_or(0), 0);
     assert_eq!(router.metric_sum("corecast_router_link_refusals_total"), 1.0);
     assert_eq!(router.health().unwrap()["linked_nodes"], 1);
+}
+
+/// Whether `node` refuses `token` at AUTH.
+fn refuses(node: &common::cluster::Node, token: &str) -> bool {
+    let mut client = node.server.connect();
+    client.send(0, &ClientRequest::Auth { token, device: "" });
+    matches!(client.recv(), Reply::Error { code, .. } if code == ErrorCode::AuthFailed.as_u16())
+}
+
+#[test]
+fn a_revocation_reaches_every_node_also_one_started_later_and_after_redis_lost_it() {
+    if !common::redis_server::available(
+        "a_revocation_reaches_every_node_also_one_started_later_and_after_redis_lost_it",
+    ) {
+        return;
+    }
+    let mut cluster = Cluster::start(1, &[("a", &[]), ("b", &[])]);
+    let old_token = token("mallory", 3600, None);
+    let mut on_a = cluster.nodes[0].server.connect();
+    on_a.auth(&old_token);
+    let mut on_b = cluster.nodes[1].server.connect();
+    on_b.auth(&old_token);
+
+    let reply = cluster.router().admin_post("/v1/admin/users/mallory/revoke", b"");
+    assert_eq!(
+        (reply["recorded"].as_bool(), reply["nodes"].as_u64(), reply["kicked"].as_u64()),
+        (Some(true), Some(2), Some(2))
+    );
+    for client in [&mut on_a, &mut on_b] {
+        let frames = client.recv_until_eof();
+        assert!(
+            matches!(frames.last(), Some(Reply::Close { code, .. }) if *code == ErrorCode::Kicked.as_u16()),
+            "{frames:?}"
+        );
+    }
+
+    // A node that joins later learns it from Redis.
+    let redis_url = cluster.routes_redis.url();
+    let late = common::cluster::Node::start("late", &redis_url, &[]);
+    eventually("the late node has the revocation", || {
+        late.server.admin_get("/v1/admin/revocations")["mallory"].is_u64()
+    });
+    assert!(refuses(&late, &old_token));
+    user_on(&late, "bob");
+
+    // Redis restarts empty; the nodes write back what it lost, so a node
+    // that joins after that learns it too.
+    cluster.routes_redis.restart();
+    let later = common::cluster::Node::start("later", &redis_url, &[]);
+    eventually("the revocation is back in Redis and reaches the new node", || {
+        later.server.admin_get("/v1/admin/revocations")["mallory"].is_u64()
+    });
+    assert!(refuses(&later, &old_token));
+    cluster.nodes.extend([late, later]);
 }

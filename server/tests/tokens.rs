@@ -1,12 +1,13 @@
 //! Token security against the real server: RS256 and ES256 tokens with
 //! configured public keys, `alg: none`, algorithm confusion, wrong keys and
-//! `nbf` refused, and revocation by user through the admin API.
+//! `nbf` refused, and revocation by user through the admin API, kept
+//! across a restart.
 
 mod common;
 
 use std::path::PathBuf;
 
-use common::{DataDir, Reply, Server};
+use common::{free_port, DataDir, Reply, Server};
 use corecast_proto::{ClientRequest, ErrorCode};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 
@@ -112,4 +113,27 @@ fn revoking_a_user_kicks_its_connections_and_refuses_its_old_tokens() {
     let mut laptop = server.connect();
     assert_eq!(laptop.auth(&token_with(fresh)).user, "alice");
     bob.join("still-here");
+}
+
+#[test]
+fn a_revocation_survives_a_restart_and_a_future_one_is_refused() {
+    let data = DataDir::new();
+    let mut server = Server::start_in(&data.0, free_port(), &[]);
+    let old_token = token_with(claims("alice"));
+    let reply = server.admin_post("/v1/admin/users/alice/revoke", b"");
+    let revoked_before = reply["revoked_before"].as_u64().unwrap();
+
+    // A router's time may run a little ahead, not an hour.
+    let ahead = format!("http://{}/v1/admin/users/bob/revoke?before={}", server.control, now() + 3600);
+    let refused = ureq::post(&ahead).header("Authorization", &format!("Bearer {}", common::ADMIN_KEY)).send(b"");
+    assert!(matches!(refused, Err(ureq::Error::StatusCode(400))), "{refused:?}");
+
+    server.terminate();
+    let server = Server::start_in(&data.0, free_port(), &[]);
+    expect_refused(&server, &old_token);
+    assert_eq!(server.admin_get("/v1/admin/revocations"), serde_json::json!({ "alice": revoked_before }));
+    let mut fresh = claims("alice");
+    fresh["iat"] = serde_json::json!(revoked_before + 1);
+    assert_eq!(server.connect().auth(&token_with(fresh)).user, "alice");
+    server.user("bob");
 }

@@ -1,12 +1,17 @@
 //! The cluster's shared registry in Redis: which routers and server nodes
 //! are alive (each with a heartbeat that expires), the global epoch counter,
-//! and the route table (user → connections → server node), plus the
+//! the route table (user → connections → server node) and the token
+//! revocations, plus the
 //! router's bounded LRU cache of routes.
 
 use serde::{Deserialize, Serialize};
 
 /// Prefix of every key corecast keeps in Redis.
 pub const KEY_PREFIX: &str = "cc:";
+
+/// How long a token revocation is kept (30 days), in Redis and on the
+/// nodes: tokens must not be issued for longer than this.
+pub const REVOCATION_RETENTION_SECS: u64 = 30 * 24 * 3600;
 
 /// A live router as registered in Redis.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -6,7 +6,9 @@
 //! - `epoch`: the cluster's epoch counter;
 //! - `route:{user}`: a hash, field `{node}/{conn_id}` → device, expiring
 //!   after the route lifetime unless a node renews it;
-//! - the pub/sub channel `invalidate`: routers announce group changes.
+//! - the pub/sub channel `invalidate`: routers announce group changes;
+//! - `revocations`: a sorted set, user scored by the second up to which
+//!   their tokens are revoked; entries older than the retention are pruned.
 //!
 //! A registration is alive while its key exists; the sets only list who
 //! registered, and readers drop (and remove) ids whose key expired.
@@ -18,7 +20,7 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{AsyncCommands, Script};
 use tokio::sync::mpsc;
 
-use super::{NodeInfo, Route, RouterInfo};
+use super::{NodeInfo, Route, RouterInfo, REVOCATION_RETENTION_SECS};
 
 /// How long one Redis call may take before it fails.
 const CALL_TIMEOUT: Duration = Duration::from_secs(2);
@@ -239,6 +241,38 @@ impl Registry {
             }
         }
         Ok(result)
+    }
+
+    /// Records revocations (user, tokens issued up to this second); a
+    /// later revocation already recorded stays. Prunes entries older than
+    /// the retention before `now`.
+    pub async fn record_revocations(&self, entries: &[(String, u64)], now: u64) -> Result<(), RegistryError> {
+        let key = self.key(&["revocations"]);
+        let mut pipe = redis::pipe();
+        for chunk in entries.chunks(PIPELINE_ROUTES) {
+            let mut zadd = redis::cmd("ZADD");
+            zadd.arg(&key).arg("GT");
+            for (user, before) in chunk {
+                zadd.arg(*before).arg(user);
+            }
+            pipe.add_command(zadd).ignore();
+        }
+        let oldest = now.saturating_sub(REVOCATION_RETENTION_SECS);
+        pipe.cmd("ZREMRANGEBYSCORE").arg(&key).arg("-inf").arg(format!("({oldest}")).ignore();
+        let _: () = pipe.query_async(&mut self.conn.clone()).await?;
+        Ok(())
+    }
+
+    /// The revocations recorded up to a second at or after `since`.
+    pub async fn revocations_since(&self, since: u64) -> Result<Vec<(String, u64)>, RegistryError> {
+        let key = self.key(&["revocations"]);
+        let entries: Vec<(String, u64)> = self.conn.clone().zrangebyscore_withscores(&key, since, "+inf").await?;
+        Ok(entries)
+    }
+
+    /// How many revocations are recorded.
+    pub async fn revocation_count(&self) -> Result<u64, RegistryError> {
+        Ok(self.conn.clone().zcard(self.key(&["revocations"])).await?)
     }
 
     /// Announces `what` (e.g. `group:{id}`) to every router.

@@ -167,11 +167,29 @@ async fn online(State(tier): State<Shared>) -> Response {
     Json(json!({ "connections": connections, "per_node": per_node })).into_response()
 }
 
+/// Records the revocation in Redis, where every node (also one that starts
+/// later) reads it, then tells each node at once so it kicks the user's
+/// connections. 503 when Redis or a node did not take it; calling again
+/// is harmless.
 async fn revoke(State(tier): State<Shared>, Path(user): Path<String>) -> Response {
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    let recorded = tier.registry.record_revocations(&[(user.clone(), now)], now).await;
+    if let Err(e) = &recorded {
+        tracing::warn!(%user, "could not record a revocation in Redis: {e}");
+    }
     let nodes: Vec<String> = tier.nodes().into_iter().map(|n| n.id).collect();
-    let path = format!("/v1/admin/users/{}/revoke", path_segment(&user));
+    let path = format!("/v1/admin/users/{}/revoke?before={now}", path_segment(&user));
     let answers = ask_nodes(&tier, &nodes, reqwest::Method::POST, &path).await;
     let kicked: u64 = answers.iter().filter_map(|(_, v)| v.get("kicked").and_then(Value::as_u64)).sum();
-    let status = if answers.len() == nodes.len() { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
-    (status, Json(json!({ "user": user, "nodes": answers.len(), "of": nodes.len(), "kicked": kicked }))).into_response()
+    let complete = recorded.is_ok() && answers.len() == nodes.len();
+    let status = if complete { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    let body = json!({
+        "user": user,
+        "revoked_before": now,
+        "recorded": recorded.is_ok(),
+        "nodes": answers.len(),
+        "of": nodes.len(),
+        "kicked": kicked,
+    });
+    (status, Json(body)).into_response()
 }

@@ -11,11 +11,15 @@
 //! last leave of each room are announced to every router. Frames from the
 //! routers are handed to the shards that need them.
 //!
+//! It also keeps the node's token revocations in step with the list the
+//! routers record in Redis.
+//!
 //! When a link drops, every request still waiting on it is answered with
 //! `unavailable`, so clients resend (SEND is idempotent by client message
 //! id) and the request reaches the router that takes over.
 
 mod registration;
+mod revocation_sync;
 mod router_link;
 mod state;
 
@@ -27,6 +31,7 @@ use corecast_router::conversation::{Conversation, KIND_DIRECT, KIND_GROUP};
 use corecast_router::registry::redis::Registry;
 use corecast_router::registry::{NodeInfo, Route, KEY_PREFIX};
 
+use crate::revocations::Revocations;
 use crate::shard::{CoreCommand, Mesh};
 use crate::status::NodeStatus;
 pub use state::Uplink;
@@ -66,6 +71,7 @@ pub async fn run(
     settings: ClusterSettings,
     mesh: Mesh,
     status: Arc<NodeStatus>,
+    revocations: Arc<Revocations>,
     inbox: flume::Receiver<CoreCommand>,
 ) -> anyhow::Result<()> {
     let registry = Registry::connect(&settings.redis_url, KEY_PREFIX)
@@ -73,6 +79,7 @@ pub async fn run(
         .map_err(|e| anyhow::anyhow!("connecting to Redis at {}: {e}", settings.redis_url))?;
     let uplink = Arc::new(Uplink::new(settings.clone(), mesh));
     let routes = registration::start(uplink.clone(), registry.clone(), status);
+    tokio::spawn(revocation_sync::follow(registry.clone(), revocations, settings.registry_ttl / 3));
     tokio::spawn(router_link::discover(uplink.clone(), registry.clone()));
     while let Ok(command) = inbox.recv_async().await {
         match command {

@@ -1,10 +1,12 @@
 //! The admin API, guarded by the admin key (`Authorization: Bearer KEY`,
 //! compared in constant time): publish to a room, broadcast to every
-//! connection, a room's member count, and the number of connections online.
+//! connection, a room's member count, the number of connections online,
+//! token revocation by user and the list of revocations, drain, and TLS
+//! certificate reload.
 //! Messages are encoded once here and handed to every shard as one shared
 //! internal frame.
 
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
@@ -15,11 +17,15 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use corecast_proto::internal::{InternalFrame, InternalFrameBytes};
 use corecast_router::admin::{api_error, require_admin_key, room_push, AdminKey, PublishQuery};
+use serde::Deserialize;
 use serde_json::json;
 
 use super::ControlState;
 use crate::shard::ShardCommand;
 
+/// How far ahead of this node's clock a router's revocation time may be
+/// (clock skew between hosts).
+const MAX_FUTURE_REVOCATION_SECS: u64 = 60;
 /// How long a query waits for the shards' answers.
 const QUERY_TIMEOUT: Duration = Duration::from_secs(2);
 
@@ -31,6 +37,7 @@ pub fn routes(state: ControlState) -> Router<ControlState> {
         .route("/v1/admin/broadcast", post(broadcast))
         .route("/v1/admin/online", get(online))
         .route("/v1/admin/users/{user}/revoke", post(revoke))
+        .route("/v1/admin/revocations", get(revocations))
         .route("/v1/admin/drain", post(drain))
         .route("/v1/admin/tls/reload", post(reload_tls))
         .route_layer(middleware::from_fn_with_state(AdminKey(state.admin_key), require_admin_key))
@@ -95,18 +102,42 @@ async fn online(State(state): State<ControlState>) -> Response {
     }
 }
 
-/// Refuses the user's tokens issued until now and closes the user's
-/// connections with CLOSE kicked.
-async fn revoke(State(state): State<ControlState>, Path(user): Path<String>) -> Response {
-    let revoked_at = state.verifier.revoke(&user);
-    let name = user.clone();
-    match ask_shards(&state, |reply| ShardCommand::Kick { user: name.clone(), reply }).await {
-        Some(kicked) => {
-            let kicked: usize = kicked.iter().sum();
-            Json(json!({ "user": user, "revoked_before": revoked_at, "kicked": kicked })).into_response()
-        }
-        None => api_error(StatusCode::SERVICE_UNAVAILABLE, "a shard did not answer"),
+#[derive(Deserialize)]
+struct RevokeQuery {
+    /// Revoke tokens issued up to this second (the routers pass the time
+    /// they recorded); now when absent.
+    before: Option<u64>,
+}
+
+/// Refuses the user's tokens issued until now (or `before`), keeps that in
+/// the node's revocation list, and closes the user's connections with
+/// CLOSE kicked.
+async fn revoke(
+    State(state): State<ControlState>,
+    Path(user): Path<String>,
+    Query(query): Query<RevokeQuery>,
+) -> Response {
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    let before = query.before.unwrap_or(now);
+    if before > now + MAX_FUTURE_REVOCATION_SECS {
+        return api_error(StatusCode::BAD_REQUEST, "before is in the future");
     }
+    let saved = state.verifier.revocations().apply([(user.clone(), before)], now);
+    let name = user.clone();
+    let Some(kicked) = ask_shards(&state, |reply| ShardCommand::Kick { user: name.clone(), reply }).await else {
+        return api_error(StatusCode::SERVICE_UNAVAILABLE, "a shard did not answer");
+    };
+    if let Err(e) = saved {
+        tracing::error!("{e:#}");
+        return api_error(StatusCode::INTERNAL_SERVER_ERROR, "revoked until restart: the list could not be saved");
+    }
+    let kicked: usize = kicked.iter().sum();
+    Json(json!({ "user": user, "revoked_before": before, "kicked": kicked })).into_response()
+}
+
+/// Every revocation in force on this node, by user.
+async fn revocations(State(state): State<ControlState>) -> Response {
+    Json(state.verifier.revocations().snapshot()).into_response()
 }
 
 /// Drains the node as SIGTERM does: stop accepting, CLOSE every connection

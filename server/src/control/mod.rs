@@ -96,8 +96,10 @@ impl ControlPlane {
                 }
                 ChatBackend::Cluster(settings) => {
                     let (mesh, status) = (state.mesh.clone(), state.status.clone());
+                    let revocations = state.verifier.revocations().clone();
                     runtime.spawn(async move {
-                        if let Err(e) = crate::cluster::run(settings, mesh.clone(), status, core_inbox).await {
+                        let uplink = crate::cluster::run(settings, mesh.clone(), status, revocations, core_inbox);
+                        if let Err(e) = uplink.await {
                             // Without the uplink the node cannot serve chat:
                             // stop rather than run half a node.
                             tracing::error!("cluster uplink failed: {e:#}");
