@@ -145,6 +145,10 @@ pub struct Config {
     /// registers in Redis, writes its users' routes there and links to every
     /// router; chat goes to the routers instead of an in-process core.
     pub redis_url: Option<String>,
+    /// PEM CA certificate(s): set, the node links to the routers over TLS
+    /// and accepts a router only with a certificate from these CAs naming
+    /// the host of its link address.
+    pub link_tls_ca_file: Option<PathBuf>,
     /// Client address published for dispatch; `None` = the listen address.
     pub advertise_addr: Option<String>,
     /// WebSocket URL published for dispatch; `None` = built from the
@@ -232,6 +236,7 @@ impl Default for Config {
             core_inbox_capacity: 65_536,
             node_id: None,
             redis_url: None,
+            link_tls_ca_file: None,
             advertise_addr: None,
             advertise_ws_url: None,
             advertise_control_addr: None,
@@ -330,6 +335,7 @@ impl Config {
             "core_inbox_capacity",
             "node_id",
             "redis_url",
+            "link_tls_ca_file",
             "advertise_addr",
             "advertise_ws_url",
             "advertise_control_addr",

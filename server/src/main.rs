@@ -176,6 +176,10 @@ struct Overrides {
     #[arg(long = "redis")]
     #[serde(skip_serializing_if = "Option::is_none")]
     redis_url: Option<String>,
+    /// PEM CA file: link to the routers over TLS, trusting these CAs [default: plain links].
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    link_tls_ca_file: Option<PathBuf>,
     /// Client address published for dispatch [default: the listen address].
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -61,9 +61,15 @@ fn start_core(config: &Config, mesh: &Mesh, runtime: &tokio::runtime::Runtime) -
 /// The node as it registers in the cluster: its name with a random suffix
 /// (so routes of an earlier run are never taken for this run's), addresses,
 /// weight and ceiling.
-fn cluster_settings(config: &Config, redis_url: &str, advertised: &Advertised, admin_key: &str) -> ClusterSettings {
+fn cluster_settings(
+    config: &Config,
+    redis_url: &str,
+    advertised: &Advertised,
+    admin_key: &str,
+) -> anyhow::Result<ClusterSettings> {
     let suffix: u32 = rand::random();
-    ClusterSettings {
+    let link_tls = config.link_tls_ca_file.as_deref().map(corecast_router::link::tls::connector).transpose()?;
+    Ok(ClusterSettings {
         node: NodeInfo {
             id: format!("{}-{suffix:08x}", config.node_name()),
             client_addr: advertised.client.clone(),
@@ -76,7 +82,8 @@ fn cluster_settings(config: &Config, redis_url: &str, advertised: &Advertised, a
         registry_ttl: Duration::from_millis(config.registry_ttl_ms as u64),
         route_ttl: Duration::from_millis(config.route_ttl_ms as u64),
         cluster_key: admin_key.to_string(),
-    }
+        link_tls,
+    })
 }
 
 /// `addr`, with an unspecified IP (0.0.0.0, ::) replaced by loopback, for
@@ -187,7 +194,7 @@ pub fn run(config: Config) -> anyhow::Result<()> {
             if secrets.admin_generated {
                 tracing::warn!("no admin key configured: the routers will refuse this node's links");
             }
-            let settings = cluster_settings(&config, redis_url, &advertised, &secrets.admin_key);
+            let settings = cluster_settings(&config, redis_url, &advertised, &secrets.admin_key)?;
             tracing::info!(node = %settings.node.id, redis = %redis_url, "joining the cluster");
             (NodeStatus::new(settings.node.id.clone(), settings.node.ceiling), ChatBackend::Cluster(settings))
         }

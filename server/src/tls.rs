@@ -21,8 +21,7 @@ use rustls::crypto::CryptoProvider;
 use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
 use rustls::{CertificateError, DigitallySignedStruct, SignatureScheme};
-use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
+use rustls_pki_types::{CertificateDer, ServerName, UnixTime};
 
 /// The certificate in force, and where it is read from.
 #[derive(Debug)]
@@ -34,15 +33,7 @@ pub struct CertStore {
 }
 
 fn load(cert_file: &Path, key_file: &Path, provider: &CryptoProvider) -> anyhow::Result<CertifiedKey> {
-    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert_file)
-        .with_context(|| format!("reading certificates from {}", cert_file.display()))?
-        .collect::<Result<_, _>>()
-        .with_context(|| format!("parsing certificates in {}", cert_file.display()))?;
-    if certs.is_empty() {
-        anyhow::bail!("no certificate in {}", cert_file.display());
-    }
-    let key = PrivateKeyDer::from_pem_file(key_file)
-        .with_context(|| format!("reading the private key from {}", key_file.display()))?;
+    let (certs, key) = corecast_router::link::tls::read_chain_and_key(cert_file, key_file)?;
     CertifiedKey::from_der(certs, key, provider).context("the TLS certificate and key do not match or are unsupported")
 }
 

@@ -4,7 +4,7 @@
 //! `corecast-server` nodes A, B and C. Cross-node chat with correct seqs,
 //! room routing only to nodes with members (shown with the nodes' link
 //! metrics), admin broadcast, cluster-wide presence, dispatch by load,
-//! ceiling and drain, revocations that reach every node (also one started
+//! ceiling and drain, links over TLS, revocations that reach every node (also one started
 //! later, also after Redis lost them), and three faults: a router killed
 //! while clients send, Redis restarted, a node killed.
 
@@ -14,7 +14,8 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use common::cluster::{eventually, Cluster};
+use common::cluster::{eventually, Cluster, Node, RouterProc};
+use common::redis_server::RedisServer;
 use common::{token, Client, Reply, WAIT};
 use corecast_proto::{ClientRequest, ErrorCode, PushKind, PUBLISH_NO_REPLY};
 
@@ -361,4 +362,51 @@ fn a_revocation_reaches_every_node_also_one_started_later_and_after_redis_lost_i
     });
     assert!(refuses(&later, &old_token));
     cluster.nodes.extend([late, later]);
+}
+
+fn key(name: &str) -> std::path::PathBuf {
+    std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/keys").join(name)
+}
+
+#[test]
+fn links_over_tls_carry_chat_and_rooms_and_refuse_nodes_without_the_ca() {
+    if !common::redis_server::available("links_over_tls_carry_chat_and_rooms_and_refuse_nodes_without_the_ca") {
+        return;
+    }
+    let (routes_redis, store_redis) = (RedisServer::start(), RedisServer::start_persistent());
+    let (cert, private_key) = (key("tls_cert.pem"), key("tls_key.pem"));
+    let tls =
+        [("CORECAST_ROUTER_LINK_TLS_CERT_FILE", cert.as_path()), ("CORECAST_ROUTER_LINK_TLS_KEY_FILE", &private_key)];
+    let router = RouterProc::start_with_env("r1", &routes_redis.url(), &store_redis.url(), &tls);
+    let ca = key("tls_ca.pem");
+    let trusting = ["--link-tls-ca-file", ca.to_str().unwrap()];
+    let (a, b) = (Node::start("a", &routes_redis.url(), &trusting), Node::start("b", &routes_redis.url(), &trusting));
+    router.wait_until(|r| r.health().is_some_and(|h| h["linked_nodes"] == 2), "both nodes linked over TLS");
+    router.wait_until(|r| r.metric_sum("corecast_router_routers") == 1.0, "the router serves");
+    for node in [&a, &b] {
+        eventually("the node sees its link up", || node.server.metric_sum("corecast_uplink_routers") == 1.0);
+    }
+
+    let (mut alice, mut bob) = (user_on(&a, "alice"), user_on(&b, "bob"));
+    eventually("bob is online", || router.admin_get("/v1/admin/users/bob/presence")["online"] == true);
+    let (conv, seq) = send_acked(&mut alice, DIRECT, "bob", 1, b"over tls links");
+    let push = next_chat_push(&mut bob);
+    assert_eq!((push.conv, push.seq, push.payload), (conv, seq, b"over tls links".to_vec()));
+    alice.join("tls-stage");
+    bob.join("tls-stage");
+    alice.send(PUBLISH_NO_REPLY, &ClientRequest::Publish { room: "tls-stage", payload: b"encrypted hop" });
+    assert_eq!(bob.next_push().payload, b"encrypted hop");
+
+    // A node speaking plain TCP, and one trusting another CA, cannot link.
+    let refusals = || router.metric_sum("corecast_router_link_refusals_total");
+    let plain = Node::start("plain", &routes_redis.url(), &[]);
+    eventually("the plain link is refused", || refusals() >= 1.0);
+    let other_ca = key("tls_ca_2.pem");
+    let wary = Node::start("wary", &routes_redis.url(), &["--link-tls-ca-file", other_ca.to_str().unwrap()]);
+    let before = refusals();
+    eventually("the wary node's handshake fails", || refusals() > before);
+    assert_eq!(router.health().unwrap()["linked_nodes"], 2);
+    for node in [&plain, &wary] {
+        assert_eq!(node.server.metric_sum("corecast_uplink_routers"), 0.0, "node {} linked", node.id);
+    }
 }

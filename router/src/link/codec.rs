@@ -69,9 +69,10 @@ pub async fn write_frames<W: AsyncWrite + Unpin>(
             }
         }
         writer.write_all(&buf).await?;
+        // A TLS writer holds what it is given until flushed.
+        writer.flush().await?;
         buf.clear();
     }
-    writer.flush().await?;
     Ok(())
 }
 

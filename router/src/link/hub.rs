@@ -13,9 +13,11 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use corecast_proto::internal::{ArchivedInternalFrame, InternalFrame, InternalFrameBytes};
 use rustc_hash::{FxHashMap, FxHashSet};
 use subtle::ConstantTimeEq;
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
+use tokio_rustls::TlsAcceptor;
 
 use super::codec::{read_frame, write_frames, LinkError};
+use super::tls::{self, LinkReader, LinkWriter};
 use crate::core::RouterCore;
 use crate::routes::{ConnSink, RouteTable};
 
@@ -59,6 +61,8 @@ pub struct LinkHub {
     state: Mutex<HubState>,
     /// The cluster key (the admin key) every node must present.
     key: Arc<str>,
+    /// When set, links must speak TLS.
+    tls: Option<TlsAcceptor>,
 }
 
 fn frame_kind(frame: &ArchivedInternalFrame) -> &'static str {
@@ -75,9 +79,9 @@ fn frame_kind(frame: &ArchivedInternalFrame) -> &'static str {
 }
 
 impl LinkHub {
-    /// A hub that accepts nodes presenting `key`.
-    pub fn new(key: Arc<str>) -> LinkHub {
-        LinkHub { state: Mutex::new(HubState::default()), key }
+    /// A hub that accepts nodes presenting `key`, over TLS when `tls` is set.
+    pub fn new(key: Arc<str>, tls: Option<TlsAcceptor>) -> LinkHub {
+        LinkHub { state: Mutex::new(HubState::default()), key, tls }
     }
 
     fn state(&self) -> MutexGuard<'_, HubState> {
@@ -93,7 +97,18 @@ impl LinkHub {
                     let _ = stream.set_nodelay(true);
                     let (hub, core, routes) = (self.clone(), core.clone(), routes.clone());
                     tokio::spawn(async move {
-                        if let Err(e) = hub.run_link(stream, core, routes).await {
+                        let halves = match &hub.tls {
+                            None => tls::plain(stream),
+                            Some(acceptor) => match tls::accept(acceptor, stream).await {
+                                Ok(halves) => halves,
+                                Err(e) => {
+                                    tracing::warn!(%peer, "a node link's TLS handshake failed: {e}");
+                                    metrics::counter!("corecast_router_link_refusals_total").increment(1);
+                                    return;
+                                }
+                            },
+                        };
+                        if let Err(e) = hub.run_link(halves, core, routes).await {
                             tracing::warn!(%peer, "node link ended: {e}");
                         }
                     });
@@ -109,11 +124,10 @@ impl LinkHub {
 
     async fn run_link(
         self: Arc<Self>,
-        stream: TcpStream,
+        (mut reader, mut writer): (LinkReader, LinkWriter),
         core: Arc<RouterCore>,
         routes: Arc<dyn RouteTable>,
     ) -> Result<(), LinkError> {
-        let (mut reader, mut writer) = stream.into_split();
         let Some(hello) = read_frame(&mut reader).await? else { return Ok(()) };
         let ArchivedInternalFrame::NodeHello { node, key, rooms } = hello.archived() else {
             tracing::warn!("a node link did not start with NodeHello; closing it");
@@ -157,7 +171,7 @@ impl LinkHub {
     async fn read_link(
         &self,
         node: &str,
-        reader: &mut tokio::net::tcp::OwnedReadHalf,
+        reader: &mut LinkReader,
         core: &Arc<RouterCore>,
         routes: &Arc<dyn RouteTable>,
     ) -> Result<(), LinkError> {

@@ -33,8 +33,14 @@ pub struct RouterConfig {
     pub router_id: Option<String>,
     /// Where server nodes open their links.
     pub link_listen: SocketAddr,
-    /// Link address published in Redis; `None` = `link_listen`.
+    /// Link address published in Redis; `None` = `link_listen`. With link
+    /// TLS its host must be named in the link certificate.
     pub advertise_link_addr: Option<String>,
+    /// PEM certificate chain for the link listener: with it (and the key)
+    /// nodes must link over TLS.
+    pub link_tls_cert_file: Option<PathBuf>,
+    /// PEM private key of `link_tls_cert_file`.
+    pub link_tls_key_file: Option<PathBuf>,
     /// Public HTTP: `GET /v1/dispatch` and `GET /health`.
     pub http_listen: SocketAddr,
     /// HTTP address published in Redis; `None` = `http_listen`.
@@ -84,6 +90,8 @@ impl Default for RouterConfig {
             router_id: None,
             link_listen: SocketAddr::from(([0, 0, 0, 0], 7200)),
             advertise_link_addr: None,
+            link_tls_cert_file: None,
+            link_tls_key_file: None,
             http_listen: SocketAddr::from(([0, 0, 0, 0], 7280)),
             advertise_http_addr: None,
             admin_listen: SocketAddr::from(([127, 0, 0, 1], 7281)),
@@ -154,6 +162,9 @@ impl RouterConfig {
         }
         if self.store == StoreChoice::Redis && self.store_redis_url.is_none() {
             return bad("store = \"redis\" needs store_redis_url");
+        }
+        if self.link_tls_cert_file.is_some() != self.link_tls_key_file.is_some() {
+            return bad("link_tls_cert_file and link_tls_key_file go together");
         }
         if self.route_cache_capacity == 0 {
             return bad("route_cache_capacity must be positive");

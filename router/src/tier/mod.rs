@@ -121,7 +121,11 @@ pub async fn run(config: RouterConfig, admin_key: String, prometheus: Prometheus
     let grace = Duration::from_millis(config.registry_ttl_ms as u64);
     let routes = Arc::new(RedisRoutes::new(registry.clone(), config.route_cache_capacity, grace));
     let admin_key: Arc<str> = admin_key.into();
-    let hub = Arc::new(LinkHub::new(admin_key.clone()));
+    let link_tls = match (&config.link_tls_cert_file, &config.link_tls_key_file) {
+        (Some(cert), Some(key)) => Some(crate::link::tls::acceptor(cert, key)?),
+        _ => None,
+    };
+    let hub = Arc::new(LinkHub::new(admin_key.clone(), link_tls));
     let core_config = CoreConfig {
         small_group_limit: config.small_group_limit,
         store_timeout: Duration::from_millis(config.store_timeout_ms as u64),
@@ -157,7 +161,8 @@ pub async fn run(config: RouterConfig, admin_key: String, prometheus: Prometheus
         http: reqwest::Client::builder().timeout(Duration::from_secs(2)).build()?,
         nodes: Mutex::new((Vec::new(), HealthBoard::new(Duration::from_millis(500)))),
     });
-    tracing::info!(router = %id, link = %info.link_addr, http = %info.http_addr, "router starting");
+    let link_tls = tier.config.link_tls_cert_file.is_some();
+    tracing::info!(router = %id, link = %info.link_addr, link_tls, http = %info.http_addr, "router starting");
     tokio::spawn(hub.serve(link_listener, core, routes));
     tokio::spawn(membership::keep_registered(tier.clone(), info));
     tokio::spawn(membership::watch_nodes(tier.clone()));

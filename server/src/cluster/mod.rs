@@ -37,7 +37,7 @@ use crate::status::NodeStatus;
 pub use state::Uplink;
 
 /// What the uplink needs to know about this node.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct ClusterSettings {
     /// The node as published in Redis (its id carries a per-start suffix).
     pub node: NodeInfo,
@@ -49,6 +49,8 @@ pub struct ClusterSettings {
     pub route_ttl: Duration,
     /// The cluster key routers require on a link (the admin key).
     pub cluster_key: String,
+    /// Links over TLS, trusting the configured CAs; plain links when none.
+    pub link_tls: Option<tokio_rustls::TlsConnector>,
 }
 
 /// The conversation (or, for UNREAD, the user) whose owner answers a request.

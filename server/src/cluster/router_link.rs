@@ -1,5 +1,5 @@
 //! The node's links to the routers: every router registered in Redis gets
-//! one long-lived TCP link, reconnected with exponential backoff and jitter
+//! one long-lived TCP link (TLS when `link_tls_ca_file` is set), reconnected with exponential backoff and jitter
 //! while the router stays registered. A link starts with the node's hello
 //! (its rooms), then carries requests and room pushes one way and replies,
 //! deliveries and acknowledgements the other.
@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use corecast_router::link::codec::{read_frame, write_frames, LinkError};
+use corecast_router::link::tls::{self, LinkReader, LinkWriter};
 use corecast_router::registry::redis::Registry;
 use corecast_router::registry::RouterInfo;
 use rustc_hash::FxHashMap;
@@ -56,12 +57,12 @@ async fn keep_linked(uplink: Arc<Uplink>, registry: Registry, mut router: Router
     static GENERATION: AtomicU64 = AtomicU64::new(0);
     let mut backoff = BACKOFF_BASE;
     loop {
-        match TcpStream::connect(&router.link_addr).await {
-            Ok(stream) => {
+        match open(&uplink, &router.link_addr).await {
+            Ok(halves) => {
                 backoff = BACKOFF_BASE;
                 let generation = GENERATION.fetch_add(1, Ordering::Relaxed);
                 tracing::info!(router = %router.id, addr = %router.link_addr, "router link up");
-                let result = run_link(&uplink, &router.id, stream, generation).await;
+                let result = run_link(&uplink, &router.id, halves, generation).await;
                 uplink.link_down(&router.id, generation);
                 match result {
                     Ok(()) => tracing::warn!(router = %router.id, "router closed the link"),
@@ -86,9 +87,22 @@ async fn keep_linked(uplink: Arc<Uplink>, registry: Registry, mut router: Router
     }
 }
 
-async fn run_link(uplink: &Arc<Uplink>, router: &str, stream: TcpStream, generation: u64) -> Result<(), LinkError> {
-    let _ = stream.set_nodelay(true);
-    let (mut reader, mut writer) = stream.into_split();
+/// Connects to a router's link address, over TLS when configured.
+async fn open(uplink: &Uplink, link_addr: &str) -> std::io::Result<(LinkReader, LinkWriter)> {
+    let stream = TcpStream::connect(link_addr).await?;
+    stream.set_nodelay(true)?;
+    match &uplink.settings().link_tls {
+        None => Ok(tls::plain(stream)),
+        Some(connector) => tls::connect(connector, link_addr, stream).await,
+    }
+}
+
+async fn run_link(
+    uplink: &Arc<Uplink>,
+    router: &str,
+    (mut reader, mut writer): (LinkReader, LinkWriter),
+    generation: u64,
+) -> Result<(), LinkError> {
     let (frames_tx, frames_rx) = flume::bounded(ROUTER_QUEUE_FRAMES);
     uplink.link_up(router, frames_tx, generation);
     let mut writer_task = tokio::spawn(async move { write_frames(&mut writer, &frames_rx).await });

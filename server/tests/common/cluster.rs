@@ -43,6 +43,11 @@ impl RouterProc {
     /// Starts router `id` on fresh ports, with routes in `redis_url` and
     /// messages in the Redis store at `store_url`.
     pub fn start(id: &str, redis_url: &str, store_url: &str) -> RouterProc {
+        RouterProc::start_with_env(id, redis_url, store_url, &[])
+    }
+
+    /// As [`RouterProc::start`], with extra `CORECAST_ROUTER_*` settings.
+    pub fn start_with_env(id: &str, redis_url: &str, store_url: &str, env: &[(&str, &Path)]) -> RouterProc {
         let data = DataDir::new();
         let ports = free_ports(3);
         let at = |port: u16| -> SocketAddr { SocketAddr::from(([127, 0, 0, 1], port)) };
@@ -55,6 +60,7 @@ impl RouterProc {
             .arg(&data.0)
             .env("CORECAST_ROUTER_STORE_REDIS_URL", store_url)
             .env("CORECAST_ROUTER_ADMIN_KEY", ADMIN_KEY)
+            .envs(env.iter().copied())
             .env("RUST_LOG", "warn")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
