@@ -156,4 +156,6 @@ async fn revocations_keep_the_latest_second_and_drop_expired_ones() {
     registry.record_revocations(&[("dave".to_string(), later)], later).await.unwrap();
     let kept: Vec<String> = registry.revocations_since(0).await.unwrap().into_iter().map(|(user, _)| user).collect();
     assert_eq!(kept, vec!["bob", "carol", "dave"]);
+    // A node prunes by its own clock before counting: ten seconds on, bob goes too.
+    assert_eq!(registry.prune_and_count_revocations(later + 10).await.unwrap(), 2);
 }

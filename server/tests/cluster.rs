@@ -331,6 +331,8 @@ fn a_revocation_reaches_every_node_also_one_started_later_and_after_redis_lost_i
     let mut on_b = cluster.nodes[1].server.connect();
     on_b.auth(&old_token);
 
+    // The router passes revocations to the nodes it has pulled from the registry.
+    eventually("the router knows both nodes", || cluster.router().dispatch_order().len() == 2);
     let reply = cluster.router().admin_post("/v1/admin/users/mallory/revoke", b"");
     assert_eq!(
         (reply["recorded"].as_bool(), reply["nodes"].as_u64(), reply["kicked"].as_u64()),

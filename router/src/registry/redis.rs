@@ -270,9 +270,21 @@ impl Registry {
         Ok(entries)
     }
 
-    /// How many revocations are recorded.
-    pub async fn revocation_count(&self) -> Result<u64, RegistryError> {
-        Ok(self.conn.clone().zcard(self.key(&["revocations"])).await?)
+    /// Prunes revocations older than the retention before `now` and
+    /// returns how many are left.
+    pub async fn prune_and_count_revocations(&self, now: u64) -> Result<u64, RegistryError> {
+        let key = self.key(&["revocations"]);
+        let oldest = now.saturating_sub(REVOCATION_RETENTION_SECS);
+        let (count,): (u64,) = redis::pipe()
+            .cmd("ZREMRANGEBYSCORE")
+            .arg(&key)
+            .arg("-inf")
+            .arg(format!("({oldest}"))
+            .ignore()
+            .zcard(&key)
+            .query_async(&mut self.conn.clone())
+            .await?;
+        Ok(count)
     }
 
     /// Announces `what` (e.g. `group:{id}`) to every router.

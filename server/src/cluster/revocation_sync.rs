@@ -3,11 +3,13 @@
 //! admin API. A node that starts (or was down) learns every revocation it
 //! missed at its first poll; after that each poll reads only recent ones.
 //!
-//! Redis may be run without persistence and lose the list, and a
-//! revocation may have been made on one node's own admin API. So when
-//! Redis holds fewer revocations than the node, the node writes back what
-//! Redis lacks (Redis keeps the later second of each user, so nodes cannot
-//! undo each other) and every node learns it at its next poll.
+//! Each poll also counts the list in Redis (after pruning it by this
+//! node's clock). When the count differs from the node's, the node reads
+//! the whole list: it takes what it lacks (written back by another node,
+//! say, older than the recent window) and writes back what Redis lacks —
+//! Redis may run without persistence and lose the list, and a revocation
+//! may have been made on one node's own admin API. Redis keeps the later
+//! second of each user, so nodes cannot undo each other.
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -50,7 +52,7 @@ async fn poll(
     let recent = registry.revocations_since(since).await?;
     let read_up_to = recent.iter().map(|(_, before)| *before).max();
     take(revocations, recent);
-    if registry.revocation_count().await? < revocations.len() as u64 {
+    if registry.prune_and_count_revocations(now_secs()).await? != revocations.len() as u64 {
         let all = registry.revocations_since(0).await?;
         write_back_missing(registry, revocations, &all).await?;
         take(revocations, all);
