@@ -11,7 +11,7 @@
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::RwLock;
+use std::sync::{Mutex, RwLock};
 
 use anyhow::Context;
 use rustc_hash::FxHashMap;
@@ -25,6 +25,8 @@ pub struct Revocations {
     by_user: RwLock<FxHashMap<String, u64>>,
     /// Where the list is kept; none in unit tests.
     file: Option<PathBuf>,
+    /// Held while the list is written to `file`.
+    save_turn: Mutex<()>,
 }
 
 impl Revocations {
@@ -38,7 +40,7 @@ impl Revocations {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => FxHashMap::default(),
             Err(e) => return Err(e).with_context(|| format!("reading {}", file.display())),
         };
-        Ok(Revocations { by_user: RwLock::new(by_user), file: Some(file) })
+        Ok(Revocations { by_user: RwLock::new(by_user), file: Some(file), save_turn: Mutex::default() })
     }
 
     /// Whether a token of `user` issued at `issued_at` is revoked (a token
@@ -52,20 +54,23 @@ impl Revocations {
     /// (a later revocation already in force stays), drops expired entries,
     /// and saves the list if anything changed. Returns how many changed.
     pub fn apply(&self, entries: impl IntoIterator<Item = (String, u64)>, now: u64) -> anyhow::Result<usize> {
-        let mut by_user = self.by_user.write().unwrap_or_else(|poisoned| poisoned.into_inner());
-        let mut changed = 0;
-        for (user, before) in entries {
-            let in_force = by_user.entry(user).or_insert(0);
-            if before > *in_force {
-                *in_force = before;
-                changed += 1;
+        let (changed, pruned) = {
+            let mut by_user = self.by_user.write().unwrap_or_else(|poisoned| poisoned.into_inner());
+            let mut changed = 0;
+            for (user, before) in entries {
+                let in_force = by_user.entry(user).or_insert(0);
+                if before > *in_force {
+                    *in_force = before;
+                    changed += 1;
+                }
             }
-        }
-        let oldest = now.saturating_sub(RETENTION_SECS);
-        let len = by_user.len();
-        by_user.retain(|_, before| *before >= oldest);
-        if changed > 0 || by_user.len() != len {
-            self.save(&by_user)?;
+            let oldest = now.saturating_sub(RETENTION_SECS);
+            let len = by_user.len();
+            by_user.retain(|_, before| *before >= oldest);
+            (changed, by_user.len() != len)
+        };
+        if changed > 0 || pruned {
+            self.save()?;
         }
         Ok(changed)
     }
@@ -86,12 +91,17 @@ impl Revocations {
         by_user.iter().map(|(user, before)| (user.clone(), *before)).collect()
     }
 
-    fn save(&self, by_user: &FxHashMap<String, u64>) -> anyhow::Result<()> {
+    /// Writes the list as it is now. Outside the list's lock, so AUTH on
+    /// the shards never waits for the disk; one save at a time, each taking
+    /// its copy once it holds the turn, so the last save writes the newest.
+    fn save(&self) -> anyhow::Result<()> {
         let Some(file) = &self.file else { return Ok(()) };
+        let _turn = self.save_turn.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let bytes = serde_json::to_vec(&self.snapshot())?;
         let fresh = file.with_extension("json.new");
         let write = || -> std::io::Result<()> {
             let mut out = std::fs::File::create(&fresh)?;
-            out.write_all(&serde_json::to_vec(by_user)?)?;
+            out.write_all(&bytes)?;
             out.sync_all()?;
             std::fs::rename(&fresh, file)
         };
