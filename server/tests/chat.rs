@@ -222,3 +222,28 @@ fn unread_follows_a_group_that_grows_past_the_small_group_limit() {
     let got = sync(&mut cat, &conv, 0);
     assert_eq!(got.last().map(|(s, _)| *s), Some(seq));
 }
+
+#[test]
+fn a_group_that_was_large_keeps_every_message_readable_after_it_shrinks() {
+    let server = Server::start(&["--small-group-limit", "3"]);
+    let members = |change: &str| server.admin_post_json("/v1/admin/groups/club/members", change);
+    server.admin_post_json("/v1/admin/groups", r#"{"group":"club","members":["ann","ben","cat"]}"#);
+    let (mut ann, _) = server.user("ann");
+    let (conv, small) = send(&mut ann, 3, "club", 1, b"small");
+    members(r#"{"add":["dan"]}"#);
+    let (_, large) = send(&mut ann, 3, "club", 2, b"large");
+    members(r#"{"remove":["dan"]}"#);
+    let (_, shrunk) = send(&mut ann, 3, "club", 3, b"shrunk");
+    let (mut cat, _) = server.user("cat");
+    let seqs = |got: Vec<(u64, Vec<u8>)>| got.into_iter().map(|(seq, _)| seq).collect::<Vec<_>>();
+    assert_eq!(seqs(sync(&mut cat, &conv, 0)), vec![small, large, shrunk]);
+
+    // It stays read-fanned-out: a member who joins now reads its history,
+    // as in any large group.
+    members(r#"{"remove":["ben"],"add":["eve"]}"#);
+    let (_, later) = send(&mut ann, 3, "club", 4, b"later");
+    let (mut eve, _) = server.user("eve");
+    assert_eq!(seqs(sync(&mut eve, &conv, 0)), vec![small, large, shrunk, later]);
+    assert_eq!(cat.next_push().seq, later, "cat, online, got it live");
+    assert_eq!(seqs(sync(&mut cat, &conv, shrunk)), vec![later]);
+}

@@ -31,7 +31,8 @@ use crate::sequencer::Sequencer;
 #[derive(Debug, Clone)]
 pub struct CoreConfig {
     /// Groups up to this many members fan out on write into each member's
-    /// inbox; larger ones are stored once and read from the timeline.
+    /// inbox; larger ones, and groups that once were larger, are stored
+    /// once and read from the timeline.
     pub small_group_limit: usize,
     /// A store call slower than this fails with `unavailable`.
     pub store_timeout: Duration,
@@ -259,7 +260,7 @@ impl RouterCore {
             return Err(ChatError::Unavailable(format!("{conv_id} is owned by another router; retry")));
         }
         let fanout = match &conv {
-            Conversation::Group { .. } if members.len() <= self.config.small_group_limit => {
+            Conversation::Group { .. } if !self.reads_timeline(&conv, &conv_id, &members).await? => {
                 Fanout::Inboxes { members: members.to_vec() }
             }
             Conversation::Group { .. } => Fanout::Timeline { members: Vec::new() },
@@ -341,15 +342,35 @@ impl RouterCore {
             Conversation::parse(conv_id).ok_or_else(|| ChatError::NotFound(format!("conversation {conv_id}")))?;
         let members = self.participants(&conv, user).await?;
         let limit = limit.clamp(1, self.config.max_sync_batch) as usize;
-        let small_group = matches!(conv, Conversation::Group { .. }) && members.len() <= self.config.small_group_limit;
-        let mut messages = if small_group {
-            self.store_call(self.store.read_inbox(user, conv_id, after_seq, limit + 1)).await?
-        } else {
+        let mut messages = if self.reads_timeline(&conv, conv_id, &members).await? {
             self.store_call(self.store.read_timeline(conv_id, after_seq, limit + 1)).await?
+        } else {
+            self.store_call(self.store.read_inbox(user, conv_id, after_seq, limit + 1)).await?
         };
         let more = messages.len() > limit;
         messages.truncate(limit);
         Ok((messages, more))
+    }
+
+    /// Whether `conv` is read from its shared timeline rather than from each
+    /// member's inbox: direct conversations and large groups are, and so is
+    /// a group that has been large, however small it is now. The messages
+    /// it stored while large are in no inbox, so reading inboxes again
+    /// would miss them. "Has been large" shows in its latest message: one
+    /// fanned out on write is also in its sender's inbox, one stored while
+    /// large is not (and every later one is stored the same way).
+    async fn reads_timeline(&self, conv: &Conversation, conv_id: &str, members: &[String]) -> Result<bool, ChatError> {
+        if !matches!(conv, Conversation::Group { .. }) || members.len() > self.config.small_group_limit {
+            return Ok(true);
+        }
+        let last_seq = self.store_call(self.store.last_seq(conv_id)).await?;
+        if last_seq == 0 {
+            return Ok(false);
+        }
+        let latest = self.store_call(self.store.read_timeline(conv_id, last_seq - 1, 1)).await?;
+        let Some(latest) = latest.first() else { return Ok(false) };
+        let copy = self.store_call(self.store.read_inbox(&latest.sender, conv_id, latest.seq - 1, 1)).await?;
+        Ok(copy.first().map(|message| message.seq) != Some(latest.seq))
     }
 
     /// Moves `device`'s cursor in `conv` forward to `seq`; only a
