@@ -358,7 +358,10 @@ impl RouterCore {
     /// it stored while large are in no inbox, so reading inboxes again
     /// would miss them. "Has been large" shows in its latest message: one
     /// fanned out on write is also in its sender's inbox, one stored while
-    /// large is not (and every later one is stored the same way).
+    /// large is not (and every later one is stored the same way). A SEND
+    /// racing the membership change that takes the group past the limit
+    /// may still store a write-fanned-out message after a read-fanned-out
+    /// one; the next SEND while the group is large sets it right.
     async fn reads_timeline(&self, conv: &Conversation, conv_id: &str, members: &[String]) -> Result<bool, ChatError> {
         if !matches!(conv, Conversation::Group { .. }) || members.len() > self.config.small_group_limit {
             return Ok(true);
