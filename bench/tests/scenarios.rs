@@ -61,7 +61,22 @@ struct Server {
 }
 
 impl Server {
+    /// Starts a server on fresh ports; again on fresh ports when one was
+    /// taken before the server could bind it.
     fn start() -> Server {
+        const ATTEMPTS: usize = 3;
+        for attempt in 1..=ATTEMPTS {
+            let mut server = Server::spawn();
+            let Err(status) = server.wait_listening() else { return server };
+            let log = std::fs::read_to_string(server.dir.join(SERVER_LOG)).unwrap_or_default();
+            if !ports::port_was_taken(&log) || attempt == ATTEMPTS {
+                panic!("server exited at start: {status}");
+            }
+        }
+        unreachable!("the last attempt returns or panics")
+    }
+
+    fn spawn() -> Server {
         static NEXT: AtomicUsize = AtomicUsize::new(0);
         let dir = std::env::temp_dir().join(format!(
             "corecast-bench-test-{}-{}",
@@ -84,16 +99,20 @@ impl Server {
             .stderr(log)
             .spawn()
             .expect("start corecast-server");
-        let mut server = Server { child, addr, control, ws, dir };
+        Server { child, addr, control, ws, dir }
+    }
+
+    /// Waits until the server listens; its exit status if it exits first.
+    fn wait_listening(&mut self) -> Result<(), std::process::ExitStatus> {
         let deadline = Instant::now() + Duration::from_secs(30);
-        while TcpStream::connect(server.addr).is_err() || TcpStream::connect(server.control).is_err() {
+        while TcpStream::connect(self.addr).is_err() || TcpStream::connect(self.control).is_err() {
             assert!(Instant::now() < deadline, "server did not start listening");
-            if let Ok(Some(status)) = server.child.try_wait() {
-                panic!("server exited at start: {status}");
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Err(status);
             }
             std::thread::sleep(Duration::from_millis(50));
         }
-        server
+        Ok(())
     }
 
     /// Runs a bench scenario against this server with `--json` (over

@@ -3,6 +3,7 @@
 //! processes and `corecast-server` nodes in cluster mode, all on loopback
 //! with short registry lifetimes so faults show within seconds.
 
+use std::io::Write;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -11,7 +12,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 use super::redis_server::RedisServer;
-use super::{free_ports, DataDir, Server, ADMIN_KEY, WAIT};
+use super::{free_ports, DataDir, Server, StderrWatch, ADMIN_KEY, WAIT};
 
 /// Registration lifetime of routers and nodes in tests (renewed every third).
 pub const REGISTRY_TTL_MS: &str = "900";
@@ -48,27 +49,50 @@ impl RouterProc {
 
     /// As [`RouterProc::start`], with extra `CORECAST_ROUTER_*` settings.
     pub fn start_with_env(id: &str, redis_url: &str, store_url: &str, env: &[(&str, &Path)]) -> RouterProc {
-        let data = DataDir::new();
-        let ports = free_ports(3);
-        let at = |port: u16| -> SocketAddr { SocketAddr::from(([127, 0, 0, 1], port)) };
-        let (http, admin, link) = (at(ports[0]), at(ports[1]), at(ports[2]));
-        let child = Command::new(router_binary())
-            .args(["--router-id", id, "--redis", redis_url, "--store", "redis", "--link-listen", &link.to_string()])
-            .args(["--http-listen", &http.to_string(), "--admin-listen", &admin.to_string()])
-            .args(["--registry-ttl-ms", REGISTRY_TTL_MS, "--health-pull-ms", HEALTH_PULL_MS])
-            .arg("--data-dir")
-            .arg(&data.0)
-            .env("CORECAST_ROUTER_STORE_REDIS_URL", store_url)
-            .env("CORECAST_ROUTER_ADMIN_KEY", ADMIN_KEY)
-            .envs(env.iter().copied())
-            .env("RUST_LOG", "warn")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("start corecast-router");
-        let router = RouterProc { child, id: id.into(), http, admin, link, _data: data };
-        router.wait_until(|r| r.health().is_some(), "router answers /health");
-        router
+        const ATTEMPTS: usize = 3;
+        for attempt in 1..=ATTEMPTS {
+            let data = DataDir::new();
+            let ports = free_ports(3);
+            let at = |port: u16| -> SocketAddr { SocketAddr::from(([127, 0, 0, 1], port)) };
+            let (http, admin, link) = (at(ports[0]), at(ports[1]), at(ports[2]));
+            let mut child = Command::new(router_binary())
+                .args(["--router-id", id, "--redis", redis_url, "--store", "redis", "--link-listen", &link.to_string()])
+                .args(["--http-listen", &http.to_string(), "--admin-listen", &admin.to_string()])
+                .args(["--registry-ttl-ms", REGISTRY_TTL_MS, "--health-pull-ms", HEALTH_PULL_MS])
+                .arg("--data-dir")
+                .arg(&data.0)
+                .env("CORECAST_ROUTER_STORE_REDIS_URL", store_url)
+                .env("CORECAST_ROUTER_ADMIN_KEY", ADMIN_KEY)
+                .envs(env.iter().copied())
+                .env("RUST_LOG", "warn")
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped())
+                .spawn()
+                .expect("start corecast-router");
+            let log = StderrWatch::new(&mut child);
+            let mut router = RouterProc { child, id: id.into(), http, admin, link, _data: data };
+            let Err(status) = router.wait_started() else { return router };
+            if !log.port_was_taken() || attempt == ATTEMPTS {
+                panic!("router {id} exited at start ({status}); its log is above");
+            }
+            let _ = writeln!(std::io::stderr(), "a port was taken before router {id} bound it: starting again");
+        }
+        unreachable!("the last attempt returns or panics")
+    }
+
+    /// Waits until the router answers `/health`; its exit status if it
+    /// exits first.
+    fn wait_started(&mut self) -> Result<(), std::process::ExitStatus> {
+        let deadline = Instant::now() + WAIT;
+        while self.health().is_none() {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Err(status);
+            }
+            assert!(Instant::now() < deadline, "router {}: timed out waiting until it answers /health", self.id);
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Ok(())
     }
 
     pub fn health(&self) -> Option<Value> {

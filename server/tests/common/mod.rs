@@ -15,7 +15,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-pub use ports::{free_port, free_ports};
+pub use ports::{free_port, free_ports, StderrWatch};
 
 use corecast_proto::{decode_server, encode_client, peek_frame, ClientRequest, Peek, PushKind, ServerMessage};
 
@@ -63,7 +63,7 @@ impl Server {
     /// flags.
     pub fn start(extra: &[&str]) -> Server {
         let data = DataDir::new();
-        let mut server = Server::start_in(&data.0, free_port(), extra);
+        let mut server = Server::launch(&data.0, None, extra);
         server._data = Some(data);
         server
     }
@@ -71,36 +71,53 @@ impl Server {
     /// Starts the server on `port` with its store in `dir` (kept when the
     /// server stops, for restart tests).
     pub fn start_in(dir: &Path, port: u16, extra: &[&str]) -> Server {
-        let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-        let ports = free_ports(3);
-        let at = |port: u16| -> SocketAddr { SocketAddr::from(([127, 0, 0, 1], port)) };
-        let (control, ws, web) = (at(ports[0]), at(ports[1]), at(ports[2]));
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_corecast-server"));
-        cmd.args(["--listen", &addr.to_string(), "--control-listen", &control.to_string(), "--shards", "2"])
-            .args(["--ws-listen", &ws.to_string(), "--web-listen", &web.to_string()])
-            .arg("--data-dir")
-            .arg(dir)
-            .args(extra)
-            .env("CORECAST_JWT_SECRET", JWT_SECRET)
-            .env("CORECAST_ADMIN_KEY", ADMIN_KEY)
-            .env("RUST_LOG", "warn")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null());
-        let child = cmd.spawn().expect("start corecast-server");
-        let mut server = Server { child, addr, control, ws, web, _data: None };
-        server.wait_healthy();
-        server
+        Server::launch(dir, Some(port), extra)
     }
 
-    fn wait_healthy(&mut self) {
+    /// Starts the server on `port` (a free one when `None`) and fresh ports
+    /// for its other listeners; again on fresh ports when one was taken
+    /// before the server could bind it.
+    fn launch(dir: &Path, port: Option<u16>, extra: &[&str]) -> Server {
+        const ATTEMPTS: usize = 3;
+        for attempt in 1..=ATTEMPTS {
+            let ports = free_ports(3);
+            let at = |port: u16| -> SocketAddr { SocketAddr::from(([127, 0, 0, 1], port)) };
+            let (addr, control, ws, web) =
+                (at(port.unwrap_or_else(free_port)), at(ports[0]), at(ports[1]), at(ports[2]));
+            let mut cmd = Command::new(env!("CARGO_BIN_EXE_corecast-server"));
+            cmd.args(["--listen", &addr.to_string(), "--control-listen", &control.to_string(), "--shards", "2"])
+                .args(["--ws-listen", &ws.to_string(), "--web-listen", &web.to_string()])
+                .arg("--data-dir")
+                .arg(dir)
+                .args(extra)
+                .env("CORECAST_JWT_SECRET", JWT_SECRET)
+                .env("CORECAST_ADMIN_KEY", ADMIN_KEY)
+                .env("RUST_LOG", "warn")
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped());
+            let mut child = cmd.spawn().expect("start corecast-server");
+            let log = StderrWatch::new(&mut child);
+            let mut server = Server { child, addr, control, ws, web, _data: None };
+            let Err(status) = server.wait_healthy() else { return server };
+            if !log.port_was_taken() || attempt == ATTEMPTS {
+                panic!("server exited at start ({status}); its log is above");
+            }
+            let _ = writeln!(std::io::stderr(), "a port was taken before the server bound it: starting again");
+        }
+        unreachable!("the last attempt returns or panics")
+    }
+
+    /// Waits until the server answers; its exit status if it exits first.
+    fn wait_healthy(&mut self) -> Result<(), std::process::ExitStatus> {
         let deadline = Instant::now() + WAIT;
         while Instant::now() < deadline {
             if let Ok(Some(status)) = self.child.try_wait() {
-                panic!("server exited at start ({status}); its log is above");
+                return Err(status);
             }
             if let Ok(resp) = ureq::get(&format!("http://{}/health", self.control)).call() {
                 if resp.status() == 200 && TcpStream::connect(self.addr).is_ok() {
-                    return;
+                    return Ok(());
                 }
             }
             std::thread::sleep(Duration::from_millis(50));
