@@ -125,6 +125,7 @@ mod tests {
             client_addr: format!("{id}.example:7000"),
             ws_url: Some(format!("ws://{id}.example:7001/ws")),
             control_addr: format!("{id}.example:7001"),
+            control_tls: false,
             weight,
             ceiling,
         }
@@ -143,7 +144,7 @@ mod tests {
     }
 
     fn board() -> HealthBoard {
-        HealthBoard::new(Duration::from_millis(500))
+        HealthBoard::new(crate::node_http::client(Duration::from_millis(500), None).unwrap())
     }
 
     #[test]

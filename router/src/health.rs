@@ -1,5 +1,5 @@
 //! The health of the server nodes, as this router sees it. The router pulls
-//! it: every node answers `GET http://{control_addr}/health` with a small
+//! it: every node answers `GET /health` on its control plane with a small
 //! JSON report (status, connections, ceiling), and the [`HealthBoard`] keeps
 //! the outcome of the latest pull of each registered node. Nodes never push
 //! their health; a node that stops answering is simply seen as failed at the
@@ -8,7 +8,7 @@
 //! [`dispatch::rank`](crate::dispatch::rank).
 
 use std::collections::{HashMap, HashSet};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
 use tokio::task::JoinSet;
@@ -82,23 +82,9 @@ pub struct HealthBoard {
 }
 
 impl HealthBoard {
-    /// An empty board whose pulls each give up after `timeout` (connecting,
-    /// sending and reading the whole answer). Pulls go straight to the nodes,
-    /// never through an HTTP proxy from the environment.
-    pub fn new(timeout: Duration) -> HealthBoard {
-        let client =
-            reqwest::Client::builder().no_proxy().connect_timeout(timeout).timeout(timeout).build().unwrap_or_else(
-                |e| {
-                    // Only a broken build environment gets here (no TLS is involved).
-                    tracing::error!("could not build the health HTTP client ({e}); pulls have no timeout");
-                    reqwest::Client::new()
-                },
-            );
-        HealthBoard::with_client(client)
-    }
-
-    /// An empty board pulling with `client`, whose timeout bounds each pull.
-    pub fn with_client(client: reqwest::Client) -> HealthBoard {
+    /// An empty board pulling with `client` (see [`crate::node_http`]),
+    /// whose timeout bounds each pull.
+    pub fn new(client: reqwest::Client) -> HealthBoard {
         HealthBoard { client, nodes: HashMap::new() }
     }
 
@@ -211,14 +197,14 @@ impl HealthBoard {
     }
 }
 
-/// Pulls the health of one node: `GET http://{control_addr}/health`. Fails
+/// Pulls the health of one node: `GET /health` on its control plane. Fails
 /// (with a message saying why) on a connection error or timeout, an answer
 /// other than 200, a body over [`MAX_REPORT_BYTES`], JSON that does not parse
 /// as a [`HealthReport`], or a report naming another node than `node.id`
 /// (the address now belongs to someone else). The client's timeout bounds
 /// the whole pull.
 pub async fn pull_one(client: &reqwest::Client, node: &NodeInfo) -> Result<HealthReport, String> {
-    let url = format!("http://{}/health", node.control_addr);
+    let url = node.control_url("/health");
     let mut response = client.get(&url).send().await.map_err(|e| format!("GET {url}: {e}"))?;
     let status = response.status();
     if status != reqwest::StatusCode::OK {
@@ -245,6 +231,7 @@ pub async fn pull_one(client: &reqwest::Client, node: &NodeInfo) -> Result<Healt
 #[cfg(test)]
 mod tests {
     use std::net::SocketAddr;
+    use std::time::Duration;
 
     use axum::http::StatusCode;
     use axum::routing::get;
@@ -279,6 +266,7 @@ mod tests {
             client_addr: "127.0.0.1:1".to_string(),
             ws_url: None,
             control_addr: control_addr.to_string(),
+            control_tls: false,
             weight: 1,
             ceiling: 1_000,
         }
@@ -292,7 +280,7 @@ mod tests {
         let broken = serve_health(StatusCode::INTERNAL_SERVER_ERROR, r#"{"status":"ok"}"#).await;
         let nodes = [node("good", good), node("broken", broken), node("gone", closed_addr().await)];
 
-        let mut board = HealthBoard::new(Duration::from_secs(5));
+        let mut board = HealthBoard::new(crate::node_http::client(Duration::from_secs(5), None).unwrap());
         board.pull_all(&nodes).await;
 
         assert_eq!(board.len(), 3);
@@ -328,7 +316,7 @@ mod tests {
                 .await;
         });
         let nodes = [node("n1", addr)];
-        let mut board = HealthBoard::new(Duration::from_secs(5));
+        let mut board = HealthBoard::new(crate::node_http::client(Duration::from_secs(5), None).unwrap());
 
         board.pull_all(&nodes).await;
         let first = board.get("n1").unwrap().clone();
@@ -347,7 +335,7 @@ mod tests {
 
     #[tokio::test]
     async fn pull_one_reads_leniently_but_rejects_bad_answers() {
-        let client = HealthBoard::new(Duration::from_secs(5)).client;
+        let client = HealthBoard::new(crate::node_http::client(Duration::from_secs(5), None).unwrap()).client;
 
         let draining = serve_health(StatusCode::OK, r#"{"status":"draining","node":"n1","extra":[1,2]}"#).await;
         let report = pull_one(&client, &node("n1", draining)).await.unwrap();
@@ -380,7 +368,7 @@ mod tests {
         // Accepts connections (the kernel does) but never reads or answers.
         let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let nodes = [node("silent", silent.local_addr().unwrap())];
-        let mut board = HealthBoard::new(Duration::from_millis(200));
+        let mut board = HealthBoard::new(crate::node_http::client(Duration::from_millis(200), None).unwrap());
         board.pull_all(&nodes).await;
         assert!(!board.is_healthy("silent"));
         assert_eq!(board.get("silent").unwrap().consecutive_failures, 1);
@@ -389,7 +377,7 @@ mod tests {
 
     #[test]
     fn a_success_after_failures_makes_the_node_healthy_again() {
-        let mut board = HealthBoard::new(Duration::from_millis(500));
+        let mut board = HealthBoard::new(crate::node_http::client(Duration::from_millis(500), None).unwrap());
         let now = Instant::now();
         board.record("n1", Err("refused".to_string()), now);
         board.record("n1", Err("refused".to_string()), now);

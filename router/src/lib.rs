@@ -18,6 +18,7 @@ mod core;
 pub mod dispatch;
 pub mod health;
 pub mod link;
+pub mod node_http;
 pub mod ownership;
 pub mod presence;
 pub mod registry;

@@ -24,6 +24,7 @@ fn node(id: &str) -> NodeInfo {
         client_addr: "127.0.0.1:1".into(),
         ws_url: Some("ws://127.0.0.1:3/ws".into()),
         control_addr: "127.0.0.1:2".into(),
+        control_tls: false,
         weight: 1,
         ceiling: 10,
     }

@@ -157,6 +157,13 @@ pub struct Config {
     /// Control-plane address routers pull health from; `None` =
     /// `control_listen`.
     pub advertise_control_addr: Option<String>,
+    /// PEM certificate chain: with `control_tls_key_file`, the control
+    /// plane (health, metrics, admin API) speaks only HTTPS, and routers
+    /// reach it trusting their `control_tls_ca_file`. The certificate must
+    /// name the host of `advertise_control_addr`.
+    pub control_tls_cert_file: Option<PathBuf>,
+    /// PEM private key of `control_tls_cert_file`.
+    pub control_tls_key_file: Option<PathBuf>,
     /// Relative share of new clients dispatch sends here.
     pub weight: u32,
     /// Most client connections; `None` = the open-file limit minus a reserve
@@ -240,6 +247,8 @@ impl Default for Config {
             advertise_addr: None,
             advertise_ws_url: None,
             advertise_control_addr: None,
+            control_tls_cert_file: None,
+            control_tls_key_file: None,
             weight: 100,
             max_connections: None,
             registry_ttl_ms: 3_000,
@@ -339,6 +348,8 @@ impl Config {
             "advertise_addr",
             "advertise_ws_url",
             "advertise_control_addr",
+            "control_tls_cert_file",
+            "control_tls_key_file",
             "weight",
             "max_connections",
             "registry_ttl_ms",
@@ -374,6 +385,9 @@ impl Config {
         }
         if self.tls_cert_file.is_some() != self.tls_key_file.is_some() {
             return bad("tls_cert_file and tls_key_file go together");
+        }
+        if self.control_tls_cert_file.is_some() != self.control_tls_key_file.is_some() {
+            return bad("control_tls_cert_file and control_tls_key_file go together");
         }
         if !self.ws_path.starts_with('/') || self.ws_max_message_len < self.max_frame_len {
             return bad("ws_path must start with '/' and ws_max_message_len hold one maximum-size frame");
@@ -485,5 +499,14 @@ mod tests {
         assert_eq!(config.max_rooms_per_conn, 9);
         std::fs::write(&path, "no_such_setting = 1\n").unwrap();
         assert!(Config::load(Some(&path), &NoOverrides {}).is_err());
+    }
+    #[test]
+    fn certificates_come_with_their_keys() {
+        let half = Config { control_tls_cert_file: Some("control.pem".into()), ..Config::default() };
+        assert!(half.validate().unwrap_err().to_string().contains("control_tls_key_file"));
+        let whole = Config { control_tls_key_file: Some("control.key".into()), ..half };
+        whole.validate().unwrap();
+        let half = Config { tls_key_file: Some("client.key".into()), ..Config::default() };
+        assert!(half.validate().unwrap_err().to_string().contains("tls_cert_file"));
     }
 }

@@ -14,6 +14,7 @@ pub mod auth;
 pub mod cluster;
 pub mod config;
 pub mod control;
+pub mod https;
 pub mod metrics;
 pub mod node;
 pub mod revocations;

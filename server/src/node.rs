@@ -75,6 +75,7 @@ fn cluster_settings(
             client_addr: advertised.client.clone(),
             ws_url: Some(advertised.ws_url.clone()),
             control_addr: config.advertise_control_addr.clone().unwrap_or_else(|| config.control_listen.to_string()),
+            control_tls: config.control_tls_cert_file.is_some(),
             weight: config.weight,
             ceiling: config.connection_ceiling(),
         },
@@ -211,6 +212,10 @@ pub fn run(config: Config) -> anyhow::Result<()> {
         (Some(cert), Some(key)) => Some(CertStore::open(cert, key)?),
         _ => None,
     };
+    let control_certs = match (&config.control_tls_cert_file, &config.control_tls_key_file) {
+        (Some(cert), Some(key)) => Some(CertStore::open(cert, key).context("the control plane's certificate")?),
+        _ => None,
+    };
     let tls = match &certs {
         Some(certs) => Some(monoio_rustls::TlsAcceptor::from(certs.server_config()?)),
         None => None,
@@ -275,6 +280,7 @@ pub fn run(config: Config) -> anyhow::Result<()> {
         status: Arc::new(status),
         advertised,
         certs,
+        control_certs,
     };
     let control =
         match ControlPlane::start(runtime, config.control_listen, state, backend, core_rx, (web_listener, web)) {

@@ -4,7 +4,7 @@
 //! `corecast-server` nodes A, B and C. Cross-node chat with correct seqs,
 //! room routing only to nodes with members (shown with the nodes' link
 //! metrics), admin broadcast, cluster-wide presence, dispatch by load,
-//! ceiling and drain, links over TLS, revocations that reach every node (also one started
+//! ceiling and drain, links over TLS, node control planes over HTTPS, revocations that reach every node (also one started
 //! later, also after Redis lost them), and three faults: a router killed
 //! while clients send, Redis restarted, a node killed.
 
@@ -15,6 +15,7 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use common::cluster::{eventually, Cluster, Node, RouterProc};
+use common::https::key;
 use common::redis_server::RedisServer;
 use common::{token, Client, Reply, WAIT};
 use corecast_proto::{ClientRequest, ErrorCode, PushKind, PUBLISH_NO_REPLY};
@@ -366,10 +367,6 @@ fn a_revocation_reaches_every_node_also_one_started_later_and_after_redis_lost_i
     cluster.nodes.extend([late, later]);
 }
 
-fn key(name: &str) -> std::path::PathBuf {
-    std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/keys").join(name)
-}
-
 #[test]
 fn links_over_tls_carry_chat_and_rooms_and_refuse_nodes_without_the_ca() {
     if !common::redis_server::available("links_over_tls_carry_chat_and_rooms_and_refuse_nodes_without_the_ca") {
@@ -411,4 +408,39 @@ fn links_over_tls_carry_chat_and_rooms_and_refuse_nodes_without_the_ca() {
     for node in [&plain, &wary] {
         assert_eq!(node.server.metric_sum("corecast_uplink_routers"), 0.0, "node {} linked", node.id);
     }
+}
+
+#[test]
+fn routers_reach_an_https_control_plane_only_trusting_its_ca() {
+    if !common::redis_server::available("routers_reach_an_https_control_plane_only_trusting_its_ca") {
+        return;
+    }
+    let (routes_redis, store_redis) = (RedisServer::start(), RedisServer::start_persistent());
+    let (ca, other_ca) = (key("tls_ca.pem"), key("tls_ca_2.pem"));
+    let trusting = RouterProc::start_with_env(
+        "r1",
+        &routes_redis.url(),
+        &store_redis.url(),
+        &[("CORECAST_ROUTER_CONTROL_TLS_CA_FILE", ca.as_path())],
+    );
+    let wary = RouterProc::start_with_env(
+        "r2",
+        &routes_redis.url(),
+        &store_redis.url(),
+        &[("CORECAST_ROUTER_CONTROL_TLS_CA_FILE", other_ca.as_path())],
+    );
+    let node = Node::start_with_control_tls("secure", &routes_redis.url(), &[]);
+    let plain = ureq::get(&format!("http://{}/health", node.server.control)).call();
+    assert!(plain.is_err(), "the control plane answered plain HTTP: {plain:?}");
+
+    // Health pulled over HTTPS: dispatch hands the node out.
+    trusting.wait_until(|r| r.dispatch_order() == [node.id.clone()], "the node is dispatched");
+    // The cluster admin API reaches the node's admin API over HTTPS.
+    let (_alice, _) = node.server.user("alice");
+    eventually("the router counts alice", || trusting.admin_get("/v1/admin/online")["connections"] == 1);
+
+    // A router trusting another CA fails every pull and never dispatches it.
+    wary.wait_until(|r| r.metric_sum("corecast_health_pulls_total") >= 2.0, "the wary router pulled");
+    assert_eq!(wary.metric_sum("corecast_nodes_healthy"), 0.0);
+    assert!(wary.dispatch_order().is_empty(), "dispatched a node it cannot verify");
 }

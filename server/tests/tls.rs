@@ -10,16 +10,12 @@ mod common;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
-use std::path::PathBuf;
 use std::sync::Arc;
 
+use common::https::key;
 use common::{token, DataDir, Server};
 use corecast_proto::{decode_server, encode_client, peek_frame, ClientRequest, Peek, PushKind, ServerMessage};
 use rustls::pki_types::{pem::PemObject, CertificateDer, ServerName};
-
-fn key(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/keys").join(name)
-}
 
 fn tls_server() -> (Server, DataDir) {
     tls_server_with(&key("tls_cert.pem"), &key("tls_key.pem"))

@@ -63,20 +63,27 @@ pub fn acceptor(cert_file: &Path, key_file: &Path) -> anyhow::Result<TlsAcceptor
 /// The node's side: trusts routers whose certificates chain to a CA in
 /// `ca_file` (PEM).
 pub fn connector(ca_file: &Path) -> anyhow::Result<TlsConnector> {
+    Ok(TlsConnector::from(Arc::new(client_config(Some(ca_file))?)))
+}
+
+/// A client configuration trusting the CA certificates in `ca_file` (PEM),
+/// or nothing at all without one (every handshake then fails).
+pub fn client_config(ca_file: Option<&Path>) -> anyhow::Result<rustls::ClientConfig> {
     let mut roots = rustls::RootCertStore::empty();
-    for cert in CertificateDer::pem_file_iter(ca_file).with_context(|| format!("reading {}", ca_file.display()))? {
-        let cert = cert.with_context(|| format!("parsing certificates in {}", ca_file.display()))?;
-        roots.add(cert).with_context(|| format!("a CA certificate in {} is not usable", ca_file.display()))?;
+    if let Some(ca_file) = ca_file {
+        for cert in CertificateDer::pem_file_iter(ca_file).with_context(|| format!("reading {}", ca_file.display()))? {
+            let cert = cert.with_context(|| format!("parsing certificates in {}", ca_file.display()))?;
+            roots.add(cert).with_context(|| format!("a CA certificate in {} is not usable", ca_file.display()))?;
+        }
+        if roots.is_empty() {
+            anyhow::bail!("no CA certificate in {}", ca_file.display());
+        }
     }
-    if roots.is_empty() {
-        anyhow::bail!("no CA certificate in {}", ca_file.display());
-    }
-    let config = rustls::ClientConfig::builder_with_provider(provider())
+    Ok(rustls::ClientConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()
         .context("TLS protocol versions")?
         .with_root_certificates(roots)
-        .with_no_client_auth();
-    Ok(TlsConnector::from(Arc::new(config)))
+        .with_no_client_auth())
 }
 
 /// Splits a plain TCP link.

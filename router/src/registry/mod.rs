@@ -41,10 +41,22 @@ pub struct NodeInfo {
     pub ws_url: Option<String>,
     /// The node's control plane (`host:port`): `/health`, `/metrics`, node admin API.
     pub control_addr: String,
+    /// Whether the control plane speaks HTTPS (the node has
+    /// `control_tls_cert_file`); false for nodes of an older version.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub control_tls: bool,
     /// Relative share of new clients this node should get.
     pub weight: u32,
     /// Most client connections this node accepts.
     pub ceiling: u64,
+}
+
+impl NodeInfo {
+    /// The URL of `path` (starting with `/`) on the node's control plane.
+    pub fn control_url(&self, path: &str) -> String {
+        let scheme = if self.control_tls { "https" } else { "http" };
+        format!("{scheme}://{}{path}", self.control_addr)
+    }
 }
 
 /// One online connection of a user, somewhere in the cluster.
@@ -60,3 +72,21 @@ pub struct Route {
 
 pub mod redis;
 pub mod route_cache;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn control_urls_follow_the_registered_scheme_and_old_registrations_are_plain() {
+        let old = r#"{"id":"n1","client_addr":"10.0.0.1:7100","control_addr":"10.0.0.1:7180","weight":1,"ceiling":9}"#;
+        let mut node: NodeInfo = serde_json::from_str(old).unwrap();
+        assert!(!node.control_tls);
+        assert_eq!(node.control_url("/health"), "http://10.0.0.1:7180/health");
+        assert!(!serde_json::to_string(&node).unwrap().contains("control_tls"), "plain nodes register as before");
+
+        node.control_tls = true;
+        let again: NodeInfo = serde_json::from_str(&serde_json::to_string(&node).unwrap()).unwrap();
+        assert_eq!(again.control_url("/v1/admin/online"), "https://10.0.0.1:7180/v1/admin/online");
+    }
+}

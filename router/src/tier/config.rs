@@ -41,6 +41,11 @@ pub struct RouterConfig {
     pub link_tls_cert_file: Option<PathBuf>,
     /// PEM private key of `link_tls_cert_file`.
     pub link_tls_key_file: Option<PathBuf>,
+    /// PEM CA certificate(s) the nodes' control-plane certificates chain
+    /// to: needed to pull health from and send admin calls to nodes with
+    /// `control_tls_cert_file`, whose certificates must name the host of
+    /// their registered control address.
+    pub control_tls_ca_file: Option<PathBuf>,
     /// Public HTTP: `GET /v1/dispatch` and `GET /health`.
     pub http_listen: SocketAddr,
     /// HTTP address published in Redis; `None` = `http_listen`.
@@ -92,6 +97,7 @@ impl Default for RouterConfig {
             advertise_link_addr: None,
             link_tls_cert_file: None,
             link_tls_key_file: None,
+            control_tls_ca_file: None,
             http_listen: SocketAddr::from(([0, 0, 0, 0], 7280)),
             advertise_http_addr: None,
             admin_listen: SocketAddr::from(([127, 0, 0, 1], 7281)),

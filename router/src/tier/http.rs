@@ -102,10 +102,7 @@ async fn broadcast(State(tier): State<Shared>, payload: Bytes) -> Response {
 async fn ask_nodes(tier: &Tier, nodes: &[String], method: reqwest::Method, path: &str) -> Vec<(String, Value)> {
     let registered = tier.nodes();
     let calls = registered.into_iter().filter(|n| nodes.contains(&n.id)).map(|node| {
-        let request = tier
-            .http
-            .request(method.clone(), format!("http://{}{}", node.control_addr, path))
-            .bearer_auth(&*tier.admin_key);
+        let request = tier.http.request(method.clone(), node.control_url(path)).bearer_auth(&*tier.admin_key);
         let path = path.to_string();
         async move {
             let answer = async { request.send().await?.error_for_status()?.json::<Value>().await }.await;

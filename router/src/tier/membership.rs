@@ -107,7 +107,7 @@ pub async fn keep_registered(tier: Arc<Tier>, mut info: RouterInfo) {
 /// `health_pull_ms`; dispatch answers from the latest snapshot.
 pub async fn watch_nodes(tier: Arc<Tier>) {
     let period = Duration::from_millis(tier.config.health_pull_ms as u64);
-    let mut board = HealthBoard::new(Duration::from_millis(tier.config.health_timeout_ms as u64));
+    let mut board = HealthBoard::new(tier.health_http.clone());
     loop {
         match tier.registry.nodes().await {
             Ok(nodes) => {

@@ -28,7 +28,7 @@ use crate::health::HealthBoard;
 use crate::link::hub::LinkHub;
 use crate::registry::redis::Registry;
 use crate::registry::{NodeInfo, RouterInfo, KEY_PREFIX};
-use crate::{CoreConfig, Ownership, RouterCore};
+use crate::{node_http, CoreConfig, Ownership, RouterCore};
 use config::{RouterConfig, StoreChoice};
 pub use routes::RedisRoutes;
 
@@ -52,6 +52,8 @@ pub struct Tier {
     pub prometheus: PrometheusHandle,
     /// HTTP client for the nodes' admin API.
     pub http: reqwest::Client,
+    /// HTTP client for the nodes' health, with the health pull timeout.
+    pub health_http: reqwest::Client,
     nodes: Mutex<(Vec<NodeInfo>, HealthBoard)>,
 }
 
@@ -149,6 +151,9 @@ pub async fn run(config: RouterConfig, admin_key: String, prometheus: Prometheus
         http_addr: config.advertise_http_addr.clone().unwrap_or(http_listener.local_addr()?.to_string()),
         epoch: first_epoch,
     };
+    let control_ca = config.control_tls_ca_file.as_deref();
+    let health_http = node_http::client(Duration::from_millis(config.health_timeout_ms as u64), control_ca)?;
+    let admin_http = node_http::client(Duration::from_secs(2), control_ca)?;
     let tier = Arc::new(Tier {
         id: id.clone(),
         config,
@@ -158,8 +163,9 @@ pub async fn run(config: RouterConfig, admin_key: String, prometheus: Prometheus
         registry: registry.clone(),
         admin_key,
         prometheus,
-        http: reqwest::Client::builder().timeout(Duration::from_secs(2)).build()?,
-        nodes: Mutex::new((Vec::new(), HealthBoard::new(Duration::from_millis(500)))),
+        http: admin_http,
+        health_http: health_http.clone(),
+        nodes: Mutex::new((Vec::new(), HealthBoard::new(health_http))),
     });
     let link_tls = tier.config.link_tls_cert_file.is_some();
     tracing::info!(router = %id, link = %info.link_addr, link_tls, http = %info.http_addr, "router starting");

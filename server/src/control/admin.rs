@@ -157,11 +157,14 @@ async fn drain(State(state): State<ControlState>) -> Response {
 
 /// Reads the TLS certificate and key files again (as SIGHUP does).
 async fn reload_tls(State(state): State<ControlState>) -> Response {
-    let Some(certs) = &state.certs else {
+    let stores = state.cert_stores();
+    if stores.is_empty() {
         return api_error(StatusCode::NOT_FOUND, "this node does not serve TLS");
-    };
-    match certs.reload() {
-        Ok(()) => Json(json!({ "reloaded": true })).into_response(),
-        Err(e) => api_error(StatusCode::UNPROCESSABLE_ENTITY, &format!("{e:#}; the current certificate stays")),
     }
+    for certs in stores {
+        if let Err(e) = certs.reload() {
+            return api_error(StatusCode::UNPROCESSABLE_ENTITY, &format!("{e:#}; the current certificate stays"));
+        }
+    }
+    Json(json!({ "reloaded": true })).into_response()
 }

@@ -2,8 +2,8 @@
 //! `GET /health`, `GET /metrics` (Prometheus), `GET /v1/dispatch` and the
 //! admin API, runs the router core on the chat requests the shards send it
 //! (or, in a cluster, the uplink to the routers), turns SIGTERM/SIGINT into
-//! a graceful shutdown of every shard and SIGHUP into a TLS certificate
-//! reload. It reaches the shards only
+//! a graceful shutdown of every shard and SIGHUP into a reload of the TLS
+//! certificates. With `control_tls_cert_file` it speaks only HTTPS. It reaches the shards only
 //! through their inboxes.
 
 mod admin;
@@ -28,6 +28,7 @@ use corecast_router::RouterCore;
 use crate::advertised::Advertised;
 use crate::auth::TokenVerifier;
 use crate::cluster::ClusterSettings;
+use crate::https::TlsListener;
 use crate::shard::{CoreCommand, Mesh, ShardCommand};
 use crate::status::NodeStatus;
 use crate::tls::CertStore;
@@ -54,6 +55,15 @@ pub struct ControlState {
     pub advertised: Advertised,
     /// The TLS certificate in force, when clients speak TLS.
     pub certs: Option<Arc<CertStore>>,
+    /// The control plane's own certificate, when it speaks only HTTPS.
+    pub control_certs: Option<Arc<CertStore>>,
+}
+
+impl ControlState {
+    /// Every certificate this node serves, for reloading them all.
+    fn cert_stores(&self) -> Vec<Arc<CertStore>> {
+        self.certs.iter().chain(&self.control_certs).cloned().collect()
+    }
 }
 
 /// Who answers the shards' chat requests.
@@ -135,8 +145,9 @@ async fn serve(
 ) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::from_std(std_listener)?;
     tokio::spawn(shutdown_on_signal(state.mesh.clone(), state.status.clone()));
-    if let Some(certs) = &state.certs {
-        tokio::spawn(reload_on_sighup(certs.clone()));
+    let stores = state.cert_stores();
+    if !stores.is_empty() {
+        tokio::spawn(reload_on_sighup(stores));
     }
     let mut app = Router::new()
         .route("/health", get(health))
@@ -149,12 +160,19 @@ async fn serve(
             .route_layer(axum::middleware::from_fn_with_state(AdminKey(state.admin_key.clone()), require_admin_key));
         app = app.merge(chat);
     }
+    let control_certs = state.control_certs.clone();
     let app = app.with_state(state);
-    axum::serve(listener, app)
-        .with_graceful_shutdown(async {
-            let _ = stop.await;
-        })
-        .await?;
+    let stopped = async {
+        let _ = stop.await;
+    };
+    match control_certs {
+        None => axum::serve(listener, app).with_graceful_shutdown(stopped).await?,
+        Some(certs) => {
+            let acceptor = tokio_rustls::TlsAcceptor::from(certs.server_config()?);
+            let listener = TlsListener::new(listener, acceptor, "control plane")?;
+            axum::serve(listener, app).with_graceful_shutdown(stopped).await?
+        }
+    }
     Ok(())
 }
 
@@ -190,16 +208,18 @@ async fn run_core(core: Arc<RouterCore>, inbox: flume::Receiver<CoreCommand>) {
     }
 }
 
-/// Reloads the TLS certificate on every SIGHUP.
-async fn reload_on_sighup(certs: Arc<CertStore>) {
+/// Reloads the TLS certificates on every SIGHUP.
+async fn reload_on_sighup(stores: Vec<Arc<CertStore>>) {
     use tokio::signal::unix::{signal, SignalKind};
     let Ok(mut hup) = signal(SignalKind::hangup()) else {
         tracing::error!("could not install the SIGHUP handler; reload TLS through the admin API");
         return;
     };
     while hup.recv().await.is_some() {
-        if let Err(e) = certs.reload() {
-            tracing::error!("TLS certificate reload failed, keeping the current one: {e:#}");
+        for certs in &stores {
+            if let Err(e) = certs.reload() {
+                tracing::error!("TLS certificate reload failed, keeping the current one: {e:#}");
+            }
         }
     }
 }

@@ -6,7 +6,6 @@
 
 mod demo;
 mod fallback;
-mod https;
 mod upstream;
 
 use std::net::SocketAddr;
@@ -14,6 +13,8 @@ use std::sync::Arc;
 
 use axum::routing::{get, post};
 use axum::Router;
+
+use crate::https::TlsListener;
 
 /// What the public HTTP handlers need.
 #[derive(Clone)]
@@ -71,7 +72,7 @@ pub fn routes(state: WebState) -> Router {
 pub async fn serve(listener: tokio::net::TcpListener, state: WebState) {
     let served = match &state.tls {
         None => axum::serve(listener, routes(state)).await,
-        Some(tls) => match https::TlsListener::new(listener, tls.acceptor.clone()) {
+        Some(tls) => match TlsListener::new(listener, tls.acceptor.clone(), "public HTTP listener") {
             Ok(listener) => axum::serve(listener, routes(state)).await,
             Err(e) => Err(e),
         },

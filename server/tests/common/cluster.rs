@@ -172,9 +172,22 @@ pub struct Node {
 impl Node {
     /// Starts a node named `name` in the cluster at `redis_url`.
     pub fn start(name: &str, redis_url: &str, extra: &[&str]) -> Node {
+        Node::named(Server::start(&Node::args(name, redis_url, extra)))
+    }
+
+    /// As [`Node::start`], with the control plane on HTTPS only (see
+    /// [`Server::start_with_control_tls`]).
+    pub fn start_with_control_tls(name: &str, redis_url: &str, extra: &[&str]) -> Node {
+        Node::named(Server::start_with_control_tls(&Node::args(name, redis_url, extra)))
+    }
+
+    fn args<'a>(name: &'a str, redis_url: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
         let mut args = vec!["--node-id", name, "--redis", redis_url, "--registry-ttl-ms", REGISTRY_TTL_MS];
         args.extend_from_slice(extra);
-        let server = Server::start(&args);
+        args
+    }
+
+    fn named(server: Server) -> Node {
         let id = server.health()["node"].as_str().expect("node id in /health").to_string();
         Node { server, id }
     }

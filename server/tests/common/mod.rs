@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod cluster;
+pub mod https;
 #[path = "../../../router/tests/common/ports.rs"]
 pub mod ports;
 #[path = "../../../router/tests/common/redis_server.rs"]
@@ -54,6 +55,9 @@ pub struct Server {
     pub ws: SocketAddr,
     /// Public HTTP listener (demo page, HTTP fallback).
     pub web: SocketAddr,
+    /// Whether the control plane speaks only HTTPS (with the test
+    /// certificate).
+    pub control_tls: bool,
     /// The store directory, when this server owns it.
     _data: Option<DataDir>,
 }
@@ -63,7 +67,16 @@ impl Server {
     /// flags.
     pub fn start(extra: &[&str]) -> Server {
         let data = DataDir::new();
-        let mut server = Server::launch(&data.0, None, extra);
+        let mut server = Server::launch(&data.0, None, extra, false);
+        server._data = Some(data);
+        server
+    }
+
+    /// As [`Server::start`], with the control plane on HTTPS only, serving
+    /// the test certificate (`tests/keys/tls_cert.pem`).
+    pub fn start_with_control_tls(extra: &[&str]) -> Server {
+        let data = DataDir::new();
+        let mut server = Server::launch(&data.0, None, extra, true);
         server._data = Some(data);
         server
     }
@@ -71,14 +84,22 @@ impl Server {
     /// Starts the server on `port` with its store in `dir` (kept when the
     /// server stops, for restart tests).
     pub fn start_in(dir: &Path, port: u16, extra: &[&str]) -> Server {
-        Server::launch(dir, Some(port), extra)
+        Server::launch(dir, Some(port), extra, false)
     }
 
     /// Starts the server on `port` (a free one when `None`) and fresh ports
     /// for its other listeners; again on fresh ports when one was taken
     /// before the server could bind it.
-    fn launch(dir: &Path, port: Option<u16>, extra: &[&str]) -> Server {
+    fn launch(dir: &Path, port: Option<u16>, extra: &[&str], control_tls: bool) -> Server {
         const ATTEMPTS: usize = 3;
+        let mut extra = extra.to_vec();
+        let control_tls_config = dir.join("control-tls.toml");
+        if control_tls {
+            let (cert, key) = (https::key("tls_cert.pem"), https::key("tls_key.pem"));
+            let body = format!("control_tls_cert_file = {cert:?}\ncontrol_tls_key_file = {key:?}\n");
+            std::fs::write(&control_tls_config, body).unwrap();
+            extra.extend(["--config", control_tls_config.to_str().unwrap()]);
+        }
         for attempt in 1..=ATTEMPTS {
             let ports = free_ports(3);
             let at = |port: u16| -> SocketAddr { SocketAddr::from(([127, 0, 0, 1], port)) };
@@ -89,7 +110,7 @@ impl Server {
                 .args(["--ws-listen", &ws.to_string(), "--web-listen", &web.to_string()])
                 .arg("--data-dir")
                 .arg(dir)
-                .args(extra)
+                .args(&extra)
                 .env("CORECAST_JWT_SECRET", JWT_SECRET)
                 .env("CORECAST_ADMIN_KEY", ADMIN_KEY)
                 .env("RUST_LOG", "warn")
@@ -98,7 +119,7 @@ impl Server {
                 .stderr(Stdio::piped());
             let mut child = cmd.spawn().expect("start corecast-server");
             let log = StderrWatch::new(&mut child);
-            let mut server = Server { child, addr, control, ws, web, _data: None };
+            let mut server = Server { child, addr, control, ws, web, control_tls, _data: None };
             let Err(status) = server.wait_healthy() else { return server };
             if !log.port_was_taken() || attempt == ATTEMPTS {
                 panic!("server exited at start ({status}); its log is above");
@@ -115,10 +136,10 @@ impl Server {
             if let Ok(Some(status)) = self.child.try_wait() {
                 return Err(status);
             }
-            if let Ok(resp) = ureq::get(&format!("http://{}/health", self.control)).call() {
-                if resp.status() == 200 && TcpStream::connect(self.addr).is_ok() {
-                    return Ok(());
-                }
+            if self.control_get("/health").is_ok_and(|(status, _)| status == 200)
+                && TcpStream::connect(self.addr).is_ok()
+            {
+                return Ok(());
             }
             std::thread::sleep(Duration::from_millis(50));
         }
@@ -161,8 +182,18 @@ impl Server {
         serde_json::from_str(&resp.body_mut().read_to_string().unwrap()).unwrap()
     }
 
+    /// `GET path` on the control plane (HTTPS when it speaks only that):
+    /// status and body.
+    pub fn control_get(&self, path: &str) -> Result<(u16, String), String> {
+        if self.control_tls {
+            return https::get(self.control, path);
+        }
+        let mut resp = ureq::get(&format!("http://{}{path}", self.control)).call().map_err(|e| e.to_string())?;
+        Ok((resp.status().as_u16(), resp.body_mut().read_to_string().map_err(|e| e.to_string())?))
+    }
+
     pub fn metrics(&self) -> String {
-        ureq::get(&format!("http://{}/metrics", self.control)).call().unwrap().body_mut().read_to_string().unwrap()
+        self.control_get("/metrics").expect("GET /metrics").1
     }
 
     /// Sum of a metric over all its label sets.
@@ -172,8 +203,7 @@ impl Server {
 
     /// The node's `/health` answer.
     pub fn health(&self) -> serde_json::Value {
-        let mut resp = ureq::get(&format!("http://{}/health", self.control)).call().expect("health");
-        serde_json::from_str(&resp.body_mut().read_to_string().unwrap()).unwrap()
+        serde_json::from_str(&self.control_get("/health").expect("GET /health").1).unwrap()
     }
 
     /// SIGKILL: no drain, no goodbye.

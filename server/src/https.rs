@@ -1,4 +1,5 @@
-//! HTTPS for the public HTTP listener of a TLS node. Each accepted TCP
+//! HTTPS for the node's axum listeners: the public HTTP listener of a TLS
+//! node and a control plane with its own certificate. Each accepted TCP
 //! connection does its TLS handshake in its own task, bounded by a timeout,
 //! so a client that stalls its handshake holds up nobody; axum gets the
 //! connections in the order their handshakes finish.
@@ -12,7 +13,7 @@ use tokio::sync::mpsc;
 use tokio_rustls::server::TlsStream;
 use tokio_rustls::TlsAcceptor;
 
-/// Longest a TLS handshake on the public HTTP listener may take.
+/// Longest a TLS handshake may take.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Finished handshakes waiting for axum to take them.
 const READY_QUEUE: usize = 256;
@@ -24,8 +25,9 @@ pub struct TlsListener {
 }
 
 impl TlsListener {
-    /// Starts accepting on `listener` (on the current tokio runtime).
-    pub fn new(listener: TcpListener, acceptor: TlsAcceptor) -> io::Result<TlsListener> {
+    /// Starts accepting on `listener` (on the current tokio runtime); `what`
+    /// names the listener in logs.
+    pub fn new(listener: TcpListener, acceptor: TlsAcceptor, what: &'static str) -> io::Result<TlsListener> {
         let local = listener.local_addr()?;
         let (ready_tx, ready) = mpsc::channel(READY_QUEUE);
         tokio::spawn(async move {
@@ -34,7 +36,7 @@ impl TlsListener {
                     Ok(accepted) => accepted,
                     Err(e) => {
                         // EMFILE and friends: back off instead of spinning.
-                        tracing::warn!("public HTTPS accept failed: {e}");
+                        tracing::warn!("{what}: HTTPS accept failed: {e}");
                         tokio::time::sleep(Duration::from_millis(50)).await;
                         continue;
                     }
@@ -45,8 +47,8 @@ impl TlsListener {
                         Ok(Ok(tls)) => {
                             let _ = ready_tx.send((tls, peer)).await;
                         }
-                        Ok(Err(e)) => tracing::debug!(%peer, "public HTTPS handshake failed: {e}"),
-                        Err(_) => tracing::debug!(%peer, "public HTTPS handshake timed out"),
+                        Ok(Err(e)) => tracing::debug!(%peer, "{what}: HTTPS handshake failed: {e}"),
+                        Err(_) => tracing::debug!(%peer, "{what}: HTTPS handshake timed out"),
                     }
                 });
             }
