@@ -260,6 +260,11 @@ mod tests {
         listener.local_addr().unwrap()
     }
 
+    /// A board whose client reaches plain-HTTP nodes only.
+    fn plain_board(timeout: Duration) -> HealthBoard {
+        HealthBoard::new(crate::node_http::client(timeout, None).unwrap())
+    }
+
     fn node(id: &str, control_addr: SocketAddr) -> NodeInfo {
         NodeInfo {
             id: id.to_string(),
@@ -280,7 +285,7 @@ mod tests {
         let broken = serve_health(StatusCode::INTERNAL_SERVER_ERROR, r#"{"status":"ok"}"#).await;
         let nodes = [node("good", good), node("broken", broken), node("gone", closed_addr().await)];
 
-        let mut board = HealthBoard::new(crate::node_http::client(Duration::from_secs(5), None).unwrap());
+        let mut board = plain_board(Duration::from_secs(5));
         board.pull_all(&nodes).await;
 
         assert_eq!(board.len(), 3);
@@ -316,7 +321,7 @@ mod tests {
                 .await;
         });
         let nodes = [node("n1", addr)];
-        let mut board = HealthBoard::new(crate::node_http::client(Duration::from_secs(5), None).unwrap());
+        let mut board = plain_board(Duration::from_secs(5));
 
         board.pull_all(&nodes).await;
         let first = board.get("n1").unwrap().clone();
@@ -335,7 +340,7 @@ mod tests {
 
     #[tokio::test]
     async fn pull_one_reads_leniently_but_rejects_bad_answers() {
-        let client = HealthBoard::new(crate::node_http::client(Duration::from_secs(5), None).unwrap()).client;
+        let client = plain_board(Duration::from_secs(5)).client;
 
         let draining = serve_health(StatusCode::OK, r#"{"status":"draining","node":"n1","extra":[1,2]}"#).await;
         let report = pull_one(&client, &node("n1", draining)).await.unwrap();
@@ -368,7 +373,7 @@ mod tests {
         // Accepts connections (the kernel does) but never reads or answers.
         let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let nodes = [node("silent", silent.local_addr().unwrap())];
-        let mut board = HealthBoard::new(crate::node_http::client(Duration::from_millis(200), None).unwrap());
+        let mut board = plain_board(Duration::from_millis(200));
         board.pull_all(&nodes).await;
         assert!(!board.is_healthy("silent"));
         assert_eq!(board.get("silent").unwrap().consecutive_failures, 1);
@@ -377,7 +382,7 @@ mod tests {
 
     #[test]
     fn a_success_after_failures_makes_the_node_healthy_again() {
-        let mut board = HealthBoard::new(crate::node_http::client(Duration::from_millis(500), None).unwrap());
+        let mut board = plain_board(Duration::from_millis(500));
         let now = Instant::now();
         board.record("n1", Err("refused".to_string()), now);
         board.record("n1", Err("refused".to_string()), now);

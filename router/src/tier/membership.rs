@@ -19,7 +19,6 @@ use std::time::{Duration, Instant};
 use rustc_hash::{FxHashMap, FxHashSet};
 
 use super::Tier;
-use crate::health::HealthBoard;
 use crate::ownership::Ownership;
 use crate::registry::RouterInfo;
 
@@ -107,7 +106,7 @@ pub async fn keep_registered(tier: Arc<Tier>, mut info: RouterInfo) {
 /// `health_pull_ms`; dispatch answers from the latest snapshot.
 pub async fn watch_nodes(tier: Arc<Tier>) {
     let period = Duration::from_millis(tier.config.health_pull_ms as u64);
-    let mut board = HealthBoard::new(tier.health_http.clone());
+    let mut board = tier.health_board();
     loop {
         match tier.registry.nodes().await {
             Ok(nodes) => {

@@ -52,8 +52,6 @@ pub struct Tier {
     pub prometheus: PrometheusHandle,
     /// HTTP client for the nodes' admin API.
     pub http: reqwest::Client,
-    /// HTTP client for the nodes' health, with the health pull timeout.
-    pub health_http: reqwest::Client,
     nodes: Mutex<(Vec<NodeInfo>, HealthBoard)>,
 }
 
@@ -61,6 +59,11 @@ impl Tier {
     fn nodes_lock(&self) -> MutexGuard<'_, (Vec<NodeInfo>, HealthBoard)> {
         // A panic while holding the lock leaves plain data behind.
         self.nodes.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// The latest health board (its client pulls with the health timeout).
+    fn health_board(&self) -> HealthBoard {
+        self.nodes_lock().1.clone()
     }
 
     /// Replaces the nodes and their health with a newer pull.
@@ -164,7 +167,6 @@ pub async fn run(config: RouterConfig, admin_key: String, prometheus: Prometheus
         admin_key,
         prometheus,
         http: admin_http,
-        health_http: health_http.clone(),
         nodes: Mutex::new((Vec::new(), HealthBoard::new(health_http))),
     });
     let link_tls = tier.config.link_tls_cert_file.is_some();

@@ -3,8 +3,8 @@
 //! admin API, runs the router core on the chat requests the shards send it
 //! (or, in a cluster, the uplink to the routers), turns SIGTERM/SIGINT into
 //! a graceful shutdown of every shard and SIGHUP into a reload of the TLS
-//! certificates. With `control_tls_cert_file` it speaks only HTTPS. It reaches the shards only
-//! through their inboxes.
+//! certificates. With `control_tls_cert_file` it speaks only HTTPS. It
+//! reaches the shards only through their inboxes.
 
 mod admin;
 
