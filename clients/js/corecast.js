@@ -113,7 +113,7 @@ function decodeBody(op, body) {
     case OP.AUTH_OK: return { connId: r.u64(), shard: r.u16(), heartbeatMs: r.u32(), user: r.str() };
     case OP.PONG: case OP.OK: return {};
     case OP.SENT: return { conv: r.str(), seq: r.u64(), tsMs: Number(r.u64()) };
-    case OP.SYNC_END: return { conv: r.str(), lastSeq: r.u64(), more: r.u8() === 1 };
+    case OP.SYNC_END: return { conv: r.str(), lastSeq: r.u64(), more: r.u8() === 1, visibleSeq: r.u64() };
     case OP.UNREAD_LIST: {
       const count = r.u16();
       const entries = [];
@@ -302,7 +302,7 @@ export class CorecastClient extends EventTarget {
       case OP.SYNC_END: {
         const messages = this.syncs.get(frame.rid) || [];
         this.syncs.delete(frame.rid);
-        if (waiter) { this.pending.delete(frame.rid); waiter.resolve({ messages, lastSeq: frame.lastSeq, more: frame.more }); }
+        if (waiter) { this.pending.delete(frame.rid); waiter.resolve({ messages, lastSeq: frame.lastSeq, more: frame.more, visibleSeq: frame.visibleSeq }); }
         return;
       }
       default:
@@ -388,7 +388,7 @@ export class CorecastClient extends EventTarget {
     return this.request((rid) => encode.send(rid, code, to, clientMsgId, payload));
   }
 
-  /** Messages of `conv` after `afterSeq`: {messages, lastSeq, more}. */
+  /** Messages of `conv` after `afterSeq`: {messages, lastSeq, more, visibleSeq}. */
   sync(conv, afterSeq = 0n, limit = 100) {
     return this.request((rid) => { this.syncs.set(rid, []); return encode.sync(rid, conv, afterSeq, limit); });
   }

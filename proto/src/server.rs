@@ -18,7 +18,7 @@ pub mod op {
     pub const OK: u8 = 0x83;
     /// `SENT {conv: str, seq: u64, ts_ms: u64}`
     pub const SENT: u8 = 0x86;
-    /// `SYNC_END {conv: str, last_seq: u64, more: u8}`
+    /// `SYNC_END {conv: str, last_seq: u64, more: u8, visible_seq: u64}`
     pub const SYNC_END: u8 = 0x87;
     /// `UNREAD_LIST {count: u16, count x {conv: str, last_seq: u64, read_seq: u64}, more: u8}`
     pub const UNREAD_LIST: u8 = 0x89;
@@ -128,6 +128,12 @@ pub enum ServerMessage<'a> {
         last_seq: u64,
         /// More messages follow `last_seq`: SYNC again from it.
         more: bool,
+        /// The conversation is visible up to here: every message with a
+        /// seq at or below it either was in this or an earlier answer, or
+        /// will never exist. A live PUSH above it may arrive before the
+        /// SYNC that shows it; a seq missing below it is a gap, not a
+        /// message still on its way.
+        visible_seq: u64,
     },
     /// Answer to UNREAD: conversations with messages past this device's
     /// cursors.
@@ -222,8 +228,9 @@ pub fn decode_server(frame: &[u8]) -> Result<ServerFrame<'_>, FrameError> {
             let conv = r.str("conv")?;
             let last_seq = r.u64("last_seq")?;
             let more = read_bool(&mut r, "more")?;
+            let visible_seq = r.u64("visible_seq")?;
             r.finish()?;
-            ServerMessage::SyncEnd { conv, last_seq, more }
+            ServerMessage::SyncEnd { conv, last_seq, more, visible_seq }
         }
         op::UNREAD_LIST => {
             let count = r.u16("count")?;
@@ -266,7 +273,7 @@ pub fn encode_server(rid: u32, flags: u16, message: &ServerMessage<'_>, out: &mu
         ServerMessage::Push { conv, from, payload, .. } => 21 + conv.len() + from.len() + payload.len(),
         ServerMessage::Close { reason, .. } => 8 + reason.len(),
         ServerMessage::Sent { conv, .. } => 18 + conv.len(),
-        ServerMessage::SyncEnd { conv, .. } => 11 + conv.len(),
+        ServerMessage::SyncEnd { conv, .. } => 19 + conv.len(),
         ServerMessage::UnreadList { entries, .. } => 3 + entries.iter().map(|e| 18 + e.conv.len()).sum::<usize>(),
         ServerMessage::Error { message, .. } => 4 + message.len(),
     };
@@ -292,10 +299,11 @@ pub fn encode_server(rid: u32, flags: u16, message: &ServerMessage<'_>, out: &mu
                 w.u64(*seq);
                 w.u64(*ts_ms);
             }
-            ServerMessage::SyncEnd { conv, last_seq, more } => {
+            ServerMessage::SyncEnd { conv, last_seq, more, visible_seq } => {
                 w.str(conv, "conv")?;
                 w.u64(*last_seq);
                 w.u8(u8::from(*more));
+                w.u64(*visible_seq);
             }
             ServerMessage::UnreadList { entries, more } => {
                 let count = u16::try_from(entries.len()).map_err(|_| EncodeError::StringTooLong("entries"))?;

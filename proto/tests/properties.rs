@@ -74,7 +74,7 @@ enum OwnedMessage {
     Close { code: u16, reason: String, reconnect_after_ms: u32 },
     Error { code: u16, message: String },
     Sent { conv: String, seq: u64, ts_ms: u64 },
-    SyncEnd { conv: String, last_seq: u64, more: bool },
+    SyncEnd { conv: String, last_seq: u64, more: bool, visible_seq: u64 },
     UnreadList { entries: Vec<(String, u64, u64)>, more: bool },
 }
 
@@ -94,8 +94,8 @@ impl OwnedMessage {
             }
             OwnedMessage::Error { code, message } => ServerMessage::Error { code: *code, message },
             OwnedMessage::Sent { conv, seq, ts_ms } => ServerMessage::Sent { conv, seq: *seq, ts_ms: *ts_ms },
-            OwnedMessage::SyncEnd { conv, last_seq, more } => {
-                ServerMessage::SyncEnd { conv, last_seq: *last_seq, more: *more }
+            OwnedMessage::SyncEnd { conv, last_seq, more, visible_seq } => {
+                ServerMessage::SyncEnd { conv, last_seq: *last_seq, more: *more, visible_seq: *visible_seq }
             }
             OwnedMessage::UnreadList { entries, more } => ServerMessage::UnreadList {
                 entries: entries
@@ -184,10 +184,8 @@ fn message() -> impl Strategy<Value = OwnedMessage> {
         }),
         (any::<u16>(), text()).prop_map(|(code, message)| OwnedMessage::Error { code, message }),
         (text(), any::<u64>(), any::<u64>()).prop_map(|(conv, seq, ts_ms)| OwnedMessage::Sent { conv, seq, ts_ms }),
-        (text(), any::<u64>(), any::<bool>()).prop_map(|(conv, last_seq, more)| OwnedMessage::SyncEnd {
-            conv,
-            last_seq,
-            more
+        (text(), any::<u64>(), any::<bool>(), any::<u64>()).prop_map(|(conv, last_seq, more, visible_seq)| {
+            OwnedMessage::SyncEnd { conv, last_seq, more, visible_seq }
         }),
         (prop::collection::vec((text(), any::<u64>(), any::<u64>()), 0..8), any::<bool>())
             .prop_map(|(entries, more)| OwnedMessage::UnreadList { entries, more }),

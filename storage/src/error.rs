@@ -13,6 +13,11 @@ pub enum StoreError {
     /// The thing to create already exists.
     #[error("already exists: {0}")]
     AlreadyExists(String),
+    /// The conversation was fenced below this message's seq (a newer owner
+    /// took it over, or its owner gave up on an append it could not
+    /// confirm): nothing was stored, and this append can never succeed.
+    #[error("fenced: {0}")]
+    Fenced(String),
     /// Stored data could not be decoded, or the backend failed in a way a
     /// retry will not fix.
     #[error("storage failure: {0}")]

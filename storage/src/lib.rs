@@ -42,6 +42,15 @@ pub trait MessageStore: Send + Sync + 'static {
     /// Either everything is stored or nothing is.
     async fn append(&self, message: &StoredMessage, fanout: &Fanout) -> Result<AppendOutcome, StoreError>;
 
+    /// Fences `conv`: from now on an append of a message of `conv` with a
+    /// seq below `below` fails with [`StoreError::Fenced`] and stores
+    /// nothing. A fence never moves down. A new owner fences a
+    /// conversation below its epoch before it reads or writes it, so that
+    /// appends a previous owner still has in flight cannot land under what
+    /// readers have already been shown; an owner that cannot tell whether
+    /// an append landed fences above it and reads it back.
+    async fn fence(&self, conv: &str, below: u64) -> Result<(), StoreError>;
+
     /// The message a (sender, client message id) pair stored, if any.
     async fn find_by_client_id(&self, sender: &str, client_msg_id: u64) -> Result<Option<StoredMessage>, StoreError>;
 
@@ -75,11 +84,15 @@ pub trait MessageStore: Send + Sync + 'static {
     async fn cursors(&self, user: &str, device: &str) -> Result<Vec<(String, u64)>, StoreError>;
 
     /// Creates a group with its first members. Fails with
-    /// [`StoreError::AlreadyExists`] if it exists.
-    async fn create_group(&self, group: &str, members: &[String]) -> Result<(), StoreError>;
+    /// [`StoreError::AlreadyExists`] if it exists. A group created with
+    /// more than `large_above` members is read-fan-out from the start
+    /// ([`GroupInfo::read_fanout`]).
+    async fn create_group(&self, group: &str, members: &[String], large_above: usize) -> Result<(), StoreError>;
 
-    /// Adds members to an existing group ([`StoreError::NotFound`] if none).
-    async fn add_members(&self, group: &str, members: &[String]) -> Result<(), StoreError>;
+    /// Adds members to an existing group ([`StoreError::NotFound`] if
+    /// none). If the group then has more than `large_above` members it
+    /// becomes read-fan-out for good, in the same atomic write.
+    async fn add_members(&self, group: &str, members: &[String], large_above: usize) -> Result<(), StoreError>;
 
     /// Removes members from an existing group.
     async fn remove_members(&self, group: &str, members: &[String]) -> Result<(), StoreError>;

@@ -66,4 +66,9 @@ pub struct GroupInfo {
     pub group: String,
     /// Member user ids, sorted.
     pub members: Vec<String>,
+    /// Whether the group has ever had more members than the limit of
+    /// write fan-out: its messages are then read from the timeline for
+    /// good, whatever its size now. Set with the membership change that
+    /// crossed the limit, in the same atomic write.
+    pub read_fanout: bool,
 }

@@ -110,6 +110,8 @@ async fn run_suite(store: &Store, ns: &Ns) {
     user_conversations_track_last_seq(store, ns).await;
     cursors_never_move_back(store, ns).await;
     groups(store, ns).await;
+    groups_once_large_stay_read_fanout(store, ns).await;
+    fences_refuse_appends_below_them(store, ns).await;
     epochs_strictly_increase(store).await;
 }
 
@@ -295,33 +297,36 @@ async fn cursors_never_move_back(store: &Store, ns: &Ns) {
 async fn groups(store: &Store, ns: &Ns) {
     let (g, missing) = (ns.id("team"), ns.id("no-such-group"));
     let (a, b, c) = (ns.id("ann"), ns.id("ben"), ns.id("cat"));
-    store.create_group(&g, &[b.clone(), a.clone()]).await.unwrap();
+    store.create_group(&g, &[b.clone(), a.clone()], LIMIT).await.unwrap();
     assert_eq!(
         store.group(&g).await.unwrap(),
-        Some(GroupInfo { group: g.clone(), members: vec![a.clone(), b.clone()] })
+        Some(GroupInfo { group: g.clone(), members: vec![a.clone(), b.clone()], read_fanout: false })
     );
-    assert!(matches!(store.create_group(&g, std::slice::from_ref(&c)).await, Err(StoreError::AlreadyExists(_))));
+    assert!(matches!(store.create_group(&g, std::slice::from_ref(&c), LIMIT).await, Err(StoreError::AlreadyExists(_))));
     assert_eq!(
         store.group(&g).await.unwrap().unwrap().members,
         [a.clone(), b.clone()],
         "failed create changed nothing"
     );
 
-    store.add_members(&g, &[c.clone(), a.clone()]).await.unwrap();
+    store.add_members(&g, &[c.clone(), a.clone()], LIMIT).await.unwrap();
     assert_eq!(store.group(&g).await.unwrap().unwrap().members, [a.clone(), b.clone(), c.clone()]);
     store.remove_members(&g, &[a.clone(), ns.id("not-a-member")]).await.unwrap();
     assert_eq!(store.group(&g).await.unwrap().unwrap().members, [b.clone(), c.clone()]);
 
-    assert!(matches!(store.add_members(&missing, std::slice::from_ref(&a)).await, Err(StoreError::NotFound(_))));
+    assert!(matches!(store.add_members(&missing, std::slice::from_ref(&a), LIMIT).await, Err(StoreError::NotFound(_))));
     assert!(matches!(store.remove_members(&missing, std::slice::from_ref(&a)).await, Err(StoreError::NotFound(_))));
     assert_eq!(store.group(&missing).await.unwrap(), None);
     assert!(store.user_groups(&a).await.unwrap().is_empty(), "a non-member got no group");
 
     let empty = ns.id("empty");
-    store.create_group(&empty, &[]).await.unwrap();
-    assert_eq!(store.group(&empty).await.unwrap(), Some(GroupInfo { group: empty.clone(), members: vec![] }));
+    store.create_group(&empty, &[], LIMIT).await.unwrap();
+    assert_eq!(
+        store.group(&empty).await.unwrap(),
+        Some(GroupInfo { group: empty.clone(), members: vec![], read_fanout: false })
+    );
     let second = ns.id("second");
-    store.create_group(&second, std::slice::from_ref(&c)).await.unwrap();
+    store.create_group(&second, std::slice::from_ref(&c), LIMIT).await.unwrap();
 
     let listed: Vec<String> = store.list_groups().await.unwrap();
     let mut sorted = listed.clone();
@@ -331,6 +336,47 @@ async fn groups(store: &Store, ns: &Ns) {
     assert_eq!(ours, [&empty, &second, &g]);
     assert_eq!(store.user_groups(&c).await.unwrap(), [second, g.clone()]);
     assert_eq!(store.user_groups(&b).await.unwrap(), [g]);
+}
+
+/// Write fan-out limit of the group checks.
+const LIMIT: usize = 3;
+
+async fn groups_once_large_stay_read_fanout(store: &Store, ns: &Ns) {
+    let members = |names: &[&str]| names.iter().map(|n| ns.id(n)).collect::<Vec<_>>();
+    let read_fanout = |g: String| async move { store.group(&g).await.unwrap().unwrap().read_fanout };
+
+    let growing = ns.id("growing");
+    store.create_group(&growing, &members(&["m1", "m2", "m3"]), LIMIT).await.unwrap();
+    assert!(!read_fanout(growing.clone()).await, "at the limit: write fan-out");
+    store.add_members(&growing, &members(&["m3"]), LIMIT).await.unwrap();
+    assert!(!read_fanout(growing.clone()).await, "re-adding a member does not count twice");
+    store.add_members(&growing, &members(&["m4"]), LIMIT).await.unwrap();
+    assert!(read_fanout(growing.clone()).await, "past the limit: read fan-out");
+    store.remove_members(&growing, &members(&["m1", "m2", "m3"])).await.unwrap();
+    assert!(read_fanout(growing.clone()).await, "shrinking back keeps read fan-out");
+
+    let born_large = ns.id("born-large");
+    store.create_group(&born_large, &members(&["m1", "m2", "m3", "m4"]), LIMIT).await.unwrap();
+    assert!(read_fanout(born_large).await, "created past the limit");
+}
+
+async fn fences_refuse_appends_below_them(store: &Store, ns: &Ns) {
+    let conv = format!("d:{}:{}", ns.id("fa"), ns.id("fb"));
+    let sender = ns.id("fa");
+    let stored = msg(&conv, 5, &sender, 1, "before the fence");
+    let fanout = Fanout::Timeline { members: vec![sender.clone()] };
+    store.append(&stored, &fanout).await.unwrap();
+
+    store.fence(&conv, 10).await.unwrap();
+    store.fence(&conv, 7).await.unwrap();
+    let below = store.append(&msg(&conv, 9, &sender, 2, "below the fence"), &fanout).await;
+    assert!(matches!(below, Err(StoreError::Fenced(_))), "a fence never moves down: {below:?}");
+    assert_eq!(store.find_by_client_id(&sender, 2).await.unwrap(), None, "a fenced append stores nothing");
+    let resend = store.append(&stored, &fanout).await.unwrap();
+    assert_eq!(resend, AppendOutcome::Duplicate(stored.clone()), "a stored message is still found");
+    let at = msg(&conv, 10, &sender, 3, "at the fence");
+    assert_eq!(store.append(&at, &fanout).await.unwrap(), AppendOutcome::Stored);
+    assert_eq!(seqs(&store.read_timeline(&conv, 0, 10).await.unwrap()), [5, 10]);
 }
 
 async fn epochs_strictly_increase(store: &Store) {
@@ -364,7 +410,7 @@ async fn write_before_reopen(store: &Store, ns: &Ns) -> Before {
     let g = msg(&group_conv, 1, &ns.id("ent"), 1, "to the group");
     store.append(&g, &Fanout::Inboxes { members: members.clone() }).await.unwrap();
     store.set_cursor(&ns.id("ent"), "phone", &conv, 7).await.unwrap();
-    store.create_group(&ns.id("persisted-group"), &members).await.unwrap();
+    store.create_group(&ns.id("persisted-group"), &members, LIMIT).await.unwrap();
     let epoch = store.next_epoch("before-reopen").await.unwrap();
     Before { epoch, messages, inbox: vec![g] }
 }

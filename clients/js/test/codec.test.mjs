@@ -46,8 +46,8 @@ test("server frames decode, two in a buffer, a partial one is kept", () => {
 test("replies, lists, closes and errors decode", () => {
   const sent = decodeFrames(frame(OP.SENT, 3, "000163" + "0000010000000001" + "0000000000000064")).frames[0];
   assert.deepEqual([sent.conv, sent.seq, sent.tsMs], ["c", 2n ** 40n + 1n, 100]);
-  const end = decodeFrames(frame(OP.SYNC_END, 4, "000163" + "0000000000000002" + "01")).frames[0];
-  assert.deepEqual([end.lastSeq, end.more], [2n, true]);
+  const end = decodeFrames(frame(OP.SYNC_END, 4, "000163" + "0000000000000002" + "01" + "0000000000000005")).frames[0];
+  assert.deepEqual([end.lastSeq, end.more, end.visibleSeq], [2n, true, 5n]);
   const list = decodeFrames(frame(OP.UNREAD_LIST, 5, "0001" + "000163" + "0000000000000009" + "0000000000000003" + "00")).frames[0];
   assert.deepEqual(list.entries, [{ conv: "c", lastSeq: 9n, readSeq: 3n }]);
   const close = decodeFrames(frame(OP.CLOSE, 0, "0fa1" + "0002" + "6279" + "000003e8")).frames[0];

@@ -3,29 +3,42 @@
 //! stored messages out to every online device of every member.
 //!
 //! It is independent of the server's shards: requests arrive as
-//! [`ChatRequest`] internal frames, answers leave through a [`ConnSink`] as
-//! [`InternalFrame::ConnFrames`] addressed to connection ids. Each stored
-//! message's PUSH is encoded once and the same frame goes to every shard that
-//! has a recipient.
+//! [`ChatRequest`](corecast_proto::internal::ChatRequest) internal frames,
+//! answers leave through a [`ConnSink`] as connection frames addressed to
+//! connection ids. Each stored message's PUSH is encoded once and the same
+//! frame goes to every node that has a recipient.
+//!
+//! A conversation's messages become visible in seq order ([`release`]):
+//! SENT, live PUSH, SYNC and UNREAD show a seq only once every lower seq
+//! this core assigned is stored or known to have failed. In a cluster a
+//! router fences a conversation below its epoch before it first reads or
+//! writes it, so appends of an earlier owner still in flight can never land
+//! under what readers were shown.
 
+mod groups;
+mod reads;
+mod release;
 mod requests;
+mod send;
 #[cfg(test)]
 mod tests;
 
 use std::future::Future;
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
-use corecast_proto::internal::{InternalFrame, InternalFrameBytes};
-use corecast_proto::{encode_server, ErrorCode, PushKind, ServerMessage};
-use corecast_storage::{AppendOutcome, Fanout, GroupInfo, MessageStore, StoreError, StoredMessage};
+use corecast_proto::ErrorCode;
+use corecast_storage::{MessageStore, StoreError};
 use rustc_hash::FxHashMap;
 
-use crate::conversation::{Conversation, KIND_DIRECT, KIND_GROUP};
 use crate::ownership::Ownership;
-use crate::registry::Route;
 use crate::routes::{ConnSink, RouteTable};
-use crate::sequencer::Sequencer;
+use crate::sequencer::{Sequencer, COUNTER_BITS};
+
+use groups::GroupView;
+pub use reads::SyncAnswer;
+use release::Releases;
+pub use send::Origin;
 
 /// Settings of the router core.
 #[derive(Debug, Clone)]
@@ -93,6 +106,7 @@ impl From<StoreError> for ChatError {
             StoreError::Unavailable(m) => ChatError::Unavailable(m),
             StoreError::NotFound(m) => ChatError::NotFound(m),
             StoreError::AlreadyExists(m) => ChatError::Invalid(format!("already exists: {m}")),
+            StoreError::Fenced(m) => ChatError::Unavailable(format!("{m}; resend to the conversation's owner")),
             StoreError::Internal(m) => ChatError::Internal(m),
         }
     }
@@ -112,7 +126,10 @@ pub struct SendReceipt {
 struct State {
     sequencer: Sequencer,
     ownership: Ownership,
-    groups: FxHashMap<String, Arc<[String]>>,
+    groups: FxHashMap<String, GroupView>,
+    /// Bumped by every group change: a member list read from the store
+    /// before a change must not be cached after it.
+    groups_generation: u64,
 }
 
 /// The router core of one owner (a single node, or one router).
@@ -121,11 +138,13 @@ pub struct RouterCore {
     routes: Arc<dyn RouteTable>,
     sink: Arc<dyn ConnSink>,
     config: CoreConfig,
+    /// Whether conversations are fenced below each new epoch before use: a
+    /// router in a cluster, where another owner may have appends in flight.
+    /// A single node is the only writer of its store.
+    fences: bool,
+    /// Lock order: `state` before `releases`, never the other way.
     state: Mutex<State>,
-}
-
-fn now_ms() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+    releases: Mutex<Releases>,
 }
 
 impl RouterCore {
@@ -140,7 +159,7 @@ impl RouterCore {
     ) -> Result<Arc<RouterCore>, StoreError> {
         let epoch = store.next_epoch(owner).await?;
         tracing::info!(owner, epoch, "router core owns conversations");
-        Ok(RouterCore::with_epoch(store, routes, sink, config, epoch, Ownership::All))
+        Ok(RouterCore::new(store, routes, sink, config, epoch, Ownership::All, false))
     }
 
     /// A core that assigns seqs in `epoch` for the conversations `ownership`
@@ -153,8 +172,22 @@ impl RouterCore {
         epoch: u64,
         ownership: Ownership,
     ) -> Arc<RouterCore> {
-        let state = State { sequencer: Sequencer::new(epoch), ownership, groups: FxHashMap::default() };
-        Arc::new(RouterCore { store, routes, sink, config, state: Mutex::new(state) })
+        RouterCore::new(store, routes, sink, config, epoch, ownership, true)
+    }
+
+    fn new(
+        store: Arc<dyn MessageStore>,
+        routes: Arc<dyn RouteTable>,
+        sink: Arc<dyn ConnSink>,
+        config: CoreConfig,
+        epoch: u64,
+        ownership: Ownership,
+        fences: bool,
+    ) -> Arc<RouterCore> {
+        let state =
+            State { sequencer: Sequencer::new(epoch), ownership, groups: FxHashMap::default(), groups_generation: 0 };
+        let releases = Mutex::new(Releases::default());
+        Arc::new(RouterCore { store, routes, sink, config, fences, state: Mutex::new(state), releases })
     }
 
     /// Starts a new epoch with a new view of what this core owns. Called
@@ -176,6 +209,7 @@ impl RouterCore {
     /// it), or of every group for `"*"`.
     pub fn forget_group(&self, group: &str) {
         let mut state = self.state();
+        state.groups_generation += 1;
         if group == "*" {
             state.groups.clear();
         } else {
@@ -186,6 +220,32 @@ impl RouterCore {
     fn state(&self) -> MutexGuard<'_, State> {
         // A panic while holding the lock leaves plain maps behind; keep going.
         self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn releases(&self) -> MutexGuard<'_, Releases> {
+        self.releases.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Refuses a conversation another router owns (the node's view of the
+    /// routers is behind; a retry reaches the owner).
+    fn require_owner(&self, conv_id: &str) -> Result<(), ChatError> {
+        if self.state().ownership.owns(conv_id) {
+            return Ok(());
+        }
+        metrics::counter!("corecast_chat_not_owner_total").increment(1);
+        Err(ChatError::Unavailable(format!("{conv_id} is owned by another router; retry")))
+    }
+
+    /// Fences `conv_id` below this epoch once per epoch (cluster routers)
+    /// and returns the epoch it is safe to assign and read in.
+    async fn ensure_fenced(&self, conv_id: &str) -> Result<u64, ChatError> {
+        let epoch = self.state().sequencer.epoch();
+        if !self.fences {
+            return Ok(epoch);
+        }
+        let cell = self.releases().fence_cell(conv_id, epoch);
+        cell.get_or_try_init(|| self.store_call(self.store.fence(conv_id, epoch << COUNTER_BITS))).await?;
+        Ok(epoch)
     }
 
     /// Runs a store call under the configured timeout.
@@ -201,270 +261,5 @@ impl RouterCore {
             return Err(ChatError::Invalid(format!("{what} must be 1..={} bytes", self.config.max_id_len)));
         }
         Ok(())
-    }
-
-    /// Members of `group`, from the cache or the store.
-    async fn members(&self, group: &str) -> Result<Arc<[String]>, ChatError> {
-        if let Some(members) = self.state().groups.get(group) {
-            return Ok(members.clone());
-        }
-        let info = self.store_call(self.store.group(group)).await?;
-        let info = info.ok_or_else(|| ChatError::NotFound(format!("group {group}")))?;
-        let members: Arc<[String]> = info.members.into();
-        self.state().groups.insert(group.to_string(), members.clone());
-        Ok(members)
-    }
-
-    /// Who takes part in `conv`, checking that `user` does.
-    async fn participants(&self, conv: &Conversation, user: &str) -> Result<Arc<[String]>, ChatError> {
-        let members: Arc<[String]> = match conv {
-            // A note to self has one participant, not the same one twice.
-            Conversation::Direct { low, high } if low == high => Arc::from(vec![low.clone()]),
-            Conversation::Direct { low, high } => Arc::from(vec![low.clone(), high.clone()]),
-            Conversation::Group { group } => self.members(group).await?,
-        };
-        if !members.iter().any(|m| m == user) {
-            return Err(ChatError::Forbidden("not a member of this conversation".into()));
-        }
-        Ok(members)
-    }
-
-    /// Stores a message from `sender` and delivers it to every online device
-    /// of every participant except `origin` (node, connection). A resend of
-    /// the same (sender, client_msg_id) returns the original receipt and
-    /// stores nothing. A conversation another router owns is refused with
-    /// `unavailable` (the node's view of the routers is behind; a retry
-    /// reaches the owner).
-    pub async fn send(
-        &self,
-        sender: &str,
-        kind: u8,
-        to: &str,
-        client_msg_id: u64,
-        payload: &[u8],
-        origin: Option<(&str, u64)>,
-    ) -> Result<SendReceipt, ChatError> {
-        self.check_id("recipient", to)?;
-        let conv = match kind {
-            KIND_DIRECT => Conversation::direct(sender, to),
-            KIND_GROUP => Conversation::group(to),
-            other => return Err(ChatError::Invalid(format!("SEND kind must be 2 or 3, not {other}"))),
-        };
-        let members = self.participants(&conv, sender).await?;
-        if let Some(original) = self.store_call(self.store.find_by_client_id(sender, client_msg_id)).await? {
-            return Ok(SendReceipt { conv: original.conv, seq: original.seq, ts_ms: original.ts_ms });
-        }
-        let conv_id = conv.id();
-        if !self.state().ownership.owns(&conv_id) {
-            metrics::counter!("corecast_chat_not_owner_total").increment(1);
-            return Err(ChatError::Unavailable(format!("{conv_id} is owned by another router; retry")));
-        }
-        let fanout = match &conv {
-            Conversation::Group { .. } if !self.reads_timeline(&conv, &conv_id, &members).await? => {
-                Fanout::Inboxes { members: members.to_vec() }
-            }
-            Conversation::Group { .. } => Fanout::Timeline { members: Vec::new() },
-            Conversation::Direct { .. } => Fanout::Timeline { members: members.to_vec() },
-        };
-        let seq = self
-            .state()
-            .sequencer
-            .next(&conv_id)
-            .ok_or_else(|| ChatError::Unavailable("sequence space of this epoch is spent".into()))?;
-        let message = StoredMessage {
-            conv: conv_id,
-            seq,
-            sender: sender.to_string(),
-            client_msg_id,
-            ts_ms: now_ms(),
-            kind,
-            payload: payload.to_vec(),
-        };
-        match self.store_call(self.store.append(&message, &fanout)).await? {
-            AppendOutcome::Duplicate(original) => {
-                Ok(SendReceipt { conv: original.conv, seq: original.seq, ts_ms: original.ts_ms })
-            }
-            AppendOutcome::Stored => {
-                self.deliver(&message, &members, origin).await;
-                Ok(SendReceipt { conv: message.conv, seq: message.seq, ts_ms: message.ts_ms })
-            }
-        }
-    }
-
-    /// Encodes the PUSH once and hands one frame to each server node with a
-    /// recipient connection (a node passes it on to its shards).
-    async fn deliver(&self, message: &StoredMessage, members: &[String], origin: Option<(&str, u64)>) {
-        let routes = self.routes.lookup(members).await;
-        let mut by_node: FxHashMap<String, Vec<u64>> = FxHashMap::default();
-        for route in routes {
-            if Some((route.node.as_str(), route.conn_id)) != origin {
-                by_node.entry(route.node).or_default().push(route.conn_id);
-            }
-        }
-        if by_node.is_empty() {
-            return;
-        }
-        let kind = if message.kind == KIND_GROUP { PushKind::Group } else { PushKind::Direct };
-        let push = ServerMessage::Push {
-            kind,
-            conv: &message.conv,
-            from: &message.sender,
-            seq: message.seq,
-            ts_ms: message.ts_ms,
-            payload: &message.payload,
-        };
-        let mut frames = Vec::new();
-        if let Err(e) = encode_server(0, 0, &push, &mut frames) {
-            tracing::error!(conv = %message.conv, "stored message does not fit a PUSH: {e}");
-            return;
-        }
-        // One frame per node; a node hands the same frame to each shard.
-        for (node, conn_ids) in by_node {
-            let frame = InternalFrameBytes::encode(&InternalFrame::ConnFrames {
-                conn_ids,
-                frames: frames.clone(),
-                reply: false,
-            });
-            self.sink.to_node(&node, frame);
-        }
-    }
-
-    /// Messages of `conv` after `after_seq` that `user` may read, at most
-    /// `limit` (capped), and whether more follow.
-    pub async fn sync(
-        &self,
-        user: &str,
-        conv_id: &str,
-        after_seq: u64,
-        limit: u16,
-    ) -> Result<(Vec<StoredMessage>, bool), ChatError> {
-        let conv =
-            Conversation::parse(conv_id).ok_or_else(|| ChatError::NotFound(format!("conversation {conv_id}")))?;
-        let members = self.participants(&conv, user).await?;
-        let limit = limit.clamp(1, self.config.max_sync_batch) as usize;
-        let mut messages = if self.reads_timeline(&conv, conv_id, &members).await? {
-            self.store_call(self.store.read_timeline(conv_id, after_seq, limit + 1)).await?
-        } else {
-            self.store_call(self.store.read_inbox(user, conv_id, after_seq, limit + 1)).await?
-        };
-        let more = messages.len() > limit;
-        messages.truncate(limit);
-        Ok((messages, more))
-    }
-
-    /// Whether `conv` is read from its shared timeline rather than from each
-    /// member's inbox: direct conversations and large groups are, and so is
-    /// a group that has been large, however small it is now. The messages
-    /// it stored while large are in no inbox, so reading inboxes again
-    /// would miss them. "Has been large" shows in its latest message: one
-    /// fanned out on write is also in its sender's inbox, one stored while
-    /// large is not (and every later one is stored the same way). A SEND
-    /// racing the membership change that takes the group past the limit
-    /// may still store a write-fanned-out message after a read-fanned-out
-    /// one; the next SEND while the group is large sets it right.
-    async fn reads_timeline(&self, conv: &Conversation, conv_id: &str, members: &[String]) -> Result<bool, ChatError> {
-        if !matches!(conv, Conversation::Group { .. }) || members.len() > self.config.small_group_limit {
-            return Ok(true);
-        }
-        let last_seq = self.store_call(self.store.last_seq(conv_id)).await?;
-        if last_seq == 0 {
-            return Ok(false);
-        }
-        let latest = self.store_call(self.store.read_timeline(conv_id, last_seq - 1, 1)).await?;
-        let Some(latest) = latest.first() else { return Ok(false) };
-        let copy = self.store_call(self.store.read_inbox(&latest.sender, conv_id, latest.seq - 1, 1)).await?;
-        Ok(copy.first().map(|message| message.seq) != Some(latest.seq))
-    }
-
-    /// Moves `device`'s cursor in `conv` forward to `seq`; only a
-    /// participant of an existing conversation has a cursor in it.
-    pub async fn ack(&self, user: &str, device: &str, conv_id: &str, seq: u64) -> Result<(), ChatError> {
-        let conv =
-            Conversation::parse(conv_id).ok_or_else(|| ChatError::NotFound(format!("conversation {conv_id}")))?;
-        self.participants(&conv, user).await?;
-        self.store_call(self.store.set_cursor(user, device, conv_id, seq)).await
-    }
-
-    /// Conversations of `user` with messages past `device`'s cursors, as
-    /// (conv, last_seq, read_seq), most recent first.
-    pub async fn unread(&self, user: &str, device: &str) -> Result<Vec<(String, u64, u64)>, ChatError> {
-        let mut last: FxHashMap<String, u64> = self
-            .store_call(self.store.user_conversations(user))
-            .await?
-            .into_iter()
-            .map(|c| (c.conv, c.last_seq))
-            .collect();
-        // Large groups fan out on read: their members are not in the index,
-        // and a group that grew past the limit has a stale entry there.
-        for group in self.store_call(self.store.user_groups(user)).await? {
-            let conv = Conversation::group(&group).id();
-            let seq = self.store_call(self.store.last_seq(&conv)).await?;
-            if seq > 0 {
-                let entry = last.entry(conv).or_insert(0);
-                *entry = (*entry).max(seq);
-            }
-        }
-        let cursors: FxHashMap<String, u64> =
-            self.store_call(self.store.cursors(user, device)).await?.into_iter().collect();
-        let mut unread: Vec<(String, u64, u64)> = last
-            .into_iter()
-            .map(|(conv, last_seq)| {
-                let read = cursors.get(&conv).copied().unwrap_or(0);
-                (conv, last_seq, read)
-            })
-            .filter(|(_, last_seq, read)| last_seq > read)
-            .collect();
-        unread.sort_by_key(|entry| std::cmp::Reverse(entry.1));
-        Ok(unread)
-    }
-
-    /// Stored messages of any conversation (admin history).
-    pub async fn history(&self, conv: &str, after_seq: u64, limit: usize) -> Result<Vec<StoredMessage>, ChatError> {
-        self.store_call(self.store.read_timeline(conv, after_seq, limit)).await
-    }
-
-    /// Online connections of `user`, anywhere.
-    pub async fn presence(&self, user: &str) -> Vec<Route> {
-        self.routes.lookup(&[user.to_string()]).await
-    }
-
-    /// Creates a group.
-    pub async fn create_group(&self, group: &str, members: &[String]) -> Result<(), ChatError> {
-        self.check_id("group", group)?;
-        for member in members {
-            self.check_id("member", member)?;
-        }
-        self.store_call(self.store.create_group(group, members)).await?;
-        self.state().groups.remove(group);
-        Ok(())
-    }
-
-    /// Adds and removes members of a group.
-    pub async fn change_members(&self, group: &str, add: &[String], remove: &[String]) -> Result<(), ChatError> {
-        for member in add {
-            self.check_id("member", member)?;
-        }
-        let result = async {
-            if !add.is_empty() {
-                self.store_call(self.store.add_members(group, add)).await?;
-            }
-            if !remove.is_empty() {
-                self.store_call(self.store.remove_members(group, remove)).await?;
-            }
-            Ok(())
-        }
-        .await;
-        self.state().groups.remove(group);
-        result
-    }
-
-    /// A group and its members.
-    pub async fn group(&self, group: &str) -> Result<Option<GroupInfo>, ChatError> {
-        self.store_call(self.store.group(group)).await
-    }
-
-    /// Every group id.
-    pub async fn list_groups(&self) -> Result<Vec<String>, ChatError> {
-        self.store_call(self.store.list_groups()).await
     }
 }

@@ -3,11 +3,12 @@
 //! UNREAD_LIST, OK, or ERROR with the request's rid) goes back to the
 //! requesting connection as one `ConnFrames` frame.
 
+use std::sync::Arc;
+
 use corecast_proto::internal::{ArchivedChatRequest, ArchivedInternalFrame, InternalFrame, InternalFrameBytes};
 use corecast_proto::{encode_server, PushKind, ServerMessage, UnreadEntry};
-use corecast_storage::StoredMessage;
 
-use super::{ChatError, RouterCore};
+use super::{ChatError, Origin, RouterCore, SyncAnswer};
 use crate::conversation::KIND_GROUP;
 use crate::registry::Route;
 
@@ -20,7 +21,7 @@ const MAX_UNREAD_BYTES: usize = 60_000;
 impl RouterCore {
     /// Handles one request from a connection on server node `origin` and
     /// sends its reply there. Frames other than chat requests are ignored.
-    pub async fn handle(&self, origin: &str, frame: &InternalFrameBytes) {
+    pub async fn handle(self: &Arc<Self>, origin: &str, frame: &InternalFrameBytes) {
         let ArchivedInternalFrame::Chat(request) = frame.archived() else { return };
         let replies = Replies { core: self, node: origin };
         match request {
@@ -34,29 +35,17 @@ impl RouterCore {
             }
             ArchivedChatRequest::Send { conn_id, rid, user, kind, to, client_msg_id, payload, .. } => {
                 let (conn_id, rid) = (conn_id.to_native(), rid.to_native());
-                let sent = self
-                    .send(
-                        user.as_str(),
-                        *kind,
-                        to.as_str(),
-                        client_msg_id.to_native(),
-                        payload.as_slice(),
-                        Some((origin, conn_id)),
-                    )
-                    .await;
-                match sent {
-                    Ok(r) => replies.message(
-                        conn_id,
-                        rid,
-                        &ServerMessage::Sent { conv: &r.conv, seq: r.seq, ts_ms: r.ts_ms },
-                    ),
-                    Err(e) => replies.error(conn_id, rid, &e),
+                let from = Origin { node: origin.to_string(), conn_id, rid };
+                let (user, to, client_msg_id) = (user.as_str(), to.as_str(), client_msg_id.to_native());
+                // On success the core has sent the SENT, in seq order.
+                if let Err(e) = self.send(user, *kind, to, client_msg_id, payload.as_slice(), Some(from)).await {
+                    replies.error(conn_id, rid, &e);
                 }
             }
             ArchivedChatRequest::Sync { conn_id, rid, user, conv, after_seq, limit } => {
                 let (conn_id, rid, after_seq) = (conn_id.to_native(), rid.to_native(), after_seq.to_native());
                 match self.sync(user.as_str(), conv.as_str(), after_seq, limit.to_native()).await {
-                    Ok((messages, more)) => replies.sync(conn_id, rid, conv.as_str(), after_seq, &messages, more),
+                    Ok(answer) => replies.sync(conn_id, rid, conv.as_str(), after_seq, &answer),
                     Err(e) => replies.error(conn_id, rid, &e),
                 }
             }
@@ -87,9 +76,9 @@ struct Replies<'a> {
 impl Replies<'_> {
     /// The stored messages as PUSH frames carrying the SYNC's rid, then
     /// SYNC_END, in one buffer.
-    fn sync(&self, conn_id: u64, rid: u32, conv: &str, after_seq: u64, messages: &[StoredMessage], more: bool) {
+    fn sync(&self, conn_id: u64, rid: u32, conv: &str, after_seq: u64, answer: &SyncAnswer) {
         let mut frames = Vec::new();
-        for m in messages {
+        for m in &answer.messages {
             let kind = if m.kind == KIND_GROUP { PushKind::Group } else { PushKind::Direct };
             let push = ServerMessage::Push {
                 kind,
@@ -103,8 +92,9 @@ impl Replies<'_> {
                 tracing::error!(conv, seq = m.seq, "stored message does not fit a PUSH: {e}");
             }
         }
-        let last_seq = messages.last().map_or(after_seq, |m| m.seq);
-        if encode_server(rid, 0, &ServerMessage::SyncEnd { conv, last_seq, more }, &mut frames).is_ok() {
+        let last_seq = answer.messages.last().map_or(after_seq, |m| m.seq);
+        let end = ServerMessage::SyncEnd { conv, last_seq, more: answer.more, visible_seq: answer.visible_seq };
+        if encode_server(rid, 0, &end, &mut frames).is_ok() {
             self.send(conn_id, frames);
         }
     }

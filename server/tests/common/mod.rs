@@ -291,6 +291,7 @@ pub enum Reply {
         conv: String,
         last_seq: u64,
         more: bool,
+        visible_seq: u64,
     },
     /// (conv, last_seq, read_seq) entries.
     Unread {
@@ -461,7 +462,9 @@ fn to_reply(frame: &[u8]) -> Reply {
         }
         ServerMessage::Error { code, message } => Reply::Error { rid, code, message: message.into() },
         ServerMessage::Sent { conv, seq, .. } => Reply::Sent { rid, conv: conv.into(), seq },
-        ServerMessage::SyncEnd { conv, last_seq, more } => Reply::SyncEnd { rid, conv: conv.into(), last_seq, more },
+        ServerMessage::SyncEnd { conv, last_seq, more, visible_seq } => {
+            Reply::SyncEnd { rid, conv: conv.into(), last_seq, more, visible_seq }
+        }
         ServerMessage::UnreadList { entries, more } => Reply::Unread {
             rid,
             entries: entries.iter().map(|e| (e.conv.to_string(), e.last_seq, e.read_seq)).collect(),

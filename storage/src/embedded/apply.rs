@@ -23,6 +23,10 @@ pub(crate) fn append(
     if let Some(pointer) = txn.get(Table::Dedup, &dedup_key)? {
         return Ok(AppendOutcome::Duplicate(load_by_pointer(txn, &pointer)?));
     }
+    let fence = stored_u64(txn, Table::Meta, &keys::fence(&message.conv))?;
+    if message.seq < fence {
+        return Err(StoreError::Fenced(format!("{} is fenced below seq {fence}", message.conv)));
+    }
 
     let value = encode_message(message)?;
     let timeline_key = keys::timeline(&message.conv, message.seq);
@@ -62,6 +66,20 @@ pub(crate) fn load_by_pointer(txn: &GroupTxn<'_>, pointer: &[u8]) -> Result<Stor
     decode_message(&bytes)
 }
 
+/// Raises `conv`'s fence to `below` (never lowers it).
+pub(crate) fn fence(txn: &mut GroupTxn<'_>, conv: &str, below: u64) -> Result<(), StoreError> {
+    let key = keys::fence(conv);
+    if stored_u64(txn, Table::Meta, &key)? < below {
+        txn.put(Table::Meta, key, encode_u64(below).to_vec());
+    }
+    Ok(())
+}
+
+/// A stored counter, 0 when absent.
+fn stored_u64(txn: &GroupTxn<'_>, table: Table, key: &[u8]) -> Result<u64, StoreError> {
+    txn.get(table, key)?.map_or(Ok(0), |bytes| decode_u64(&bytes))
+}
+
 /// The larger of a stored counter (absent = 0) and `seq`.
 fn max_seq(stored: Option<&[u8]>, seq: u64) -> Result<u64, StoreError> {
     Ok(match stored {
@@ -88,21 +106,50 @@ pub(crate) fn set_cursor(
     Ok(())
 }
 
-/// Creates a group with its first members.
-pub(crate) fn create_group(txn: &mut GroupTxn<'_>, group: &str, members: &[String]) -> Result<(), StoreError> {
+/// The `groups` value of a group that is read-fan-out for good.
+pub(crate) const READ_FANOUT: &[u8] = &[1];
+
+/// Creates a group with its first members, read-fan-out if they are more
+/// than `large_above`.
+pub(crate) fn create_group(
+    txn: &mut GroupTxn<'_>,
+    group: &str,
+    members: &[String],
+    large_above: usize,
+) -> Result<(), StoreError> {
     let key = keys::group(group);
     if txn.get(Table::Groups, &key)?.is_some() {
         return Err(StoreError::AlreadyExists(format!("group {group:?}")));
     }
     txn.put(Table::Groups, key, Vec::new());
     stage_members(txn, group, members, true);
-    Ok(())
+    mark_if_large(txn, group, large_above)
 }
 
-/// Adds members to an existing group.
-pub(crate) fn add_members(txn: &mut GroupTxn<'_>, group: &str, members: &[String]) -> Result<(), StoreError> {
+/// Adds members to an existing group; it becomes read-fan-out for good if
+/// it then has more than `large_above`.
+pub(crate) fn add_members(
+    txn: &mut GroupTxn<'_>,
+    group: &str,
+    members: &[String],
+    large_above: usize,
+) -> Result<(), StoreError> {
     require_group(txn, group)?;
     stage_members(txn, group, members, true);
+    mark_if_large(txn, group, large_above)
+}
+
+/// Marks `group` read-fan-out when its staged membership is above
+/// `large_above`. Counting scans the committed members and the staged
+/// changes of this group commit.
+fn mark_if_large(txn: &mut GroupTxn<'_>, group: &str, large_above: usize) -> Result<(), StoreError> {
+    let key = keys::group(group);
+    if txn.get(Table::Groups, &key)?.as_deref() == Some(READ_FANOUT) {
+        return Ok(());
+    }
+    if txn.count_prefix(Table::GroupMembers, &keys::str_prefix(group))? > large_above {
+        txn.put(Table::Groups, key, READ_FANOUT.to_vec());
+    }
     Ok(())
 }
 

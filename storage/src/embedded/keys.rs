@@ -22,10 +22,11 @@
 //! | `conversations` | conv | last seq (u64 BE) |
 //! | `user_conversations` | user, conv | last seq (u64 BE) |
 //! | `cursors` | user, device, conv | seq (u64 BE) |
-//! | `groups` | group | empty |
+//! | `groups` | group | empty, or `[1]` once the group is read-fan-out |
 //! | `group_members` | group, user | empty |
 //! | `user_groups` | user, group | empty |
 //! | `meta` | `"epoch"` | last epoch handed out (u64 BE) |
+//! | `meta` | `"fence"`, conv | appends of conv below this seq fail (u64 BE) |
 
 use crate::StoreError;
 
@@ -181,6 +182,11 @@ pub(crate) fn cursor(user: &str, device: &str, conv: &str) -> Vec<u8> {
 /// Prefix of every `cursors` key of one device.
 pub(crate) fn cursors_prefix(user: &str, device: &str) -> Vec<u8> {
     KeyBuilder::new().str(user).str(device).build()
+}
+
+/// `meta`: the fence of `conv`.
+pub(crate) fn fence(conv: &str) -> Vec<u8> {
+    KeyBuilder::new().str("fence").str(conv).build()
 }
 
 /// `groups`: group.

@@ -9,14 +9,15 @@ use flume::Sender;
 
 use super::config::Durability;
 use super::reads;
-use super::tables::Tables;
+use super::tables::{Tables, View};
 use super::writer::{self, Command, Reply};
 use crate::{AppendOutcome, Fanout, GroupInfo, MessageStore, StoreError, StoredMessage, UserConversation};
 
 /// The embedded, on-disk message store (the single-node default).
 ///
 /// Writes go through one writer thread that group-commits them (see
-/// [`Durability`]); reads run on the caller's thread. The futures need no
+/// [`Durability`]); reads run at a snapshot on a blocking thread pool, so
+/// neither ever blocks an async runtime's thread. The futures need no
 /// particular async runtime. One directory can be open in one store at a
 /// time (the engine locks it). Dropping the store, or [`close`](Self::close),
 /// syncs everything to disk and stops the writer thread.
@@ -67,6 +68,16 @@ impl EmbeddedStore {
         result
     }
 
+    /// Runs a read at a fresh snapshot on the blocking pool (the `blocking`
+    /// crate's: runtime-agnostic, threads started on demand).
+    async fn read<T: Send + 'static>(
+        &self,
+        read: impl FnOnce(&View<'_>) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let tables = Arc::clone(&self.tables);
+        blocking::unblock(move || read(&tables.view())).await
+    }
+
     /// Sends a command to the writer and waits for its answer.
     async fn call<T>(&self, make: impl FnOnce(Reply<T>) -> Command) -> Result<T, StoreError> {
         let (reply, answer) = flume::bounded(1);
@@ -98,12 +109,19 @@ impl MessageStore for EmbeddedStore {
         self.call(|reply| Command::Append { message, fanout, reply }).await
     }
 
+    async fn fence(&self, conv: &str, below: u64) -> Result<(), StoreError> {
+        let conv = conv.to_owned();
+        self.call(|reply| Command::Fence { conv, below, reply }).await
+    }
+
     async fn find_by_client_id(&self, sender: &str, client_msg_id: u64) -> Result<Option<StoredMessage>, StoreError> {
-        reads::find_by_client_id(&self.tables, sender, client_msg_id)
+        let sender = sender.to_owned();
+        self.read(move |view| reads::find_by_client_id(view, &sender, client_msg_id)).await
     }
 
     async fn read_timeline(&self, conv: &str, after_seq: u64, limit: usize) -> Result<Vec<StoredMessage>, StoreError> {
-        reads::timeline(&self.tables, conv, after_seq, limit)
+        let conv = conv.to_owned();
+        self.read(move |view| reads::timeline(view, &conv, after_seq, limit)).await
     }
 
     async fn read_inbox(
@@ -113,15 +131,18 @@ impl MessageStore for EmbeddedStore {
         after_seq: u64,
         limit: usize,
     ) -> Result<Vec<StoredMessage>, StoreError> {
-        reads::inbox(&self.tables, user, conv, after_seq, limit)
+        let (user, conv) = (user.to_owned(), conv.to_owned());
+        self.read(move |view| reads::inbox(view, &user, &conv, after_seq, limit)).await
     }
 
     async fn last_seq(&self, conv: &str) -> Result<u64, StoreError> {
-        reads::last_seq(&self.tables, conv)
+        let conv = conv.to_owned();
+        self.read(move |view| reads::last_seq(view, &conv)).await
     }
 
     async fn user_conversations(&self, user: &str) -> Result<Vec<UserConversation>, StoreError> {
-        reads::user_conversations(&self.tables, user)
+        let user = user.to_owned();
+        self.read(move |view| reads::user_conversations(view, &user)).await
     }
 
     async fn set_cursor(&self, user: &str, device: &str, conv: &str, seq: u64) -> Result<(), StoreError> {
@@ -130,17 +151,18 @@ impl MessageStore for EmbeddedStore {
     }
 
     async fn cursors(&self, user: &str, device: &str) -> Result<Vec<(String, u64)>, StoreError> {
-        reads::cursors(&self.tables, user, device)
+        let (user, device) = (user.to_owned(), device.to_owned());
+        self.read(move |view| reads::cursors(view, &user, &device)).await
     }
 
-    async fn create_group(&self, group: &str, members: &[String]) -> Result<(), StoreError> {
+    async fn create_group(&self, group: &str, members: &[String], large_above: usize) -> Result<(), StoreError> {
         let (group, members) = (group.to_owned(), members.to_vec());
-        self.call(|reply| Command::CreateGroup { group, members, reply }).await
+        self.call(|reply| Command::CreateGroup { group, members, large_above, reply }).await
     }
 
-    async fn add_members(&self, group: &str, members: &[String]) -> Result<(), StoreError> {
+    async fn add_members(&self, group: &str, members: &[String], large_above: usize) -> Result<(), StoreError> {
         let (group, members) = (group.to_owned(), members.to_vec());
-        self.call(|reply| Command::AddMembers { group, members, reply }).await
+        self.call(|reply| Command::AddMembers { group, members, large_above, reply }).await
     }
 
     async fn remove_members(&self, group: &str, members: &[String]) -> Result<(), StoreError> {
@@ -149,15 +171,17 @@ impl MessageStore for EmbeddedStore {
     }
 
     async fn group(&self, group: &str) -> Result<Option<GroupInfo>, StoreError> {
-        reads::group(&self.tables, group)
+        let group = group.to_owned();
+        self.read(move |view| reads::group(view, &group)).await
     }
 
     async fn list_groups(&self) -> Result<Vec<String>, StoreError> {
-        reads::list_groups(&self.tables)
+        self.read(reads::list_groups).await
     }
 
     async fn user_groups(&self, user: &str) -> Result<Vec<String>, StoreError> {
-        reads::user_groups(&self.tables, user)
+        let user = user.to_owned();
+        self.read(move |view| reads::user_groups(view, &user)).await
     }
 }
 
@@ -213,9 +237,9 @@ mod tests {
         let (first_outcome, second_outcome, created, created_again, added) = tokio::join!(
             store.append(&first, &fanout),
             store.append(&second, &fanout),
-            store.create_group("g", &x),
-            store.create_group("g", &y),
-            store.add_members("g", &z),
+            store.create_group("g", &x, 10),
+            store.create_group("g", &y, 10),
+            store.add_members("g", &z, 10),
         );
         assert_eq!(first_outcome.unwrap(), AppendOutcome::Stored);
         assert_eq!(second_outcome.unwrap(), AppendOutcome::Duplicate(message(1)));

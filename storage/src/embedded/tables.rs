@@ -3,12 +3,12 @@
 
 use std::path::Path;
 
-use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode};
+use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode, Readable, Snapshot};
 
 use crate::StoreError;
 
 /// One table of the embedded store, an engine keyspace of its own.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub(crate) enum Table {
     Timeline,
     Inbox,
@@ -87,7 +87,14 @@ impl Tables {
         &self.keyspaces[table as usize]
     }
 
-    /// Reads one value.
+    /// A consistent view of every table as of now, for readers: it shows
+    /// each group commit whole or not at all, however far the writer has
+    /// got with applying the next one.
+    pub(crate) fn view(&self) -> View<'_> {
+        View { tables: self, snapshot: self.db.snapshot() }
+    }
+
+    /// Reads one value, at the latest state (the writer's own reads).
     pub(crate) fn get(&self, table: Table, key: &[u8]) -> Result<Option<fjall::Slice>, StoreError> {
         self.keyspace(table).get(key).map_err(engine)
     }
@@ -103,18 +110,6 @@ impl Tables {
         self.keyspace(table).prefix(prefix).take(limit).map(|g| g.into_inner().map_err(engine)).collect()
     }
 
-    /// Every (key, value) of `table` with `from <= key <= to`, in key
-    /// order, at most `limit`.
-    pub(crate) fn scan_range(
-        &self,
-        table: Table,
-        from: &[u8],
-        to: &[u8],
-        limit: usize,
-    ) -> Result<Vec<(fjall::Slice, fjall::Slice)>, StoreError> {
-        self.keyspace(table).range(from..=to).take(limit).map(|g| g.into_inner().map_err(engine)).collect()
-    }
-
     /// A new atomic batch across tables.
     pub(crate) fn batch(&self) -> fjall::OwnedWriteBatch {
         self.db.batch()
@@ -124,6 +119,43 @@ impl Tables {
     /// machine crash once this returns.
     pub(crate) fn sync(&self) -> Result<(), StoreError> {
         self.db.persist(PersistMode::SyncAll).map_err(engine)
+    }
+}
+
+/// Reads at one snapshot of the database (see [`Tables::view`]).
+pub(crate) struct View<'a> {
+    tables: &'a Tables,
+    snapshot: Snapshot,
+}
+
+impl View<'_> {
+    /// Reads one value.
+    pub(crate) fn get(&self, table: Table, key: &[u8]) -> Result<Option<fjall::Slice>, StoreError> {
+        self.snapshot.get(self.tables.keyspace(table), key).map_err(engine)
+    }
+
+    /// As [`Tables::scan_prefix`], at this view's snapshot.
+    pub(crate) fn scan_prefix(
+        &self,
+        table: Table,
+        prefix: &[u8],
+        limit: usize,
+    ) -> Result<Vec<(fjall::Slice, fjall::Slice)>, StoreError> {
+        let rows = self.snapshot.prefix(self.tables.keyspace(table), prefix);
+        rows.take(limit).map(|g| g.into_inner().map_err(engine)).collect()
+    }
+
+    /// Every (key, value) of `table` with `from <= key <= to`, in key
+    /// order, at most `limit`, at this view's snapshot.
+    pub(crate) fn scan_range(
+        &self,
+        table: Table,
+        from: &[u8],
+        to: &[u8],
+        limit: usize,
+    ) -> Result<Vec<(fjall::Slice, fjall::Slice)>, StoreError> {
+        let rows = self.snapshot.range(self.tables.keyspace(table), from..=to);
+        rows.take(limit).map(|g| g.into_inner().map_err(engine)).collect()
     }
 }
 
@@ -141,6 +173,35 @@ pub(crate) fn engine(e: fjall::Error) -> StoreError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_view_sees_each_batch_whole_or_not_at_all() {
+        const BATCHES: usize = 300;
+        const KEYS_PER_BATCH: usize = 40;
+        let dir = tempfile::tempdir().unwrap();
+        let tables = std::sync::Arc::new(Tables::open(dir.path()).unwrap());
+        let writer = {
+            let tables = tables.clone();
+            std::thread::spawn(move || {
+                for batch_no in 0..BATCHES {
+                    let mut batch = tables.batch();
+                    for key_no in 0..KEYS_PER_BATCH {
+                        let key = format!("{batch_no:05}-{key_no:03}");
+                        batch.insert(tables.keyspace(Table::Inbox), key.as_bytes(), b"x");
+                    }
+                    batch.commit().unwrap();
+                }
+            })
+        };
+        let mut partial_views = 0;
+        let mut seen = 0;
+        while seen < BATCHES * KEYS_PER_BATCH {
+            seen = tables.view().scan_prefix(Table::Inbox, &[], usize::MAX).unwrap().len();
+            partial_views += usize::from(seen % KEYS_PER_BATCH != 0);
+        }
+        writer.join().unwrap();
+        assert_eq!(partial_views, 0, "views saw part of a batch");
+    }
 
     #[test]
     fn table_index_matches_all_order() {

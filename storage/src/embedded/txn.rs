@@ -2,7 +2,7 @@
 //! earlier commands of the same group, and the group is applied as one
 //! atomic engine batch.
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 
 use super::tables::{engine, Table, Tables};
 use crate::StoreError;
@@ -14,14 +14,14 @@ use crate::StoreError;
 /// once: a group that adds and then removes a member stores the removal.
 pub(crate) struct GroupTxn<'a> {
     tables: &'a Tables,
-    writes: HashMap<(Table, Vec<u8>), Option<Vec<u8>>>,
+    writes: BTreeMap<(Table, Vec<u8>), Option<Vec<u8>>>,
     needs_sync: bool,
 }
 
 impl<'a> GroupTxn<'a> {
     /// An empty group over `tables`.
     pub(crate) fn new(tables: &'a Tables) -> Self {
-        Self { tables, writes: HashMap::new(), needs_sync: false }
+        Self { tables, writes: BTreeMap::new(), needs_sync: false }
     }
 
     /// The value of `key`: staged in this group if it was, else committed.
@@ -32,6 +32,26 @@ impl<'a> GroupTxn<'a> {
             Some(staged) => Ok(staged.clone()),
             None => Ok(self.tables.get(table, key)?.map(|v| v.to_vec())),
         }
+    }
+
+    /// How many keys of `table` start with `prefix`, counting this
+    /// group's staged writes over the committed state.
+    pub(crate) fn count_prefix(&self, table: Table, prefix: &[u8]) -> Result<usize, StoreError> {
+        let committed = self.tables.scan_prefix(table, prefix, usize::MAX)?;
+        let mut count = committed.len();
+        let staged = self
+            .writes
+            .range((table, prefix.to_vec())..)
+            .take_while(|((t, key), _)| *t == table && key.starts_with(prefix));
+        for ((_, key), value) in staged {
+            let was_committed = committed.binary_search_by(|(k, _)| k.as_ref().cmp(key.as_slice())).is_ok();
+            match (value.is_some(), was_committed) {
+                (true, false) => count += 1,
+                (false, true) => count -= 1,
+                _ => {}
+            }
+        }
+        Ok(count)
     }
 
     /// Stages an insert or overwrite.

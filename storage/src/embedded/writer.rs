@@ -44,14 +44,21 @@ pub(crate) enum Command {
         seq: u64,
         reply: Reply<()>,
     },
+    Fence {
+        conv: String,
+        below: u64,
+        reply: Reply<()>,
+    },
     CreateGroup {
         group: String,
         members: Vec<String>,
+        large_above: usize,
         reply: Reply<()>,
     },
     AddMembers {
         group: String,
         members: Vec<String>,
+        large_above: usize,
         reply: Reply<()>,
     },
     RemoveMembers {
@@ -160,12 +167,16 @@ impl Writer {
                     let result = apply::set_cursor(&mut txn, &user, &device, &conv, seq);
                     completions.push(deferred(reply, result));
                 }
-                Command::CreateGroup { group, members, reply } => {
-                    let result = apply::create_group(&mut txn, &group, &members);
+                Command::Fence { conv, below, reply } => {
+                    let result = apply::fence(&mut txn, &conv, below);
                     completions.push(deferred(reply, result));
                 }
-                Command::AddMembers { group, members, reply } => {
-                    let result = apply::add_members(&mut txn, &group, &members);
+                Command::CreateGroup { group, members, large_above, reply } => {
+                    let result = apply::create_group(&mut txn, &group, &members, large_above);
+                    completions.push(deferred(reply, result));
+                }
+                Command::AddMembers { group, members, large_above, reply } => {
+                    let result = apply::add_members(&mut txn, &group, &members, large_above);
                     completions.push(deferred(reply, result));
                 }
                 Command::RemoveMembers { group, members, reply } => {
@@ -233,6 +244,7 @@ fn copy(e: &StoreError) -> StoreError {
         StoreError::Unavailable(m) => StoreError::Unavailable(m.clone()),
         StoreError::NotFound(m) => StoreError::NotFound(m.clone()),
         StoreError::AlreadyExists(m) => StoreError::AlreadyExists(m.clone()),
+        StoreError::Fenced(m) => StoreError::Fenced(m.clone()),
         StoreError::Internal(m) => StoreError::Internal(m.clone()),
     }
 }

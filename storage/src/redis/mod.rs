@@ -19,7 +19,9 @@
 //! - `inbox:{n}:{user}:{conv}`: sorted set of seqs copied to the user;
 //! - `uconv:{user}`: hash conv → highest seq, the user's conversations;
 //! - `cur:{n}:{user}:{device}`: hash conv → read seq;
-//! - `group:{g}` (marker), `members:{g}` (set), `groups` (set),
+//! - `fence:{conv}`: appends of conv below this seq fail;
+//! - `group:{g}` (marker: empty, or `large` once read-fan-out for good),
+//!   `members:{g}` (set), `groups` (set),
 //!   `ugroups:{user}` (set);
 //! - `epoch`: the epoch counter.
 
@@ -140,11 +142,25 @@ impl MessageStore for RedisStore {
         for member in members {
             invocation.arg(member).arg(self.key2("inbox", member, &message.conv));
         }
-        let original: Option<Vec<u8>> = invocation.invoke_async(&mut self.conn.clone()).await.map_err(unavailable)?;
-        match original {
-            None => Ok(AppendOutcome::Stored),
-            Some(bytes) => Ok(AppendOutcome::Duplicate(decode(&bytes)?)),
+        let answer: redis::Value = invocation.invoke_async(&mut self.conn.clone()).await.map_err(unavailable)?;
+        match answer {
+            redis::Value::Nil => Ok(AppendOutcome::Stored),
+            redis::Value::BulkString(bytes) => Ok(AppendOutcome::Duplicate(decode(&bytes)?)),
+            redis::Value::Int(0) => {
+                Err(StoreError::Fenced(format!("{} is fenced above seq {}", message.conv, message.seq)))
+            }
+            other => Err(StoreError::Internal(format!("unexpected answer of the append script: {other:?}"))),
         }
+    }
+
+    async fn fence(&self, conv: &str, below: u64) -> Result<(), StoreError> {
+        let _: i64 = scripts::FENCE_SCRIPT
+            .key(self.key("fence", conv))
+            .arg(hex(below))
+            .invoke_async(&mut self.conn.clone())
+            .await
+            .map_err(unavailable)?;
+        Ok(())
     }
 
     async fn find_by_client_id(&self, sender: &str, client_msg_id: u64) -> Result<Option<StoredMessage>, StoreError> {
@@ -209,11 +225,12 @@ impl MessageStore for RedisStore {
         Ok(cursors)
     }
 
-    async fn create_group(&self, group: &str, members: &[String]) -> Result<(), StoreError> {
+    async fn create_group(&self, group: &str, members: &[String], large_above: usize) -> Result<(), StoreError> {
         let created: i64 = scripts::CHANGE_GROUP_SCRIPT
             .arg(&self.prefix)
             .arg(group)
             .arg("create")
+            .arg(large_above)
             .arg(members)
             .invoke_async(&mut self.conn.clone())
             .await
@@ -224,21 +241,19 @@ impl MessageStore for RedisStore {
         }
     }
 
-    async fn add_members(&self, group: &str, members: &[String]) -> Result<(), StoreError> {
-        self.change_members(group, "add", members).await
+    async fn add_members(&self, group: &str, members: &[String], large_above: usize) -> Result<(), StoreError> {
+        self.change_members(group, "add", large_above, members).await
     }
 
     async fn remove_members(&self, group: &str, members: &[String]) -> Result<(), StoreError> {
-        self.change_members(group, "remove", members).await
+        self.change_members(group, "remove", usize::MAX, members).await
     }
 
     async fn group(&self, group: &str) -> Result<Option<GroupInfo>, StoreError> {
-        let exists: bool = self.conn.clone().exists(self.key("group", group)).await.map_err(unavailable)?;
-        if !exists {
-            return Ok(None);
-        }
+        let marker: Option<String> = self.conn.clone().get(self.key("group", group)).await.map_err(unavailable)?;
+        let Some(marker) = marker else { return Ok(None) };
         let members = self.sorted_set(self.key("members", group)).await?;
-        Ok(Some(GroupInfo { group: group.to_string(), members }))
+        Ok(Some(GroupInfo { group: group.to_string(), members, read_fanout: marker == "large" }))
     }
 
     async fn list_groups(&self) -> Result<Vec<String>, StoreError> {
@@ -251,11 +266,18 @@ impl MessageStore for RedisStore {
 }
 
 impl RedisStore {
-    async fn change_members(&self, group: &str, how: &str, members: &[String]) -> Result<(), StoreError> {
+    async fn change_members(
+        &self,
+        group: &str,
+        how: &str,
+        large_above: usize,
+        members: &[String],
+    ) -> Result<(), StoreError> {
         let found: i64 = scripts::CHANGE_GROUP_SCRIPT
             .arg(&self.prefix)
             .arg(group)
             .arg(how)
+            .arg(large_above)
             .arg(members)
             .invoke_async(&mut self.conn.clone())
             .await

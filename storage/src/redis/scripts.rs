@@ -1,6 +1,6 @@
 //! The Lua scripts of the Redis store. Redis runs each alone, so each is
-//! atomic: an append with its idempotency record and fan-out, a cursor that
-//! only moves forward, a group change. Seqs are 16-digit hex strings, so
+//! atomic: an append with its idempotency record, fence check and fan-out, a
+//! fence or a cursor that only moves forward, a group change. Seqs are 16-digit hex strings, so
 //! Lua's string comparison is numeric order (Lua numbers are doubles and
 //! would round a 64-bit seq).
 
@@ -10,13 +10,18 @@ use redis::Script;
 
 /// ARGV: prefix, conv, seq, idempotency key, message, mode ("timeline" or
 /// "inboxes"), then (member, member's inbox key) pairs. Returns nil when
-/// stored, or the original message when the idempotency key exists.
+/// stored, the original message when the idempotency key exists, or 0
+/// (storing nothing) when the conversation is fenced above the seq.
 const APPEND: &str = r#"
 local p, conv, seq, cid = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 local original = redis.call('GET', cid)
 if original then
   local c, s = string.match(original, '^(.*)\n(%x+)$')
   return redis.call('HGET', p .. 'msg:' .. c, s)
+end
+local fence = redis.call('GET', p .. 'fence:' .. conv)
+if fence and seq < fence then
+  return 0
 end
 redis.call('HSET', p .. 'msg:' .. conv, seq, ARGV[5])
 redis.call('ZADD', p .. 'tl:' .. conv, 0, seq)
@@ -49,10 +54,21 @@ end
 return 1
 "#;
 
-/// ARGV: prefix, group, "create" | "add" | "remove", members... Returns 1
-/// on success, 0 when the group exists (create) or does not (add, remove).
+/// KEYS: the fence key. ARGV: seq. Raises the fence, never lowers it.
+const FENCE: &str = r#"
+local stored = redis.call('GET', KEYS[1])
+if (not stored) or stored < ARGV[1] then
+  redis.call('SET', KEYS[1], ARGV[1])
+end
+return 1
+"#;
+
+/// ARGV: prefix, group, "create" | "add" | "remove", large_above,
+/// members... Returns 1 on success, 0 when the group exists (create) or
+/// does not (add, remove). The group's marker becomes "large" for good
+/// once it has more than large_above members.
 const CHANGE_GROUP: &str = r#"
-local p, group, how = ARGV[1], ARGV[2], ARGV[3]
+local p, group, how, large_above = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4])
 local marker = p .. 'group:' .. group
 local exists = redis.call('EXISTS', marker) == 1
 if how == 'create' then
@@ -62,7 +78,7 @@ if how == 'create' then
 elseif not exists then
   return 0
 end
-for i = 4, #ARGV do
+for i = 5, #ARGV do
   local member = ARGV[i]
   if how == 'remove' then
     redis.call('SREM', p .. 'members:' .. group, member)
@@ -72,6 +88,9 @@ for i = 4, #ARGV do
     redis.call('SADD', p .. 'ugroups:' .. member, group)
   end
 end
+if how ~= 'remove' and redis.call('SCARD', p .. 'members:' .. group) > large_above then
+  redis.call('SET', marker, 'large')
+end
 return 1
 "#;
 
@@ -80,6 +99,9 @@ pub static APPEND_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(APPEND
 
 /// The cursor script.
 pub static SET_CURSOR_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(SET_CURSOR));
+
+/// The fence script.
+pub static FENCE_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(FENCE));
 
 /// The group script.
 pub static CHANGE_GROUP_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(CHANGE_GROUP));

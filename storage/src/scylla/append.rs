@@ -10,6 +10,12 @@
 //!    rows from it — the same rows, so a no-op if they exist — and returns
 //!    `Duplicate(original)`.
 //!
+//! Before step 1 the conversation's fence is read: an append below it fails
+//! with [`StoreError::Fenced`]. The check and the dedup insert are two
+//! requests to different partitions, so a fence raised between them does
+//! not stop that append (ScyllaDB has no transaction across partitions);
+//! the embedded and Redis backends check atomically.
+//!
 //! A crash (or a timeout) between 1 and 2 leaves a dedup row whose message
 //! is not readable yet. Its sender was not told SENT (the append returned an
 //! error or never returned), so it resends, and the resend's step 3 writes
@@ -40,6 +46,13 @@ pub(crate) async fn append(
     fanout: &Fanout,
 ) -> Result<AppendOutcome, StoreError> {
     let seq = seq_to_cql(message.seq)?;
+    let fence: Option<(Option<i64>,)> =
+        fetch_one(session, &st.fence_select, (&message.conv,), "reading a conversation's fence").await?;
+    if let Some((Some(below),)) = fence {
+        if seq < below {
+            return Err(StoreError::Fenced(format!("{} is fenced below seq {below}", message.conv)));
+        }
+    }
     let (fanout_code, members) = encode_fanout(fanout);
     let values = (
         &message.sender,

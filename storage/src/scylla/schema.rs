@@ -55,8 +55,13 @@ const TABLES: &[&str] = &[
     "CREATE TABLE IF NOT EXISTS {ks}.cursors (
         user_id text, device_id text, conv text, seq bigint,
         PRIMARY KEY ((user_id, device_id), conv))",
+    // read_fanout: the group once had more members than write fan-out
+    // allows, and is read from its timeline for good.
     "CREATE TABLE IF NOT EXISTS {ks}.groups (
-        group_id text PRIMARY KEY, created_ms bigint)",
+        group_id text PRIMARY KEY, created_ms bigint, read_fanout boolean)",
+    // below cells are written USING TIMESTAMP below: a fence never moves down.
+    "CREATE TABLE IF NOT EXISTS {ks}.fences (
+        conv text PRIMARY KEY, below bigint)",
     "CREATE TABLE IF NOT EXISTS {ks}.group_members (
         group_id text, member text,
         PRIMARY KEY (group_id, member))",

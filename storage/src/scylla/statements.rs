@@ -29,6 +29,9 @@ pub(crate) struct Statements {
     pub(crate) cursors_select: PreparedStatement,
     pub(crate) group_insert: PreparedStatement,
     pub(crate) group_select: PreparedStatement,
+    pub(crate) group_mark_read_fanout: PreparedStatement,
+    pub(crate) fence_upsert: PreparedStatement,
+    pub(crate) fence_select: PreparedStatement,
     pub(crate) groups_select: PreparedStatement,
     pub(crate) member_insert: PreparedStatement,
     pub(crate) member_delete: PreparedStatement,
@@ -103,7 +106,10 @@ impl Statements {
             group_insert: p
                 .conditional("INSERT INTO {ks}.groups (group_id, created_ms) VALUES (?, ?) IF NOT EXISTS")
                 .await?,
-            group_select: p.statement("SELECT group_id FROM {ks}.groups WHERE group_id = ?").await?,
+            group_select: p.statement("SELECT group_id, read_fanout FROM {ks}.groups WHERE group_id = ?").await?,
+            group_mark_read_fanout: p.statement("UPDATE {ks}.groups SET read_fanout = true WHERE group_id = ?").await?,
+            fence_upsert: p.statement("INSERT INTO {ks}.fences (conv, below) VALUES (?, ?) USING TIMESTAMP ?").await?,
+            fence_select: p.statement("SELECT below FROM {ks}.fences WHERE conv = ?").await?,
             groups_select: p.statement("SELECT group_id FROM {ks}.groups").await?,
             member_insert: p.statement("INSERT INTO {ks}.group_members (group_id, member) VALUES (?, ?)").await?,
             member_delete: p.statement("DELETE FROM {ks}.group_members WHERE group_id = ? AND member = ?").await?,

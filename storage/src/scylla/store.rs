@@ -124,7 +124,7 @@ impl ScyllaStore {
     }
 
     async fn require_group(&self, group: &str) -> Result<(), StoreError> {
-        let row: Option<(String,)> =
+        let row: Option<(String, Option<bool>)> =
             fetch_one(&self.session, &self.st.group_select, (group,), "reading a group").await?;
         row.map(|_| ()).ok_or_else(|| StoreError::NotFound(format!("group {group:?}")))
     }
@@ -146,6 +146,22 @@ impl ScyllaStore {
             return Ok(());
         }
         writes.run(&self.session, "writing group members").await
+    }
+
+    /// Marks `group` read-fan-out once it has more than `large_above`
+    /// members. A separate write after the membership change: a crash in
+    /// between leaves the mark to the next change that adds a member.
+    async fn mark_if_large(&self, group: &str, large_above: usize) -> Result<(), StoreError> {
+        let rows: Vec<(String,)> =
+            fetch_all(&self.session, &self.st.members_select, (group,), "counting group members").await?;
+        if rows.len() <= large_above {
+            return Ok(());
+        }
+        self.session
+            .execute_unpaged(&self.st.group_mark_read_fanout, (group,))
+            .await
+            .map_err(|e| execution("marking a group read-fan-out", e))?;
+        Ok(())
     }
 }
 
@@ -214,6 +230,15 @@ impl MessageStore for ScyllaStore {
         append::append(&self.session, &self.st, message, fanout).await
     }
 
+    async fn fence(&self, conv: &str, below: u64) -> Result<(), StoreError> {
+        let below = seq_to_cql(below)?;
+        self.session
+            .execute_unpaged(&self.st.fence_upsert, (conv, below, below))
+            .await
+            .map_err(|e| execution("fencing a conversation", e))?;
+        Ok(())
+    }
+
     async fn find_by_client_id(&self, sender: &str, client_msg_id: u64) -> Result<Option<StoredMessage>, StoreError> {
         Ok(append::read_dedup(&self.session, &self.st, sender, client_msg_id, false).await?.map(|(m, _)| m))
     }
@@ -267,17 +292,19 @@ impl MessageStore for ScyllaStore {
         rows.into_iter().map(|(conv, seq)| Ok((conv, seq_from_cql(seq.unwrap_or(0))?))).collect()
     }
 
-    async fn create_group(&self, group: &str, members: &[String]) -> Result<(), StoreError> {
+    async fn create_group(&self, group: &str, members: &[String], large_above: usize) -> Result<(), StoreError> {
         let created = conditional(&self.session, &self.st.group_insert, (group, now_ms()), "creating a group").await?;
         if !created {
             return Err(StoreError::AlreadyExists(format!("group {group:?}")));
         }
-        self.write_members(group, members, true).await
+        self.write_members(group, members, true).await?;
+        self.mark_if_large(group, large_above).await
     }
 
-    async fn add_members(&self, group: &str, members: &[String]) -> Result<(), StoreError> {
+    async fn add_members(&self, group: &str, members: &[String], large_above: usize) -> Result<(), StoreError> {
         self.require_group(group).await?;
-        self.write_members(group, members, true).await
+        self.write_members(group, members, true).await?;
+        self.mark_if_large(group, large_above).await
     }
 
     async fn remove_members(&self, group: &str, members: &[String]) -> Result<(), StoreError> {
@@ -286,14 +313,13 @@ impl MessageStore for ScyllaStore {
     }
 
     async fn group(&self, group: &str) -> Result<Option<GroupInfo>, StoreError> {
-        let exists: Option<(String,)> =
+        let row: Option<(String, Option<bool>)> =
             fetch_one(&self.session, &self.st.group_select, (group,), "reading a group").await?;
-        if exists.is_none() {
-            return Ok(None);
-        }
+        let Some((_, read_fanout)) = row else { return Ok(None) };
         let rows: Vec<(String,)> =
             fetch_all(&self.session, &self.st.members_select, (group,), "reading group members").await?;
-        Ok(Some(GroupInfo { group: group.to_owned(), members: rows.into_iter().map(|(m,)| m).collect() }))
+        let members = rows.into_iter().map(|(m,)| m).collect();
+        Ok(Some(GroupInfo { group: group.to_owned(), members, read_fanout: read_fanout.unwrap_or(false) }))
     }
 
     async fn list_groups(&self) -> Result<Vec<String>, StoreError> {
