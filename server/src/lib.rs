@@ -11,6 +11,7 @@
 
 pub mod advertised;
 pub mod auth;
+pub mod chat_core;
 pub mod cluster;
 pub mod config;
 pub mod control;

@@ -10,14 +10,11 @@ use anyhow::Context;
 use metrics_exporter_prometheus::PrometheusBuilder;
 use socket2::{Domain, Socket, Type};
 
-use corecast_proto::internal::InternalFrameBytes;
-use corecast_router::presence::LocalRoutes;
 use corecast_router::registry::NodeInfo;
-use corecast_router::{ConnSink, CoreConfig, RouterCore};
-use corecast_storage::embedded::EmbeddedStore;
 
 use crate::advertised::Advertised;
 use crate::auth::{mint_token, TokenVerifier};
+use crate::chat_core::ChatCore;
 use crate::cluster::ClusterSettings;
 use crate::config::Config;
 use crate::control::{ChatBackend, ControlPlane, ControlState};
@@ -27,36 +24,6 @@ use crate::stall::{log_stall, Pulse, Watchdog};
 use crate::status::NodeStatus;
 use crate::tls::CertStore;
 use crate::web::{WebState, WebTls};
-
-/// The in-process router core's way back to the shards: their inboxes.
-struct MeshSink(Mesh);
-
-impl ConnSink for MeshSink {
-    fn to_node(&self, _node: &str, frame: InternalFrameBytes) {
-        // The single-node core sends only connection frames.
-        self.0.deliver(&frame, |_| 0);
-    }
-}
-
-/// Opens the embedded store and starts the router core on `runtime`.
-fn start_core(config: &Config, mesh: &Mesh, runtime: &tokio::runtime::Runtime) -> anyhow::Result<Arc<RouterCore>> {
-    std::fs::create_dir_all(&config.data_dir)
-        .with_context(|| format!("creating the data directory {}", config.data_dir.display()))?;
-    let store = EmbeddedStore::open(&config.data_dir, config.durability)
-        .with_context(|| format!("opening the message store in {}", config.data_dir.display()))?;
-    tracing::info!(dir = %config.data_dir.display(), durability = ?config.durability, "message store open");
-    let core_config = CoreConfig {
-        small_group_limit: config.small_group_limit,
-        store_timeout: std::time::Duration::from_millis(config.store_timeout_ms as u64),
-        ..CoreConfig::default()
-    };
-    let routes = Arc::new(LocalRoutes::default());
-    let sink = Arc::new(MeshSink(mesh.clone()));
-    let core = runtime
-        .block_on(RouterCore::start(Arc::new(store), routes, sink, core_config, "single-node"))
-        .context("starting the router core")?;
-    Ok(core)
-}
 
 /// The node as it registers in the cluster: its name with a random suffix
 /// (so routes of an earlier run are never taken for this run's), addresses,
@@ -190,23 +157,27 @@ pub fn run(config: Config) -> anyhow::Result<()> {
     let (mesh, inboxes) = Mesh::new(shard_count, config.shard_inbox_capacity);
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     let advertised = Advertised::new(&config, listen, ws_listen);
-    let (status, backend) = match &config.redis_url {
+    let (core_tx, core_rx) = flume::bounded(config.core_inbox_capacity);
+    let (status, backend, chat_core) = match &config.redis_url {
         Some(redis_url) => {
             if secrets.admin_generated {
                 tracing::warn!("no admin key configured: the routers will refuse this node's links");
             }
             let settings = cluster_settings(&config, redis_url, &advertised, &secrets.admin_key)?;
             tracing::info!(node = %settings.node.id, redis = %redis_url, "joining the cluster");
-            (NodeStatus::new(settings.node.id.clone(), settings.node.ceiling), ChatBackend::Cluster(settings))
+            let status = NodeStatus::new(settings.node.id.clone(), settings.node.ceiling);
+            (status, ChatBackend::Cluster(settings, core_rx), None)
         }
-        None => (
-            NodeStatus::new(config.node_name(), config.connection_ceiling()),
-            ChatBackend::Single(start_core(&config, &mesh, &runtime)?),
-        ),
+        None => {
+            let chat_core = ChatCore::start(&config, &mesh)?;
+            chat_core.serve(core_rx);
+            let status = NodeStatus::new(config.node_name(), config.connection_ceiling());
+            (status, ChatBackend::Single(chat_core.core()), Some(chat_core))
+        }
     };
     let core = match &backend {
         ChatBackend::Single(core) => Some(core.clone()),
-        ChatBackend::Cluster(_) => None,
+        ChatBackend::Cluster(..) => None,
     };
     let certs = match (&config.tls_cert_file, &config.tls_key_file) {
         (Some(cert), Some(key)) => Some(CertStore::open(cert, key)?),
@@ -233,7 +204,6 @@ pub fn run(config: Config) -> anyhow::Result<()> {
         sessions: Default::default(),
     };
     let web_listen = web_listener.local_addr()?;
-    let (core_tx, core_rx) = flume::bounded(config.core_inbox_capacity);
 
     let cpus = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
     if tls.is_some() {
@@ -282,17 +252,17 @@ pub fn run(config: Config) -> anyhow::Result<()> {
         certs,
         control_certs,
     };
-    let control =
-        match ControlPlane::start(runtime, config.control_listen, state, backend, core_rx, (web_listener, web)) {
-            Ok(control) => control,
-            Err(e) => return Err(shards.abort(e)),
-        };
+    let control = match ControlPlane::start(runtime, config.control_listen, state, backend, (web_listener, web)) {
+        Ok(control) => control,
+        Err(e) => return Err(shards.abort(e)),
+    };
     print_banner(&config, &secrets, listen)?;
     let (ws, http) = if tls.is_some() { ("wss", "https") } else { ("ws", "http") };
     println!("WebSocket clients on {ws}://{ws_listen}{}, demo page at {http}://{web_listen}/demo", config.ws_path);
 
     let failure = shards.wait();
     control.stop()?;
+    drop(chat_core);
     tracing::info!("server stopped");
     match failure {
         Some(e) => Err(e),

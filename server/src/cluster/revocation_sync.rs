@@ -45,23 +45,29 @@ pub async fn follow(registry: Registry, revocations: Arc<Revocations>, period: D
 /// Redis lacks. Returns the latest second read.
 async fn poll(
     registry: &Registry,
-    revocations: &Revocations,
+    revocations: &Arc<Revocations>,
     latest: Option<u64>,
 ) -> Result<Option<u64>, RegistryError> {
     let since = latest.map_or(0, |latest| latest.saturating_sub(CLOCK_SLACK_SECS));
     let recent = registry.revocations_since(since).await?;
     let read_up_to = recent.iter().map(|(_, before)| *before).max();
-    take(revocations, recent);
+    take(revocations, recent).await;
     if registry.prune_and_count_revocations(now_secs()).await? != revocations.len() as u64 {
         let all = registry.revocations_since(0).await?;
         write_back_missing(registry, revocations, &all).await?;
-        take(revocations, all);
+        take(revocations, all).await;
     }
     Ok(read_up_to)
 }
 
-fn take(revocations: &Revocations, entries: Vec<(String, u64)>) {
-    match revocations.apply(entries, now_secs()) {
+/// Applies the cluster's entries; the save's fsync runs on a blocking
+/// thread, not the control plane's.
+async fn take(revocations: &Arc<Revocations>, entries: Vec<(String, u64)>) {
+    let revocations = revocations.clone();
+    let applied = tokio::task::spawn_blocking(move || revocations.apply(entries, now_secs()))
+        .await
+        .unwrap_or_else(|e| Err(anyhow::anyhow!("the revocation task failed: {e}")));
+    match applied {
         Ok(0) => {}
         Ok(changed) => tracing::info!(changed, "revocations taken from the cluster"),
         Err(e) => tracing::error!("{e:#}"),

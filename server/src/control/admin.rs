@@ -122,7 +122,12 @@ async fn revoke(
     if before > now + MAX_FUTURE_REVOCATION_SECS {
         return api_error(StatusCode::BAD_REQUEST, "before is in the future");
     }
-    let saved = state.verifier.revocations().apply([(user.clone(), before)], now);
+    // The list is fsynced: on a blocking thread, not the control plane's.
+    let revocations = state.verifier.revocations().clone();
+    let entry = (user.clone(), before);
+    let saved = tokio::task::spawn_blocking(move || revocations.apply([entry], now))
+        .await
+        .unwrap_or_else(|e| Err(anyhow::anyhow!("the revocation task failed: {e}")));
     let name = user.clone();
     let Some(kicked) = ask_shards(&state, |reply| ShardCommand::Kick { user: name.clone(), reply }).await else {
         return api_error(StatusCode::SERVICE_UNAVAILABLE, "a shard did not answer");

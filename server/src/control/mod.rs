@@ -1,7 +1,7 @@
 //! The control plane: one thread running a small tokio runtime that serves
 //! `GET /health`, `GET /metrics` (Prometheus), `GET /v1/dispatch` and the
-//! admin API, runs the router core on the chat requests the shards send it
-//! (or, in a cluster, the uplink to the routers), turns SIGTERM/SIGINT into
+//! admin API (with the single node's chat admin routes), runs the uplink to
+//! the routers in a cluster, turns SIGTERM/SIGINT into
 //! a graceful shutdown of every shard and SIGHUP into a reload of the TLS
 //! certificates. With `control_tls_cert_file` it speaks only HTTPS. It
 //! reaches the shards only through their inboxes.
@@ -21,7 +21,6 @@ use axum::{Json, Router};
 use metrics_exporter_prometheus::PrometheusHandle;
 use serde_json::json;
 
-use corecast_proto::internal::{ArchivedChatRequest, ArchivedInternalFrame};
 use corecast_router::admin::{require_admin_key, AdminKey};
 use corecast_router::RouterCore;
 
@@ -68,10 +67,13 @@ impl ControlState {
 
 /// Who answers the shards' chat requests.
 pub enum ChatBackend {
-    /// The in-process router core of a single node.
+    /// The in-process router core of a single node, which runs on its own
+    /// runtime ([`crate::chat_core`]); the control plane serves its admin
+    /// routes.
     Single(Arc<RouterCore>),
-    /// The routers of a cluster, through the uplink.
-    Cluster(ClusterSettings),
+    /// The routers of a cluster, through the uplink the control plane runs,
+    /// fed the shards' commands.
+    Cluster(ClusterSettings, flume::Receiver<CoreCommand>),
 }
 
 /// A running control plane.
@@ -82,15 +84,13 @@ pub struct ControlPlane {
 
 impl ControlPlane {
     /// Binds `addr` and starts serving on a new thread, on `runtime`, with
-    /// `backend` taking the shards' commands from `core_inbox`, and the
-    /// public HTTP listener on `web`. Signals received there shut the
-    /// shards down.
+    /// the cluster uplink if `backend` says so, and the public HTTP
+    /// listener on `web`. Signals received there shut the shards down.
     pub fn start(
         runtime: tokio::runtime::Runtime,
         addr: SocketAddr,
         state: ControlState,
         backend: ChatBackend,
-        core_inbox: flume::Receiver<CoreCommand>,
         web: (std::net::TcpListener, WebState),
     ) -> anyhow::Result<ControlPlane> {
         let std_listener =
@@ -100,25 +100,20 @@ impl ControlPlane {
         web_listener.set_nonblocking(true)?;
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel();
         let thread = std::thread::Builder::new().name("corecast-control".into()).spawn(move || {
-            match backend {
-                ChatBackend::Single(core) => {
-                    runtime.spawn(run_core(core, core_inbox));
-                }
-                ChatBackend::Cluster(settings) => {
-                    let (mesh, status) = (state.mesh.clone(), state.status.clone());
-                    let revocations = state.verifier.revocations().clone();
-                    runtime.spawn(async move {
-                        let uplink = crate::cluster::run(settings, mesh.clone(), status, revocations, core_inbox);
-                        if let Err(e) = uplink.await {
-                            // Without the uplink the node cannot serve chat:
-                            // stop rather than run half a node.
-                            tracing::error!("cluster uplink failed: {e:#}");
-                            for (_, sender) in mesh.all() {
-                                let _ = sender.send_async(ShardCommand::Shutdown).await;
-                            }
+            if let ChatBackend::Cluster(settings, core_inbox) = backend {
+                let (mesh, status) = (state.mesh.clone(), state.status.clone());
+                let revocations = state.verifier.revocations().clone();
+                runtime.spawn(async move {
+                    let uplink = crate::cluster::run(settings, mesh.clone(), status, revocations, core_inbox);
+                    if let Err(e) = uplink.await {
+                        // Without the uplink the node cannot serve chat:
+                        // stop rather than run half a node.
+                        tracing::error!("cluster uplink failed: {e:#}");
+                        for (_, sender) in mesh.all() {
+                            let _ = sender.send_async(ShardCommand::Shutdown).await;
                         }
-                    });
-                }
+                    }
+                });
             }
             match runtime.block_on(async { tokio::net::TcpListener::from_std(web_listener) }) {
                 Ok(listener) => {
@@ -174,38 +169,6 @@ async fn serve(
         }
     }
     Ok(())
-}
-
-/// Name of the single node in its own route table.
-const LOCAL_NODE: &str = "local";
-
-/// Feeds the router core. Presence changes are applied in arrival order;
-/// every other request runs as its own task so a slow store call does not
-/// hold up the rest.
-async fn run_core(core: Arc<RouterCore>, inbox: flume::Receiver<CoreCommand>) {
-    while let Ok(command) = inbox.recv_async().await {
-        let frame = match command {
-            CoreCommand::Request(frame) => frame,
-            // A single node has no other nodes to tell about its rooms.
-            CoreCommand::Publish(_) => continue,
-            CoreCommand::RoomInterest { ack, .. } => {
-                if let Some(ack) = ack {
-                    let _ = ack.try_send(());
-                }
-                continue;
-            }
-        };
-        let presence = matches!(
-            frame.archived(),
-            ArchivedInternalFrame::Chat(ArchivedChatRequest::Online { .. } | ArchivedChatRequest::Offline { .. })
-        );
-        if presence {
-            core.handle(LOCAL_NODE, &frame).await;
-        } else {
-            let core = core.clone();
-            tokio::spawn(async move { core.handle(LOCAL_NODE, &frame).await });
-        }
-    }
 }
 
 /// Reloads the TLS certificates on every SIGHUP.

@@ -1,0 +1,105 @@
+//! The single node's chat core: the in-process router core with the
+//! embedded store, on a tokio runtime of its own (the `corecast-chat`
+//! thread), fed the shards' chat requests. Keeping it off the control
+//! plane's thread means a burst of SENDs never delays health checks,
+//! metrics scrapes or the admin API, and the reverse. Store calls never run
+//! on either runtime's threads: the embedded store writes on its writer
+//! thread and reads on a blocking pool.
+
+use std::sync::Arc;
+
+use anyhow::Context;
+use corecast_proto::internal::{ArchivedChatRequest, ArchivedInternalFrame, InternalFrameBytes};
+use corecast_router::{ConnSink, CoreConfig, RouterCore};
+use corecast_storage::embedded::EmbeddedStore;
+
+use crate::config::Config;
+use crate::shard::{CoreCommand, Mesh};
+
+/// Name of the single node in its own route table.
+const LOCAL_NODE: &str = "local";
+
+/// The core's way back to the shards: their inboxes.
+struct MeshSink(Mesh);
+
+impl ConnSink for MeshSink {
+    fn to_node(&self, _node: &str, frame: InternalFrameBytes) {
+        // The single-node core sends only connection frames.
+        self.0.deliver(&frame, |_| 0);
+    }
+}
+
+/// The running chat core of a single node.
+pub struct ChatCore {
+    runtime: tokio::runtime::Runtime,
+    core: Arc<RouterCore>,
+}
+
+impl ChatCore {
+    /// Opens the embedded store in the data directory and starts the router
+    /// core on its own runtime.
+    pub fn start(config: &Config, mesh: &Mesh) -> anyhow::Result<ChatCore> {
+        std::fs::create_dir_all(&config.data_dir)
+            .with_context(|| format!("creating the data directory {}", config.data_dir.display()))?;
+        let store = EmbeddedStore::open(&config.data_dir, config.durability)
+            .with_context(|| format!("opening the message store in {}", config.data_dir.display()))?;
+        tracing::info!(dir = %config.data_dir.display(), durability = ?config.durability, "message store open");
+        let core_config = CoreConfig {
+            small_group_limit: config.small_group_limit,
+            store_timeout: std::time::Duration::from_millis(config.store_timeout_ms as u64),
+            ..CoreConfig::default()
+        };
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name("corecast-chat")
+            .enable_all()
+            .build()
+            .context("starting the chat core's runtime")?;
+        let routes = Arc::new(corecast_router::presence::LocalRoutes::default());
+        let sink = Arc::new(MeshSink(mesh.clone()));
+        let core = runtime
+            .block_on(RouterCore::start(Arc::new(store), routes, sink, core_config, "single-node"))
+            .context("starting the router core")?;
+        Ok(ChatCore { runtime, core })
+    }
+
+    /// The router core, for the admin API.
+    pub fn core(&self) -> Arc<RouterCore> {
+        self.core.clone()
+    }
+
+    /// Answers the shards' chat requests from `inbox` until every sender
+    /// is gone.
+    pub fn serve(&self, inbox: flume::Receiver<CoreCommand>) {
+        self.runtime.spawn(run_core(self.core.clone(), inbox));
+    }
+}
+
+/// Feeds the router core. Presence changes are applied in arrival order;
+/// every other request runs as its own task so a slow store call does not
+/// hold up the rest.
+async fn run_core(core: Arc<RouterCore>, inbox: flume::Receiver<CoreCommand>) {
+    while let Ok(command) = inbox.recv_async().await {
+        let frame = match command {
+            CoreCommand::Request(frame) => frame,
+            // A single node has no other nodes to tell about its rooms.
+            CoreCommand::Publish(_) => continue,
+            CoreCommand::RoomInterest { ack, .. } => {
+                if let Some(ack) = ack {
+                    let _ = ack.try_send(());
+                }
+                continue;
+            }
+        };
+        let presence = matches!(
+            frame.archived(),
+            ArchivedInternalFrame::Chat(ArchivedChatRequest::Online { .. } | ArchivedChatRequest::Offline { .. })
+        );
+        if presence {
+            core.handle(LOCAL_NODE, &frame).await;
+        } else {
+            let core = core.clone();
+            tokio::spawn(async move { core.handle(LOCAL_NODE, &frame).await });
+        }
+    }
+}
