@@ -60,6 +60,26 @@ impl Admin {
         Ok(())
     }
 
+    /// One authenticated `GET` of an admin path, for timing it; fails on
+    /// anything but HTTP 200.
+    pub fn get(&self, path: &str) -> Result<()> {
+        let Some(key) = &self.key else {
+            bail!("the admin API needs the admin key: --admin-key or CORECAST_ADMIN_KEY");
+        };
+        let url = format!("http://{}{path}", self.control);
+        let mut response = self
+            .agent
+            .get(&url)
+            .header("Authorization", &format!("Bearer {key}"))
+            .call()
+            .with_context(|| format!("GET {url}"))?;
+        if response.status() != 200 {
+            bail!("GET {url}: HTTP {}", response.status());
+        }
+        response.body_mut().read_to_string().with_context(|| format!("GET {url}"))?;
+        Ok(())
+    }
+
     /// Sum of a Prometheus counter or gauge over all its label sets, or
     /// `None` when the metrics endpoint cannot be read.
     pub fn metric_sum(&self, name: &str) -> Option<f64> {

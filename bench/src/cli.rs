@@ -223,6 +223,10 @@ pub struct ChatArgs {
     /// Seconds to wait for deliveries after sending stops.
     #[arg(long, default_value_t = 2.0)]
     pub drain_s: f64,
+    /// Milliseconds between two timed admin API calls during the load (0:
+    /// none); shows whether chat load slows the control plane.
+    #[arg(long, default_value_t = 10)]
+    pub admin_probe_ms: u64,
     #[command(flatten)]
     pub common: Common,
 }

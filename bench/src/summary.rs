@@ -78,6 +78,9 @@ pub struct Summary {
     pub server_drops: Option<f64>,
     /// Chat: SEND to SENT (stored) latency.
     pub sent_latency_us: Option<Percentiles>,
+    /// Chat: latency of an admin API call (`GET /v1/admin/online`) made
+    /// every few milliseconds while the load runs.
+    pub admin_latency_us: Option<Percentiles>,
     /// Chat: messages stored (SENT received) per second.
     pub stored_per_s: Option<f64>,
     /// Broadcast: time from the admin call to the last connection having it.
@@ -136,6 +139,7 @@ impl Summary {
         if self.scenario == "chat" {
             rows.push(("stored /s", num(self.stored_per_s)));
             rows.push(("SENT latency us", lat(self.sent_latency_us)));
+            rows.push(("admin API latency us", lat(self.admin_latency_us)));
         }
         if self.scenario != "connect" {
             rows.extend([

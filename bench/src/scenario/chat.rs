@@ -4,6 +4,8 @@
 //! server sends once the message is stored; receivers time each PUSH from
 //! the stamp in its payload. Reports stored messages per second, SENT and
 //! delivery latency percentiles, and messages stored but not delivered.
+//! Meanwhile it times an admin API call every `--admin-probe-ms`, to show
+//! what the chat load does to the control plane.
 //!
 //! Chat measures the store path, not connection count: a few hundred
 //! connections suffice, so this scenario runs in the parent process, one
@@ -163,9 +165,20 @@ pub fn run(args: &ChatArgs) -> Result<Summary> {
     let connected = started.elapsed();
     let before = common.server_pid.map(probe::sample).transpose()?;
     let window_start = Instant::now();
+    let admin_probe = (args.admin_probe_ms > 0 && common.admin_key.is_some()).then(|| {
+        let (admin, stop, every) =
+            (Admin::new(common.control, common.admin_key.clone()), stop_sending.clone(), args.admin_probe_ms);
+        std::thread::spawn(move || time_admin_calls(&admin, &stop, Duration::from_millis(every)))
+    });
     std::thread::sleep(Duration::from_secs_f64(args.duration_s));
     stop_sending.store(true, Ordering::Relaxed);
     let window = window_start.elapsed().as_secs_f64();
+    let admin_latency = match admin_probe.map(|probe| probe.join()) {
+        None => None,
+        Some(Ok(Ok(latency))) => latency.percentiles(),
+        Some(Ok(Err(e))) => bail!("admin API probe: {e:#}"),
+        Some(Err(_)) => bail!("admin API probe panicked"),
+    };
     std::thread::sleep(Duration::from_secs_f64(args.drain_s));
     stop_receiving.store(true, Ordering::Relaxed);
     let after = common.server_pid.map(probe::sample).transpose()?;
@@ -197,6 +210,7 @@ pub fn run(args: &ChatArgs) -> Result<Summary> {
         deliveries_per_server_cpu_s: server_cpu_s.filter(|c| *c > 0.0).map(|c| received as f64 / c),
         latency_us: shared.delivery_latency.lock().ok().and_then(|l| l.percentiles()),
         sent_latency_us: shared.sent_latency.lock().ok().and_then(|l| l.percentiles()),
+        admin_latency_us: admin_latency,
         stored_per_s: Some(stored as f64 / window),
         lost: Some(expected.saturating_sub(received)),
         published: Some(shared.sends.load(Ordering::Relaxed)),
@@ -209,6 +223,19 @@ pub fn run(args: &ChatArgs) -> Result<Summary> {
         workers: 1,
         ..Summary::default()
     })
+}
+
+/// Times `GET /v1/admin/online` (it asks every shard) every `every` until
+/// `stop`.
+fn time_admin_calls(admin: &Admin, stop: &AtomicBool, every: Duration) -> Result<Latency> {
+    let mut latency = Latency::new();
+    while !stop.load(Ordering::Relaxed) {
+        let started = Instant::now();
+        admin.get("/v1/admin/online")?;
+        latency.record(started.elapsed().as_nanos() as u64);
+        std::thread::sleep(every.saturating_sub(started.elapsed()));
+    }
+    Ok(latency)
 }
 
 /// A sender: keeps `window` SENDs in flight until told to stop, then waits
