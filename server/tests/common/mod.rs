@@ -4,6 +4,7 @@
 
 pub mod cluster;
 pub mod https;
+pub mod netns;
 #[path = "../../../router/tests/common/ports.rs"]
 pub mod ports;
 #[path = "../../../router/tests/common/redis_server.rs"]
