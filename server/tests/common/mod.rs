@@ -2,6 +2,7 @@
 //! ports and speaks the wire protocol to it over real sockets.
 #![allow(dead_code)]
 
+pub mod chat_load;
 pub mod cluster;
 pub mod https;
 pub mod netns;
