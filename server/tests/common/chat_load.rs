@@ -210,6 +210,8 @@ pub struct SenderLog {
     pub unacked: Vec<u64>,
     /// SEND requests written, resends included.
     pub sends: u64,
+    /// Of those, the ones for a message already sent before.
+    pub resends: u64,
     pub connections: u64,
     pub unexpected: Vec<String>,
 }
@@ -249,6 +251,16 @@ pub struct History {
 impl History {
     pub fn acked(&self) -> usize {
         self.senders.iter().map(|s| s.acks.len()).sum()
+    }
+
+    /// SENDs repeated after `unavailable`, a timeout or a lost connection.
+    pub fn resends(&self) -> u64 {
+        self.senders.iter().map(|s| s.resends).sum()
+    }
+
+    /// Connections senders opened beyond their first.
+    pub fn sender_reconnects(&self) -> u64 {
+        self.senders.iter().map(|s| s.connections.saturating_sub(1)).sum()
     }
 
     /// The spans, longer than `longer_than`, in which a sender got no SENT
@@ -390,8 +402,9 @@ impl SenderSpec {
                     lost = true;
                     break;
                 };
-                (attempt.tries, attempt.sent_at) = (attempt.tries + 1, now);
                 log.sends += 1;
+                log.resends += u64::from(attempt.tries > 0);
+                (attempt.tries, attempt.sent_at) = (attempt.tries + 1, now);
                 waiting.insert(rid, attempt);
             }
             if !lost {
@@ -798,6 +811,7 @@ fn check_seen(name: &str, received: &[Got], acked: &HashMap<Key, (String, u64)>,
 /// by kind and the first few of each.
 pub fn report(label: &str, history: &History, violations: &[Violation]) -> String {
     let sends: u64 = history.senders.iter().map(|s| s.sends).sum();
+    let resends = history.resends();
     let syncs: u64 = history.readers.iter().map(|r| r.syncs).sum();
     let connections: u64 = history.senders.iter().map(|s| s.connections).sum::<u64>()
         + history.readers.iter().map(|r| r.connections).sum::<u64>();
@@ -808,7 +822,7 @@ pub fn report(label: &str, history: &History, violations: &[Violation]) -> Strin
     }
     let counts: Vec<String> = by_kind.iter().map(|(kind, list)| format!("{kind:?} {}", list.len())).collect();
     let mut text = format!(
-        "[{label}] {} operations ({sends} SEND incl. resends, {syncs} SYNC, {connections} connections, \
+        "[{label}] {} operations ({sends} SEND incl. {resends} resends, {syncs} SYNC, {connections} connections, \
          {live} live PUSH seen) in {:.1}s; {} messages acknowledged in {} conversations; {} violations{}{}",
         sends + syncs,
         history.took.as_secs_f64(),
