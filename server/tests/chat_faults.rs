@@ -3,7 +3,7 @@
 //! while one fault is injected and healed — router r1 SIGKILLed and
 //! restarted; node b SIGKILLed (its clients move to node a) and started
 //! again; r1 SIGSTOPped for longer than the registry TTL, then SIGCONTed;
-//! the routes Redis restarted empty; the link between node a and r1 cut by
+//! the routes Redis stopped for a while and restarted empty; the link between node a and r1 cut by
 //! a network partition (node a runs in a network namespace of the test's
 //! own and reaches r1 over a veth pair whose link goes down), then healed.
 //! The conversations are named so that r1 owns all of them. Each test:
