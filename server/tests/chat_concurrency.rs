@@ -22,7 +22,7 @@ use common::Server;
 const SMALL_GROUP_LIMIT: &str = "8";
 
 fn workload() -> Workload {
-    Workload { senders: 4, in_flight: 8, rate: 250, readers: 2, sending: Duration::from_secs(6) }
+    Workload { senders: 6, in_flight: 16, rate: 300, readers: 2, sending: Duration::from_secs(6) }
 }
 
 fn single_node(label: &str, conv: Conv) {
