@@ -5,7 +5,7 @@
 #![allow(dead_code)]
 
 use std::io::{Read, Write};
-use std::net::TcpStream;
+use std::net::{IpAddr, TcpStream};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -33,6 +33,8 @@ pub fn available(test: &str) -> bool {
 pub struct RedisServer {
     pub port: u16,
     persistent: bool,
+    /// An address it listens on besides 127.0.0.1.
+    also_on: Option<IpAddr>,
     dir: tempfile::TempDir,
     child: Option<Child>,
 }
@@ -40,32 +42,39 @@ pub struct RedisServer {
 impl RedisServer {
     /// An in-memory Redis (no persistence), like a route table's.
     pub fn start() -> RedisServer {
-        RedisServer::launch(false)
+        RedisServer::launch(false, None)
+    }
+
+    /// As [`RedisServer::start`], listening on `ip` too (an address of a
+    /// veth, for processes in another network namespace).
+    pub fn start_also_on(ip: IpAddr) -> RedisServer {
+        RedisServer::launch(false, Some(ip))
     }
 
     /// A Redis that writes every command to its append-only file before
     /// answering (`appendfsync always`), like a message store's; its data
     /// survives [`RedisServer::restart`].
     pub fn start_persistent() -> RedisServer {
-        RedisServer::launch(true)
+        RedisServer::launch(true, None)
     }
 
-    fn launch(persistent: bool) -> RedisServer {
+    fn launch(persistent: bool, also_on: Option<IpAddr>) -> RedisServer {
         let port = super::ports::free_port();
         let dir = tempfile::tempdir().expect("temp dir for redis");
-        let mut server = RedisServer { port, persistent, dir, child: None };
+        let mut server = RedisServer { port, persistent, also_on, dir, child: None };
         server.spawn();
         server
     }
 
     fn spawn(&mut self) {
         let mut cmd = Command::new("redis-server");
-        cmd.args(["--port", &self.port.to_string(), "--bind", "127.0.0.1", "--save", ""])
-            .arg("--dir")
-            .arg(self.dir.path())
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null());
+        cmd.args(["--port", &self.port.to_string(), "--save", ""]);
+        match self.also_on {
+            // Protected mode would refuse the clients that are not local.
+            Some(ip) => cmd.args(["--bind", &format!("127.0.0.1 {ip}"), "--protected-mode", "no"]),
+            None => cmd.args(["--bind", "127.0.0.1"]),
+        };
+        cmd.arg("--dir").arg(self.dir.path()).stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null());
         if self.persistent {
             cmd.args(["--appendonly", "yes", "--appendfsync", "always"]);
         } else {
@@ -98,6 +107,12 @@ impl RedisServer {
         format!("redis://127.0.0.1:{}/", self.port)
     }
 
+    /// `redis://IP:PORT/`, for the address given to
+    /// [`RedisServer::start_also_on`].
+    pub fn url_on(&self, ip: IpAddr) -> String {
+        format!("redis://{ip}:{}/", self.port)
+    }
+
     /// Kills the server (SIGKILL).
     pub fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {
@@ -109,7 +124,13 @@ impl RedisServer {
     /// Kills the server and starts it again on the same port: empty when
     /// not persistent, with its data otherwise.
     pub fn restart(&mut self) {
+        self.restart_after(Duration::ZERO);
+    }
+
+    /// As [`RedisServer::restart`], down for `down` in between.
+    pub fn restart_after(&mut self, down: Duration) {
         self.kill();
+        std::thread::sleep(down);
         self.spawn();
     }
 }

@@ -3,8 +3,9 @@
 //! processes and `corecast-server` nodes in cluster mode, all on loopback
 //! with short registry lifetimes so faults show within seconds.
 
+use std::ffi::OsString;
 use std::io::Write;
-use std::net::SocketAddr;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -12,7 +13,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 use super::redis_server::RedisServer;
-use super::{free_ports, DataDir, Server, StderrWatch, ADMIN_KEY, WAIT};
+use super::{free_ports, DataDir, Host, Server, StderrWatch, ADMIN_KEY, WAIT};
 
 /// Registration lifetime of routers and nodes in tests (renewed every third).
 pub const REGISTRY_TTL_MS: &str = "900";
@@ -30,6 +31,23 @@ fn router_binary() -> PathBuf {
     path
 }
 
+/// How a router is started besides its id and Redis URLs: where its link
+/// listener binds (127.0.0.1 unless set) and extra `CORECAST_ROUTER_*`
+/// settings.
+#[derive(Debug, Clone, Default)]
+pub struct RouterOpts {
+    pub link_ip: Option<IpAddr>,
+    pub env: Vec<(String, OsString)>,
+}
+
+impl RouterOpts {
+    /// Adds the setting `name` = `value`.
+    pub fn env(mut self, name: &str, value: impl Into<OsString>) -> RouterOpts {
+        self.env.push((name.into(), value.into()));
+        self
+    }
+}
+
 /// A running router, killed when dropped.
 pub struct RouterProc {
     pub child: Child,
@@ -37,6 +55,9 @@ pub struct RouterProc {
     pub http: SocketAddr,
     pub admin: SocketAddr,
     pub link: SocketAddr,
+    /// What [`RouterProc::restart`] starts it with again.
+    command: Vec<OsString>,
+    env: Vec<(OsString, OsString)>,
     _data: DataDir,
 }
 
@@ -44,34 +65,41 @@ impl RouterProc {
     /// Starts router `id` on fresh ports, with routes in `redis_url` and
     /// messages in the Redis store at `store_url`.
     pub fn start(id: &str, redis_url: &str, store_url: &str) -> RouterProc {
-        RouterProc::start_with_env(id, redis_url, store_url, &[])
+        RouterProc::start_with(id, redis_url, store_url, &RouterOpts::default())
     }
 
     /// As [`RouterProc::start`], with extra `CORECAST_ROUTER_*` settings.
     pub fn start_with_env(id: &str, redis_url: &str, store_url: &str, env: &[(&str, &Path)]) -> RouterProc {
+        let opts = env.iter().fold(RouterOpts::default(), |opts, (name, value)| opts.env(name, *value));
+        RouterProc::start_with(id, redis_url, store_url, &opts)
+    }
+
+    /// As [`RouterProc::start`], started as `opts` says.
+    pub fn start_with(id: &str, redis_url: &str, store_url: &str, opts: &RouterOpts) -> RouterProc {
         const ATTEMPTS: usize = 3;
+        let link_ip = opts.link_ip.unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST));
         for attempt in 1..=ATTEMPTS {
             let data = DataDir::new();
             let ports = free_ports(3);
             let at = |port: u16| -> SocketAddr { SocketAddr::from(([127, 0, 0, 1], port)) };
-            let (http, admin, link) = (at(ports[0]), at(ports[1]), at(ports[2]));
-            let mut child = Command::new(router_binary())
-                .args(["--router-id", id, "--redis", redis_url, "--store", "redis", "--link-listen", &link.to_string()])
-                .args(["--http-listen", &http.to_string(), "--admin-listen", &admin.to_string()])
-                .args(["--registry-ttl-ms", REGISTRY_TTL_MS, "--health-pull-ms", HEALTH_PULL_MS])
-                .arg("--data-dir")
-                .arg(&data.0)
-                .env("CORECAST_ROUTER_STORE_REDIS_URL", store_url)
-                .env("CORECAST_ROUTER_ADMIN_KEY", ADMIN_KEY)
-                .envs(env.iter().copied())
-                .env("RUST_LOG", "warn")
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(Stdio::piped())
-                .spawn()
-                .expect("start corecast-router");
-            let log = StderrWatch::new(&mut child);
-            let mut router = RouterProc { child, id: id.into(), http, admin, link, _data: data };
+            let (http, admin, link) = (at(ports[0]), at(ports[1]), SocketAddr::new(link_ip, ports[2]));
+            let mut command: Vec<OsString> = ["--router-id", id, "--redis", redis_url, "--store", "redis"]
+                .into_iter()
+                .chain(["--registry-ttl-ms", REGISTRY_TTL_MS, "--health-pull-ms", HEALTH_PULL_MS])
+                .map(OsString::from)
+                .collect();
+            for (flag, addr) in [("--link-listen", link), ("--http-listen", http), ("--admin-listen", admin)] {
+                command.extend([flag.into(), addr.to_string().into()]);
+            }
+            command.extend(["--data-dir".into(), data.0.clone().into()]);
+            let mut env: Vec<(OsString, OsString)> = vec![
+                ("CORECAST_ROUTER_STORE_REDIS_URL".into(), store_url.into()),
+                ("CORECAST_ROUTER_ADMIN_KEY".into(), ADMIN_KEY.into()),
+                ("RUST_LOG".into(), "warn".into()),
+            ];
+            env.extend(opts.env.iter().map(|(name, value)| (name.into(), value.clone())));
+            let (child, log) = RouterProc::spawn(&command, &env);
+            let mut router = RouterProc { child, id: id.into(), http, admin, link, command, env, _data: data };
             let Err(status) = router.wait_started() else { return router };
             if !log.port_was_taken() || attempt == ATTEMPTS {
                 panic!("router {id} exited at start ({status}); its log is above");
@@ -79,6 +107,39 @@ impl RouterProc {
             let _ = writeln!(std::io::stderr(), "a port was taken before router {id} bound it: starting again");
         }
         unreachable!("the last attempt returns or panics")
+    }
+
+    fn spawn(command: &[OsString], env: &[(OsString, OsString)]) -> (Child, StderrWatch) {
+        let mut child = Command::new(router_binary())
+            .args(command)
+            .envs(env.iter().map(|(name, value)| (name, value)))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start corecast-router");
+        let log = StderrWatch::new(&mut child);
+        (child, log)
+    }
+
+    /// Kills the router (SIGKILL) and starts it again as before: the same
+    /// id, ports, settings and data directory.
+    pub fn restart(&mut self) {
+        self.kill();
+        self.child = RouterProc::spawn(&self.command, &self.env).0;
+        if let Err(status) = self.wait_started() {
+            panic!("router {} exited at restart ({status}); its log is above", self.id);
+        }
+    }
+
+    /// SIGSTOP: the process freezes, its sockets stay open.
+    pub fn pause(&self) {
+        assert_eq!(unsafe { libc::kill(self.child.id() as i32, libc::SIGSTOP) }, 0, "SIGSTOP router {}", self.id);
+    }
+
+    /// SIGCONT after [`RouterProc::pause`].
+    pub fn resume(&self) {
+        assert_eq!(unsafe { libc::kill(self.child.id() as i32, libc::SIGCONT) }, 0, "SIGCONT router {}", self.id);
     }
 
     /// Waits until the router answers `/health`; its exit status if it
@@ -175,6 +236,11 @@ impl Node {
         Node::named(Server::start(&Node::args(name, redis_url, extra)))
     }
 
+    /// As [`Node::start`], with every listener on `host`.
+    pub fn start_on(host: &Host, name: &str, redis_url: &str, extra: &[&str]) -> Node {
+        Node::named(Server::start_on(host, &Node::args(name, redis_url, extra)))
+    }
+
     /// As [`Node::start`], with the control plane on HTTPS only (see
     /// [`Server::start_with_control_tls`]).
     pub fn start_with_control_tls(name: &str, redis_url: &str, extra: &[&str]) -> Node {
@@ -207,10 +273,15 @@ impl Cluster {
     /// node with its own extra flags, and waits until every node is linked
     /// to every router and every router serves.
     pub fn start(routers: usize, nodes: &[(&str, &[&str])]) -> Cluster {
+        Cluster::start_with(routers, nodes, &RouterOpts::default())
+    }
+
+    /// As [`Cluster::start`], every router started as `opts` says.
+    pub fn start_with(routers: usize, nodes: &[(&str, &[&str])], opts: &RouterOpts) -> Cluster {
         let routes_redis = RedisServer::start();
         let store_redis = RedisServer::start_persistent();
         let routers: Vec<RouterProc> = (1..=routers)
-            .map(|i| RouterProc::start(&format!("r{i}"), &routes_redis.url(), &store_redis.url()))
+            .map(|i| RouterProc::start_with(&format!("r{i}"), &routes_redis.url(), &store_redis.url(), opts))
             .collect();
         let nodes: Vec<Node> =
             nodes.iter().map(|(name, extra)| Node::start(name, &routes_redis.url(), extra)).collect();
@@ -244,6 +315,16 @@ impl Cluster {
     pub fn router(&self) -> &RouterProc {
         self.routers.iter().find(|r| r.health().is_some()).expect("a live router")
     }
+}
+
+/// Panics, naming what to install, unless `redis-server` can run here:
+/// for tests that must fail rather than skip without it.
+pub fn require_redis_server() {
+    let found = Command::new("redis-server").arg("--version").stdout(Stdio::null()).stderr(Stdio::null()).status();
+    assert!(
+        found.is_ok_and(|status| status.success()),
+        "missing part: redis-server is not installed (apt-get install -y redis-server; .ci/run installs it)"
+    );
 }
 
 /// Polls `check` for up to [`WAIT`]; panics with `what` if it never holds.

@@ -2,15 +2,17 @@
 //! ports and speaks the wire protocol to it over real sockets.
 #![allow(dead_code)]
 
+pub mod chat_load;
 pub mod cluster;
 pub mod https;
+pub mod netns;
 #[path = "../../../router/tests/common/ports.rs"]
 pub mod ports;
 #[path = "../../../router/tests/common/redis_server.rs"]
 pub mod redis_server;
 
 use std::io::{ErrorKind, Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -46,6 +48,22 @@ impl Drop for DataDir {
     }
 }
 
+/// Where a server process runs: the address its listeners bind, and the
+/// network namespace it runs in (through `ip netns exec`), if not the
+/// test's own.
+#[derive(Debug, Clone)]
+pub struct Host {
+    pub ip: IpAddr,
+    pub netns: Option<String>,
+}
+
+impl Host {
+    /// 127.0.0.1 in the test's own network namespace.
+    pub fn loopback() -> Host {
+        Host { ip: IpAddr::V4(Ipv4Addr::LOCALHOST), netns: None }
+    }
+}
+
 /// A running server process, killed when dropped.
 pub struct Server {
     pub child: Child,
@@ -66,8 +84,13 @@ impl Server {
     /// Starts the server with two shards, a fresh store and the given extra
     /// flags.
     pub fn start(extra: &[&str]) -> Server {
+        Server::start_on(&Host::loopback(), extra)
+    }
+
+    /// As [`Server::start`], with every listener on `host`.
+    pub fn start_on(host: &Host, extra: &[&str]) -> Server {
         let data = DataDir::new();
-        let mut server = Server::launch(&data.0, None, extra, false);
+        let mut server = Server::launch(host, &data.0, None, extra, false);
         server._data = Some(data);
         server
     }
@@ -76,7 +99,7 @@ impl Server {
     /// the test certificate (`tests/keys/tls_cert.pem`).
     pub fn start_with_control_tls(extra: &[&str]) -> Server {
         let data = DataDir::new();
-        let mut server = Server::launch(&data.0, None, extra, true);
+        let mut server = Server::launch(&Host::loopback(), &data.0, None, extra, true);
         server._data = Some(data);
         server
     }
@@ -84,13 +107,13 @@ impl Server {
     /// Starts the server on `port` with its store in `dir` (kept when the
     /// server stops, for restart tests).
     pub fn start_in(dir: &Path, port: u16, extra: &[&str]) -> Server {
-        Server::launch(dir, Some(port), extra, false)
+        Server::launch(&Host::loopback(), dir, Some(port), extra, false)
     }
 
-    /// Starts the server on `port` (a free one when `None`) and fresh ports
-    /// for its other listeners; again on fresh ports when one was taken
-    /// before the server could bind it.
-    fn launch(dir: &Path, port: Option<u16>, extra: &[&str], control_tls: bool) -> Server {
+    /// Starts the server on `host`, on `port` (a free one when `None`) and
+    /// fresh ports for its other listeners; again on fresh ports when one
+    /// was taken before the server could bind it.
+    fn launch(host: &Host, dir: &Path, port: Option<u16>, extra: &[&str], control_tls: bool) -> Server {
         const ATTEMPTS: usize = 3;
         let mut extra = extra.to_vec();
         let control_tls_config = dir.join("control-tls.toml");
@@ -102,10 +125,18 @@ impl Server {
         }
         for attempt in 1..=ATTEMPTS {
             let ports = free_ports(3);
-            let at = |port: u16| -> SocketAddr { SocketAddr::from(([127, 0, 0, 1], port)) };
+            let at = |port: u16| SocketAddr::new(host.ip, port);
             let (addr, control, ws, web) =
                 (at(port.unwrap_or_else(free_port)), at(ports[0]), at(ports[1]), at(ports[2]));
-            let mut cmd = Command::new(env!("CARGO_BIN_EXE_corecast-server"));
+            let binary = env!("CARGO_BIN_EXE_corecast-server");
+            let mut cmd = match &host.netns {
+                Some(netns) => {
+                    let mut cmd = Command::new("ip");
+                    cmd.args(["netns", "exec", netns, binary]);
+                    cmd
+                }
+                None => Command::new(binary),
+            };
             cmd.args(["--listen", &addr.to_string(), "--control-listen", &control.to_string(), "--shards", "2"])
                 .args(["--ws-listen", &ws.to_string(), "--web-listen", &web.to_string()])
                 .arg("--data-dir")
@@ -359,12 +390,17 @@ impl Client {
 
     /// Sends a request with a fresh rid and returns the rid.
     pub fn send(&mut self, flags: u16, request: &ClientRequest<'_>) -> u32 {
+        self.try_request(flags, request).expect("write")
+    }
+
+    /// As [`Client::send`], but `None` once the connection is gone (or a
+    /// write timeout set on the stream expired).
+    pub fn try_request(&mut self, flags: u16, request: &ClientRequest<'_>) -> Option<u32> {
         let rid = self.next_rid;
         self.next_rid += 1;
         let mut out = Vec::new();
         encode_client(rid, flags, request, &mut out).unwrap();
-        self.send_raw(&out);
-        rid
+        self.stream.write_all(&out).ok().map(|()| rid)
     }
 
     /// Reads the next frame, waiting at most `timeout`.
@@ -385,7 +421,9 @@ impl Client {
                 Ok(0) => return Received::Eof,
                 Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
                 Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => return Received::Timeout,
-                Err(e) if e.kind() == ErrorKind::ConnectionReset => return Received::Eof,
+                Err(e) if matches!(e.kind(), ErrorKind::ConnectionReset | ErrorKind::ConnectionAborted) => {
+                    return Received::Eof
+                }
                 Err(e) => panic!("read failed: {e}"),
             }
         }
