@@ -33,6 +33,8 @@ pub fn available(test: &str) -> bool {
 pub struct RedisServer {
     pub port: u16,
     persistent: bool,
+    /// The port of the primary this server replicates, if it is a replica.
+    replica_of: Option<u16>,
     dir: tempfile::TempDir,
     child: Option<Child>,
 }
@@ -50,10 +52,19 @@ impl RedisServer {
         RedisServer::launch(true)
     }
 
+    /// An in-memory replica (`replicaof`) of the Redis on `primary`.
+    pub fn start_replica_of(primary: u16) -> RedisServer {
+        RedisServer::launch_with(false, Some(primary))
+    }
+
     fn launch(persistent: bool) -> RedisServer {
+        RedisServer::launch_with(persistent, None)
+    }
+
+    fn launch_with(persistent: bool, replica_of: Option<u16>) -> RedisServer {
         let port = super::ports::free_port();
         let dir = tempfile::tempdir().expect("temp dir for redis");
-        let mut server = RedisServer { port, persistent, dir, child: None };
+        let mut server = RedisServer { port, persistent, replica_of, dir, child: None };
         server.spawn();
         server
     }
@@ -70,6 +81,9 @@ impl RedisServer {
             cmd.args(["--appendonly", "yes", "--appendfsync", "always"]);
         } else {
             cmd.args(["--appendonly", "no"]);
+        }
+        if let Some(primary) = self.replica_of {
+            cmd.args(["--replicaof", "127.0.0.1", &primary.to_string()]);
         }
         let child = match cmd.spawn() {
             Ok(child) => child,
@@ -110,6 +124,15 @@ impl RedisServer {
     /// not persistent, with its data otherwise.
     pub fn restart(&mut self) {
         self.kill();
+        self.spawn();
+    }
+
+    /// Kills the server and starts it again on the same port as a replica
+    /// of the Redis on `primary` (how an operator brings a failed primary
+    /// back after a failover).
+    pub fn restart_as_replica_of(&mut self, primary: u16) {
+        self.kill();
+        self.replica_of = Some(primary);
         self.spawn();
     }
 }
