@@ -6,6 +6,8 @@ pub mod cluster;
 pub mod https;
 #[path = "../../../router/tests/common/ports.rs"]
 pub mod ports;
+#[path = "../../../router/tests/common/redis_sentinel.rs"]
+pub mod redis_sentinel;
 #[path = "../../../router/tests/common/redis_server.rs"]
 pub mod redis_server;
 

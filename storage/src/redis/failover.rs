@@ -116,10 +116,13 @@ impl Failover {
             return (generation, current);
         }
         let found = lookup(&mut sentinel, &self.config).await;
-        if let Err(e) = &found {
-            tracing::warn!("no Redis primary from the sentinels: {e}");
-        }
         let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        // Said once per outage, not per failed lookup.
+        match (&state.current, &found) {
+            (Ok(_), Err(e)) => tracing::warn!("no Redis primary from the sentinels (retrying with each call): {e}"),
+            (Err(_), Ok(_)) => tracing::info!("the sentinels named a Redis primary again; connected"),
+            _ => {}
+        }
         state.generation += 1;
         state.current = found.clone();
         (state.generation, found)
