@@ -82,7 +82,8 @@ pub struct RouterConfig {
     /// replica round trip per write and no writes while no replica is up.
     pub store_redis_min_replicas: u32,
     /// Longest wait for those replicas; then the write fails as
-    /// unavailable. Must be below `store_timeout_ms`.
+    /// unavailable. Must be below `store_timeout_ms` and the 2,000 ms
+    /// timeout of one Redis call.
     pub store_redis_replica_timeout_ms: u32,
     /// Lifetime of the router's registration in Redis; renewed every third.
     pub registry_ttl_ms: u32,
@@ -185,8 +186,14 @@ impl RouterConfig {
         if self.store_redis_min_replicas > 0 && self.store != StoreChoice::Redis {
             return bad("store_redis_min_replicas is for store = \"redis\"");
         }
-        if self.store_redis_replica_timeout_ms == 0 || self.store_redis_replica_timeout_ms >= self.store_timeout_ms {
-            return bad("store_redis_replica_timeout_ms must be positive and below store_timeout_ms");
+        // WAIT holds its answer up to this long; the Redis call timeout must not fire first.
+        let call_ms = corecast_storage::redis::connect::CALL_TIMEOUT.as_millis() as u32;
+        let wait_ms = self.store_redis_replica_timeout_ms;
+        if wait_ms == 0 || wait_ms >= self.store_timeout_ms || wait_ms >= call_ms {
+            return bad(&format!(
+                "store_redis_replica_timeout_ms must be positive and below store_timeout_ms and {call_ms} ms \
+                 (the Redis call timeout)"
+            ));
         }
         if self.link_tls_cert_file.is_some() != self.link_tls_key_file.is_some() {
             return bad("link_tls_cert_file and link_tls_key_file go together");
@@ -243,7 +250,9 @@ mod tests {
         redis.validate().unwrap();
         let embedded = RouterConfig { store: StoreChoice::Embedded, ..redis.clone() };
         assert!(embedded.validate().unwrap_err().to_string().contains("store_redis_min_replicas"));
-        let too_long = RouterConfig { store_redis_replica_timeout_ms: redis.store_timeout_ms, ..redis };
+        let too_long = RouterConfig { store_redis_replica_timeout_ms: redis.store_timeout_ms, ..redis.clone() };
         assert!(too_long.validate().unwrap_err().to_string().contains("below store_timeout_ms"));
+        let past_the_call = RouterConfig { store_redis_replica_timeout_ms: 2_000, ..redis };
+        assert!(past_the_call.validate().unwrap_err().to_string().contains("Redis call timeout"));
     }
 }

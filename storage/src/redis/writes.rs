@@ -24,7 +24,8 @@ use crate::StoreError;
 pub struct ReplicaAcks {
     /// Replicas that must acknowledge a write (`WAIT`'s first argument).
     pub replicas: u32,
-    /// Longest wait for them; then the write fails as unavailable.
+    /// Longest wait for them; then the write fails as unavailable. Keep it
+    /// below [`super::connect::CALL_TIMEOUT`], which bounds every answer.
     pub timeout: Duration,
 }
 
