@@ -141,7 +141,9 @@ pub struct Config {
     /// Each start adds a random suffix, so routes of an earlier run of the
     /// same node are never mistaken for this run's connections.
     pub node_id: Option<String>,
-    /// Redis URL (`redis://host:port/`). Set, the node joins a cluster: it
+    /// Redis URL (`redis://host:port/`, or `redis+sentinel://host1:26379,
+    /// host2:26379,host3:26379/service` for a Sentinel-managed primary,
+    /// followed across failovers). Set, the node joins a cluster: it
     /// registers in Redis, writes its users' routes there and links to every
     /// router; chat goes to the routers instead of an in-process core.
     pub redis_url: Option<String>,

@@ -12,6 +12,9 @@
 //! - `conformance_redis`: the Redis store against a real `redis-server`
 //!   the test starts on a free port with `appendfsync always`, including a
 //!   restart of that server (the data comes back from its append-only file).
+//! - `conformance_redis_sentinel`: the Redis store through a
+//!   `redis+sentinel://` URL (a primary, a replica and three sentinels the
+//!   test starts), waiting for the replica after every write (`WAIT`).
 //!
 //! Every id the suite uses starts with a per-run namespace, so runs against
 //! a shared cluster do not see each other's data.
@@ -22,7 +25,7 @@ use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use corecast_storage::embedded::{Durability, EmbeddedStore};
-use corecast_storage::redis::RedisStore;
+use corecast_storage::redis::{RedisStore, ReplicaAcks};
 use corecast_storage::scylla::ScyllaStore;
 use corecast_storage::{AppendOutcome, Fanout, GroupInfo, MessageStore, StoreError, StoredMessage, UserConversation};
 
@@ -30,6 +33,8 @@ type Store = Arc<dyn MessageStore>;
 
 #[path = "../../router/tests/common/ports.rs"]
 mod ports;
+#[path = "../../router/tests/common/redis_sentinel.rs"]
+mod redis_sentinel;
 #[path = "../../router/tests/common/redis_server.rs"]
 mod redis_server;
 
@@ -70,6 +75,15 @@ async fn conformance_redis() {
     server.restart();
     let store: Store = Arc::new(RedisStore::connect(&server.url(), "conformance:").await.expect("reconnect"));
     check_after_reopen(&store, &ns, &before).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn conformance_redis_sentinel() {
+    let sentinels = tokio::task::spawn_blocking(redis_sentinel::Sentinels::start).await.expect("sentinels");
+    let acks = ReplicaAcks { replicas: 1, timeout: std::time::Duration::from_secs(2) };
+    let store = RedisStore::connect(&sentinels.url(), "conformance:").await.expect("connect through the sentinels");
+    let store: Store = Arc::new(store.with_replica_acks(acks));
+    run_suite(&store, &Ns::new()).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -15,15 +15,13 @@
 
 use std::time::Duration;
 
+use corecast_storage::redis::connect::{RedisConnection, RedisEndpoint};
 use futures_util::StreamExt;
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{AsyncCommands, Script};
 use tokio::sync::mpsc;
 
 use super::{NodeInfo, Route, RouterInfo, REVOCATION_RETENTION_SECS};
 
-/// How long one Redis call may take before it fails.
-const CALL_TIMEOUT: Duration = Duration::from_secs(2);
 /// Routes written per pipeline.
 const PIPELINE_ROUTES: usize = 1000;
 
@@ -41,7 +39,7 @@ pub enum RegistryError {
 /// A handle on the registry (cheap to clone; reconnects by itself).
 #[derive(Clone)]
 pub struct Registry {
-    conn: ConnectionManager,
+    conn: RedisConnection,
     prefix: String,
 }
 
@@ -65,15 +63,12 @@ fn millis(d: Duration) -> u64 {
 }
 
 impl Registry {
-    /// Connects to Redis at `url`; fails at once if it does not answer.
+    /// Connects to Redis at `url` (`redis://…`, or `redis+sentinel://…` to
+    /// follow a Sentinel-managed primary: see
+    /// [`corecast_storage::redis::connect`]); fails at once if it does not
+    /// answer.
     pub async fn connect(url: &str, prefix: &str) -> Result<Registry, RegistryError> {
-        let client = redis::Client::open(url)?;
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(CALL_TIMEOUT))
-            .set_response_timeout(Some(CALL_TIMEOUT))
-            .set_number_of_retries(2)
-            .set_max_delay(Duration::from_millis(500));
-        let conn = ConnectionManager::new_with_config(client, config).await?;
+        let conn = RedisEndpoint::parse(url)?.connect().await?;
         Ok(Registry { conn, prefix: prefix.to_string() })
     }
 
@@ -298,12 +293,13 @@ impl Registry {
 /// returned receiver yields every announcement; the subscription reconnects
 /// with backoff when Redis goes away (announcements made meanwhile are
 /// missed, so the caller should treat a reconnect as "forget everything":
-/// it receives `"*"` after each reconnect).
+/// it receives `"*"` after each reconnect). With a Sentinel URL each
+/// reconnect subscribes on the primary the sentinels name then.
 pub async fn subscribe_invalidations(url: &str, prefix: &str) -> Result<mpsc::Receiver<String>, RegistryError> {
-    let client = redis::Client::open(url)?;
+    let endpoint = RedisEndpoint::parse(url)?;
     let channel = format!("{prefix}invalidate");
     // Fail now if Redis is not there at all.
-    let mut pubsub = client.get_async_pubsub().await?;
+    let mut pubsub = endpoint.pubsub().await?;
     pubsub.subscribe(&channel).await?;
     let (tx, rx) = mpsc::channel(1024);
     tokio::spawn(async move {
@@ -327,7 +323,7 @@ pub async fn subscribe_invalidations(url: &str, prefix: &str) -> Result<mpsc::Re
                 tokio::time::sleep(backoff).await;
                 backoff = (backoff * 2).min(Duration::from_secs(5));
                 let resubscribed = async {
-                    let mut fresh = client.get_async_pubsub().await?;
+                    let mut fresh = endpoint.pubsub().await?;
                     fresh.subscribe(&channel).await?;
                     Ok::<_, redis::RedisError>(fresh)
                 }

@@ -56,7 +56,9 @@ pub struct RouterConfig {
     /// Key guarding the admin API, also presented to the nodes' admin API.
     /// Must be the nodes' admin key. `None` generates one and prints it.
     pub admin_key: Option<String>,
-    /// Redis URL (route table, registry, epochs).
+    /// Redis URL (route table, registry, epochs): `redis://host:port/`, or
+    /// `redis+sentinel://host1:26379,host2:26379,host3:26379/service` for a
+    /// Sentinel-managed primary, followed across failovers.
     pub redis_url: String,
     /// Message store.
     pub store: StoreChoice,
@@ -71,8 +73,18 @@ pub struct RouterConfig {
     /// Replication factor used when the keyspace is created.
     pub scylla_replication_factor: u32,
     /// Redis URL of the message store when `store = "redis"`. Not the route
-    /// table's Redis unless that one persists every write.
+    /// table's Redis unless that one persists every write. Either URL form
+    /// of `redis_url`.
     pub store_redis_url: Option<String>,
+    /// Replicas of the store's Redis that must have each store write before
+    /// it counts (`WAIT` after every write; 0 = none). With Sentinel, 1
+    /// keeps an acknowledged message through a failover, at the price of a
+    /// replica round trip per write and no writes while no replica is up.
+    pub store_redis_min_replicas: u32,
+    /// Longest wait for those replicas; then the write fails as
+    /// unavailable. Must be below `store_timeout_ms` and the 2,000 ms
+    /// timeout of one Redis call.
+    pub store_redis_replica_timeout_ms: u32,
     /// Lifetime of the router's registration in Redis; renewed every third.
     pub registry_ttl_ms: u32,
     /// How often each server node's health is pulled.
@@ -110,6 +122,8 @@ impl Default for RouterConfig {
             scylla_keyspace: "corecast".into(),
             scylla_replication_factor: 3,
             store_redis_url: None,
+            store_redis_min_replicas: 0,
+            store_redis_replica_timeout_ms: 1_000,
             registry_ttl_ms: 3_000,
             health_pull_ms: 1_000,
             health_timeout_ms: 500,
@@ -169,6 +183,18 @@ impl RouterConfig {
         if self.store == StoreChoice::Redis && self.store_redis_url.is_none() {
             return bad("store = \"redis\" needs store_redis_url");
         }
+        if self.store_redis_min_replicas > 0 && self.store != StoreChoice::Redis {
+            return bad("store_redis_min_replicas is for store = \"redis\"");
+        }
+        // WAIT holds its answer up to this long; the Redis call timeout must not fire first.
+        let call_ms = corecast_storage::redis::connect::CALL_TIMEOUT.as_millis() as u32;
+        let wait_ms = self.store_redis_replica_timeout_ms;
+        if wait_ms == 0 || wait_ms >= self.store_timeout_ms || wait_ms >= call_ms {
+            return bad(&format!(
+                "store_redis_replica_timeout_ms must be positive and below store_timeout_ms and {call_ms} ms \
+                 (the Redis call timeout)"
+            ));
+        }
         if self.link_tls_cert_file.is_some() != self.link_tls_key_file.is_some() {
             return bad("link_tls_cert_file and link_tls_key_file go together");
         }
@@ -210,5 +236,23 @@ mod tests {
         assert_eq!(config.reconnect.base_ms, 250);
         std::fs::write(&path, "registry_ttl_ms = 10\n").unwrap();
         assert!(RouterConfig::load(Some(&path), &Flags { health_pull_ms: 900 }).is_err());
+    }
+
+    #[test]
+    fn replica_acks_need_the_redis_store_and_a_wait_below_the_store_timeout() {
+        let sentinel = "redis+sentinel://10.0.0.1:26379,10.0.0.2:26379,10.0.0.3:26379/corecast-store";
+        let redis = RouterConfig {
+            store: StoreChoice::Redis,
+            store_redis_url: Some(sentinel.into()),
+            store_redis_min_replicas: 1,
+            ..RouterConfig::default()
+        };
+        redis.validate().unwrap();
+        let embedded = RouterConfig { store: StoreChoice::Embedded, ..redis.clone() };
+        assert!(embedded.validate().unwrap_err().to_string().contains("store_redis_min_replicas"));
+        let too_long = RouterConfig { store_redis_replica_timeout_ms: redis.store_timeout_ms, ..redis.clone() };
+        assert!(too_long.validate().unwrap_err().to_string().contains("below store_timeout_ms"));
+        let past_the_call = RouterConfig { store_redis_replica_timeout_ms: 2_000, ..redis };
+        assert!(past_the_call.validate().unwrap_err().to_string().contains("Redis call timeout"));
     }
 }

@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use corecast_storage::embedded::EmbeddedStore;
-use corecast_storage::redis::RedisStore;
+use corecast_storage::redis::{RedisStore, ReplicaAcks};
 use corecast_storage::scylla::ScyllaStore;
 use corecast_storage::MessageStore;
 use metrics_exporter_prometheus::PrometheusHandle;
@@ -106,10 +106,15 @@ async fn open_store(config: &RouterConfig) -> anyhow::Result<Arc<dyn MessageStor
         }
         StoreChoice::Redis => {
             let url = config.store_redis_url.as_deref().unwrap_or_default();
+            let acks = ReplicaAcks {
+                replicas: config.store_redis_min_replicas,
+                timeout: Duration::from_millis(config.store_redis_replica_timeout_ms as u64),
+            };
             let store = RedisStore::connect(url, "ccs:")
                 .await
-                .with_context(|| format!("connecting to the Redis message store at {url}"))?;
-            tracing::info!(%url, "Redis message store connected");
+                .with_context(|| format!("connecting to the Redis message store at {url}"))?
+                .with_replica_acks(acks);
+            tracing::info!(%url, min_replicas = acks.replicas, "Redis message store connected");
             Arc::new(store)
         }
     })

@@ -35,6 +35,8 @@ pub struct RedisServer {
     persistent: bool,
     /// An address it listens on besides 127.0.0.1.
     also_on: Option<IpAddr>,
+    /// The port of the primary this server replicates, if it is a replica.
+    replica_of: Option<u16>,
     dir: tempfile::TempDir,
     child: Option<Child>,
 }
@@ -58,10 +60,19 @@ impl RedisServer {
         RedisServer::launch(true, None)
     }
 
+    /// An in-memory replica (`replicaof`) of the Redis on `primary`.
+    pub fn start_replica_of(primary: u16) -> RedisServer {
+        RedisServer::launch_with(false, None, Some(primary))
+    }
+
     fn launch(persistent: bool, also_on: Option<IpAddr>) -> RedisServer {
+        RedisServer::launch_with(persistent, also_on, None)
+    }
+
+    fn launch_with(persistent: bool, also_on: Option<IpAddr>, replica_of: Option<u16>) -> RedisServer {
         let port = super::ports::free_port();
         let dir = tempfile::tempdir().expect("temp dir for redis");
-        let mut server = RedisServer { port, persistent, also_on, dir, child: None };
+        let mut server = RedisServer { port, persistent, also_on, replica_of, dir, child: None };
         server.spawn();
         server
     }
@@ -75,6 +86,9 @@ impl RedisServer {
             None => cmd.args(["--bind", "127.0.0.1"]),
         };
         cmd.arg("--dir").arg(self.dir.path()).stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null());
+        if let Some(primary) = self.replica_of {
+            cmd.args(["--replicaof", "127.0.0.1", &primary.to_string()]);
+        }
         if self.persistent {
             cmd.args(["--appendonly", "yes", "--appendfsync", "always"]);
         } else {
@@ -131,6 +145,15 @@ impl RedisServer {
     pub fn restart_after(&mut self, down: Duration) {
         self.kill();
         std::thread::sleep(down);
+        self.spawn();
+    }
+
+    /// Kills the server and starts it again on the same port as a replica
+    /// of the Redis on `primary` (how an operator brings a failed primary
+    /// back after a failover).
+    pub fn restart_as_replica_of(&mut self, primary: u16) {
+        self.kill();
+        self.replica_of = Some(primary);
         self.spawn();
     }
 }

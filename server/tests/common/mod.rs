@@ -8,6 +8,8 @@ pub mod https;
 pub mod netns;
 #[path = "../../../router/tests/common/ports.rs"]
 pub mod ports;
+#[path = "../../../router/tests/common/redis_sentinel.rs"]
+pub mod redis_sentinel;
 #[path = "../../../router/tests/common/redis_server.rs"]
 pub mod redis_server;
 

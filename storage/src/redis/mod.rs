@@ -8,6 +8,11 @@
 //! fan-out, a cursor that never moves back, group changes) is one Lua
 //! script, which Redis runs alone.
 //!
+//! Behind Sentinel (a `redis+sentinel://` URL, see [`connect`]) the store
+//! follows a failover; replication is asynchronous, so a write the store
+//! reported done can still be lost in one unless the store waits for a
+//! replica after each write ([`RedisStore::with_replica_acks`], `WAIT`).
+//!
 //! Keys, under the prefix (`ccs:` by the router); `{n}:` is the byte length
 //! of the id that follows, so ids containing `:` cannot collide, and seqs
 //! are 16-digit lowercase hex so that byte order is numeric order (sorted
@@ -25,23 +30,24 @@
 //!   `ugroups:{user}` (set);
 //! - `epoch`: the epoch counter.
 
+pub mod connect;
+mod failover;
 mod scripts;
-
-use std::time::Duration;
+mod writes;
 
 use async_trait::async_trait;
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::AsyncCommands;
 
+use self::connect::{RedisConnection, RedisEndpoint};
+pub use self::writes::ReplicaAcks;
+use self::writes::{evalsha, write};
 use crate::{AppendOutcome, Fanout, GroupInfo, MessageStore, StoreError, StoredMessage, UserConversation};
-
-/// How long one Redis call may take before it fails with `unavailable`.
-const CALL_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Messages in a Redis server.
 pub struct RedisStore {
-    conn: ConnectionManager,
+    conn: RedisConnection,
     prefix: String,
+    acks: Option<ReplicaAcks>,
 }
 
 fn unavailable(e: redis::RedisError) -> StoreError {
@@ -61,16 +67,19 @@ fn decode(bytes: &[u8]) -> Result<StoredMessage, StoreError> {
 }
 
 impl RedisStore {
-    /// Connects to the Redis at `url`; fails at once if it does not answer.
+    /// Connects to the Redis at `url` (either form of [`connect`]); fails
+    /// at once if it does not answer.
     pub async fn connect(url: &str, prefix: &str) -> Result<RedisStore, StoreError> {
-        let client = redis::Client::open(url).map_err(|e| StoreError::Unavailable(format!("redis url: {e}")))?;
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(CALL_TIMEOUT))
-            .set_response_timeout(Some(CALL_TIMEOUT))
-            .set_number_of_retries(2)
-            .set_max_delay(Duration::from_millis(500));
-        let conn = ConnectionManager::new_with_config(client, config).await.map_err(unavailable)?;
-        Ok(RedisStore { conn, prefix: prefix.to_string() })
+        let endpoint = RedisEndpoint::parse(url).map_err(|e| StoreError::Unavailable(format!("redis url: {e}")))?;
+        let conn = endpoint.connect().await.map_err(unavailable)?;
+        Ok(RedisStore { conn, prefix: prefix.to_string(), acks: None })
+    }
+
+    /// Makes every write wait for `acks.replicas` replicas (see
+    /// [`ReplicaAcks`]); 0 replicas waits for none.
+    pub fn with_replica_acks(mut self, acks: ReplicaAcks) -> RedisStore {
+        self.acks = (acks.replicas > 0).then_some(acks);
+        self
     }
 
     fn key(&self, kind: &str, id: &str) -> String {
@@ -122,7 +131,7 @@ impl RedisStore {
 #[async_trait]
 impl MessageStore for RedisStore {
     async fn next_epoch(&self, _owner: &str) -> Result<u64, StoreError> {
-        self.conn.clone().incr(format!("{}epoch", self.prefix), 1).await.map_err(unavailable)
+        write(&self.conn, None, redis::cmd("INCR").arg(format!("{}epoch", self.prefix)), self.acks).await
     }
 
     async fn append(&self, message: &StoredMessage, fanout: &Fanout) -> Result<AppendOutcome, StoreError> {
@@ -131,7 +140,7 @@ impl MessageStore for RedisStore {
             Fanout::Timeline { members } => ("timeline", members),
             Fanout::Inboxes { members } => ("inboxes", members),
         };
-        let mut invocation = scripts::APPEND_SCRIPT.prepare_invoke();
+        let mut invocation = evalsha(&scripts::APPEND_SCRIPT, 0);
         invocation
             .arg(&self.prefix)
             .arg(&message.conv)
@@ -142,7 +151,7 @@ impl MessageStore for RedisStore {
         for member in members {
             invocation.arg(member).arg(self.key2("inbox", member, &message.conv));
         }
-        let answer: redis::Value = invocation.invoke_async(&mut self.conn.clone()).await.map_err(unavailable)?;
+        let answer: redis::Value = write(&self.conn, Some(&scripts::APPEND_SCRIPT), &invocation, self.acks).await?;
         match answer {
             redis::Value::Nil => Ok(AppendOutcome::Stored),
             redis::Value::BulkString(bytes) => Ok(AppendOutcome::Duplicate(decode(&bytes)?)),
@@ -154,12 +163,9 @@ impl MessageStore for RedisStore {
     }
 
     async fn fence(&self, conv: &str, below: u64) -> Result<(), StoreError> {
-        let _: i64 = scripts::FENCE_SCRIPT
-            .key(self.key("fence", conv))
-            .arg(hex(below))
-            .invoke_async(&mut self.conn.clone())
-            .await
-            .map_err(unavailable)?;
+        let script = &scripts::FENCE_SCRIPT;
+        let fence = evalsha(script, 1).arg(self.key("fence", conv)).arg(hex(below)).to_owned();
+        let _: i64 = write(&self.conn, Some(script), &fence, self.acks).await?;
         Ok(())
     }
 
@@ -206,13 +212,9 @@ impl MessageStore for RedisStore {
     }
 
     async fn set_cursor(&self, user: &str, device: &str, conv: &str, seq: u64) -> Result<(), StoreError> {
-        let _: () = scripts::SET_CURSOR_SCRIPT
-            .key(self.key2("cur", user, device))
-            .arg(conv)
-            .arg(hex(seq))
-            .invoke_async(&mut self.conn.clone())
-            .await
-            .map_err(unavailable)?;
+        let script = &scripts::SET_CURSOR_SCRIPT;
+        let cursor = evalsha(script, 1).arg(self.key2("cur", user, device)).arg(conv).arg(hex(seq)).to_owned();
+        let _: () = write(&self.conn, Some(script), &cursor, self.acks).await?;
         Ok(())
     }
 
@@ -226,15 +228,7 @@ impl MessageStore for RedisStore {
     }
 
     async fn create_group(&self, group: &str, members: &[String], large_above: usize) -> Result<(), StoreError> {
-        let created: i64 = scripts::CHANGE_GROUP_SCRIPT
-            .arg(&self.prefix)
-            .arg(group)
-            .arg("create")
-            .arg(large_above)
-            .arg(members)
-            .invoke_async(&mut self.conn.clone())
-            .await
-            .map_err(unavailable)?;
+        let created: i64 = self.change_group(group, "create", large_above, members).await?;
         match created {
             1 => Ok(()),
             _ => Err(StoreError::AlreadyExists(format!("group {group:?}"))),
@@ -273,18 +267,24 @@ impl RedisStore {
         large_above: usize,
         members: &[String],
     ) -> Result<(), StoreError> {
-        let found: i64 = scripts::CHANGE_GROUP_SCRIPT
-            .arg(&self.prefix)
-            .arg(group)
-            .arg(how)
-            .arg(large_above)
-            .arg(members)
-            .invoke_async(&mut self.conn.clone())
-            .await
-            .map_err(unavailable)?;
+        let found: i64 = self.change_group(group, how, large_above, members).await?;
         match found {
             1 => Ok(()),
             _ => Err(StoreError::NotFound(format!("group {group:?}"))),
         }
+    }
+
+    /// Runs the group script: 1 when done, 0 when the group exists
+    /// (create) or does not (add, remove).
+    async fn change_group(
+        &self,
+        group: &str,
+        how: &str,
+        large_above: usize,
+        members: &[String],
+    ) -> Result<i64, StoreError> {
+        let script = &scripts::CHANGE_GROUP_SCRIPT;
+        let change = evalsha(script, 0).arg(&self.prefix).arg(group).arg(how).arg(large_above).arg(members).to_owned();
+        write(&self.conn, Some(script), &change, self.acks).await
     }
 }
