@@ -1,6 +1,6 @@
 //! The single node's chat core: the in-process router core with the
-//! embedded store, on a tokio runtime of its own (the `corecast-chat`
-//! thread), fed the shards' chat requests. Keeping it off the control
+//! embedded store, on a current-thread tokio runtime of its own (the
+//! `corecast-chat` thread), fed the shards' chat requests. Keeping it off the control
 //! plane's thread means a burst of SENDs never delays health checks,
 //! metrics scrapes or the admin API, and the reverse. Store calls never run
 //! on either runtime's threads: the embedded store writes on its writer
@@ -31,8 +31,12 @@ impl ConnSink for MeshSink {
 
 /// The running chat core of a single node.
 pub struct ChatCore {
-    runtime: tokio::runtime::Runtime,
     core: Arc<RouterCore>,
+    /// Hands the shards' inbox to the core's thread.
+    serve: Option<std::sync::mpsc::SyncSender<flume::Receiver<CoreCommand>>>,
+    /// Tells the core's thread to stop.
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
 }
 
 impl ChatCore {
@@ -49,9 +53,7 @@ impl ChatCore {
             store_timeout: std::time::Duration::from_millis(config.store_timeout_ms as u64),
             ..CoreConfig::default()
         };
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .thread_name("corecast-chat")
+        let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
             .context("starting the chat core's runtime")?;
@@ -60,7 +62,23 @@ impl ChatCore {
         let core = runtime
             .block_on(RouterCore::start(Arc::new(store), routes, sink, core_config, "single-node"))
             .context("starting the router core")?;
-        Ok(ChatCore { runtime, core })
+        let (serve, inbox) = std::sync::mpsc::sync_channel(1);
+        let (stop, stopped) = tokio::sync::oneshot::channel();
+        let for_thread = core.clone();
+        let thread = std::thread::Builder::new()
+            .name("corecast-chat".into())
+            .spawn(move || {
+                if let Ok(inbox) = inbox.recv() {
+                    runtime.block_on(async {
+                        tokio::select! {
+                            () = run_core(for_thread, inbox) => {}
+                            _ = stopped => {}
+                        }
+                    });
+                }
+            })
+            .context("starting the chat core's thread")?;
+        Ok(ChatCore { core, serve: Some(serve), stop: Some(stop), thread: Some(thread) })
     }
 
     /// The router core, for the admin API.
@@ -70,8 +88,26 @@ impl ChatCore {
 
     /// Answers the shards' chat requests from `inbox` until every sender
     /// is gone.
-    pub fn serve(&self, inbox: flume::Receiver<CoreCommand>) {
-        self.runtime.spawn(run_core(self.core.clone(), inbox));
+    pub fn serve(&mut self, inbox: flume::Receiver<CoreCommand>) {
+        if let Some(serve) = self.serve.take() {
+            let _ = serve.send(inbox);
+        }
+    }
+}
+
+impl Drop for ChatCore {
+    /// Stops the core's thread (requests still in flight are dropped, as
+    /// their connections are gone) and waits for it.
+    fn drop(&mut self) {
+        self.serve = None;
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(thread) = self.thread.take() {
+            if thread.join().is_err() {
+                tracing::error!("the chat core's thread panicked");
+            }
+        }
     }
 }
 

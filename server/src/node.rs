@@ -169,7 +169,7 @@ pub fn run(config: Config) -> anyhow::Result<()> {
             (status, ChatBackend::Cluster(settings, core_rx), None)
         }
         None => {
-            let chat_core = ChatCore::start(&config, &mesh)?;
+            let mut chat_core = ChatCore::start(&config, &mesh)?;
             chat_core.serve(core_rx);
             let status = NodeStatus::new(config.node_name(), config.connection_ceiling());
             (status, ChatBackend::Single(chat_core.core()), Some(chat_core))

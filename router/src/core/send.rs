@@ -69,9 +69,9 @@ impl RouterCore {
         let participants = self.participants(&conv, sender).await?;
         self.require_owner(&conv_id)?;
         let fenced_epoch = self.ensure_fenced(&conv_id).await?;
-        if let Some(original) = self.store_call(self.store.find_by_client_id(sender, client_msg_id)).await? {
-            return self.acknowledge_original(original, origin.as_ref(), deadline).await;
-        }
+        // A resend is recognised by the append itself (`Duplicate`), which
+        // answers with the original; the seq taken for it becomes a gap.
+        // That spares every SEND a store read for the rare resend.
         let fanout = match conv {
             Conversation::Group { .. } if participants.reads_timeline => Fanout::Timeline { members: Vec::new() },
             Conversation::Group { .. } => Fanout::Inboxes { members: participants.members.to_vec() },
