@@ -3,9 +3,11 @@
 //! while one fault is injected and healed — router r1 SIGKILLed and
 //! restarted; node b SIGKILLed (its clients move to node a) and started
 //! again; r1 SIGSTOPped for longer than the registry TTL, then SIGCONTed;
-//! the routes Redis stopped for a while and restarted empty; the link between node a and r1 cut by
-//! a network partition (node a runs in a network namespace of the test's
-//! own and reaches r1 over a veth pair whose link goes down), then healed.
+//! the routes Redis stopped for a while and restarted empty; the link
+//! between node a and r1 cut by a network partition (node a runs in a
+//! network namespace of the test's own and reaches r1 over a veth pair
+//! whose link goes down), then healed; and, on a cluster whose Redis is
+//! Sentinel-managed, the primary SIGKILLed and the replica promoted.
 //! The conversations are named so that r1 owns all of them. Each test:
 //! warm-up, the fault while the workload runs, heal, the workload's end,
 //! the checker; it prints operations, acknowledged messages, violations and
@@ -22,8 +24,9 @@ use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use common::chat_load::{verdict, Conv, Endpoints, History, Workload};
-use common::cluster::{require_redis_server, Cluster, Node, RouterOpts, RouterProc};
+use common::cluster::{require_redis_server, wait_linked, Cluster, Node, RouterOpts, RouterProc};
 use common::netns::Netns;
+use common::redis_sentinel::Sentinels;
 use common::redis_server::RedisServer;
 use corecast_router::ownership::owner_of;
 
@@ -88,21 +91,33 @@ fn endpoints(cluster: &Cluster) -> Endpoints {
     Endpoints::new(cluster.nodes.iter().map(|node| node.server.addr).collect())
 }
 
+/// What a fault is injected into: a cluster with a router to create the
+/// groups through.
+trait Faulted {
+    fn admin(&self) -> &RouterProc;
+}
+
+impl Faulted for Cluster {
+    fn admin(&self) -> &RouterProc {
+        self.router()
+    }
+}
+
 /// Runs the workload on `cluster`; after the warm-up, `fault` breaks
 /// something, waits the time it is given and heals or restarts what it
 /// broke. Then the checker runs over the whole history, and `felt` must
 /// hold of it: the fault reached the workload. Asserts zero violations.
-fn run(
+fn run<C: Faulted>(
     label: &str,
-    cluster: &mut Cluster,
+    cluster: &mut C,
     endpoints: &Endpoints,
-    fault: impl FnOnce(&mut Cluster, &Endpoints, Duration),
-    felt: impl FnOnce(&Cluster, &History) -> bool,
+    fault: impl FnOnce(&mut C, &Endpoints, Duration),
+    felt: impl FnOnce(&C, &History) -> bool,
 ) {
     let timing = timing();
     let convs = conversations();
     for body in convs.iter().filter_map(Conv::group_body) {
-        cluster.router().admin_post_json("/v1/admin/groups", &body);
+        cluster.admin().admin_post_json("/v1/admin/groups", &body);
     }
     let workload = Workload { senders: 3, in_flight: 4, rate: 30, readers: 2, sending: timing.sending };
     let running = workload.start(&convs, endpoints);
@@ -243,6 +258,56 @@ fn a_network_partition_between_a_node_and_a_router() {
             netns.set_link(0, true);
         },
         // SENDs from node a's clients went unanswered.
+        |_, history| history.resends() > 0,
+    );
+}
+
+/// Two routers and two nodes whose routes, registry and message store are
+/// all behind one `redis+sentinel://` URL: a primary, a replica and three
+/// sentinels. The routers' store waits for the replica after each write,
+/// so a failover loses nothing acknowledged.
+struct SentinelCluster {
+    nodes: Vec<Node>,
+    routers: Vec<RouterProc>,
+    redis: Option<Sentinels>,
+}
+
+impl Faulted for SentinelCluster {
+    fn admin(&self) -> &RouterProc {
+        &self.routers[0]
+    }
+}
+
+impl SentinelCluster {
+    fn start() -> SentinelCluster {
+        let redis = Sentinels::start();
+        let url = redis.url();
+        let opts = router_opts().env("CORECAST_ROUTER_STORE_REDIS_MIN_REPLICAS", "1");
+        let routers: Vec<RouterProc> =
+            ["r1", "r2"].iter().map(|id| RouterProc::start_with(id, &url, &url, &opts)).collect();
+        let nodes = vec![Node::start("a", &url, &[]), Node::start("b", &url, &[])];
+        wait_linked(&routers, &nodes);
+        SentinelCluster { nodes, routers, redis: Some(redis) }
+    }
+}
+
+#[test]
+fn the_redis_primary_fails_over() {
+    let _turn = one_at_a_time();
+    require_redis_server();
+    let mut cluster = SentinelCluster::start();
+    let endpoints = Endpoints::new(cluster.nodes.iter().map(|node| node.server.addr).collect());
+    run(
+        "Redis primary SIGKILLed, a sentinel promotes the replica, the old primary returns as its replica",
+        &mut cluster,
+        &endpoints,
+        |cluster, _, _| {
+            let redis = cluster.redis.as_mut().expect("the sentinels");
+            let old = redis.kill_primary();
+            let new = redis.wait_failover(old);
+            redis.server(old).restart_as_replica_of(new);
+        },
+        // Writes to the dead primary failed: their SENDs were resent.
         |_, history| history.resends() > 0,
     );
 }

@@ -291,29 +291,36 @@ impl Cluster {
     }
 
     /// Waits until every live router has every node linked and has taken
-    /// its share of the conversations (epoch > 0 in the registry view).
+    /// its share of the conversations (see [`wait_linked`]).
     pub fn wait_linked(&self) {
-        let expected_nodes = self.nodes.len() as u64;
-        let expected_routers = self.routers.iter().filter(|r| r.health().is_some()).count() as f64;
-        for router in &self.routers {
-            if router.health().is_none() {
-                continue;
-            }
-            router.wait_until(|r| r.health().is_some_and(|h| h["linked_nodes"] == expected_nodes), "all nodes linked");
-            router.wait_until(|r| r.metric_sum("corecast_router_routers") == expected_routers, "all routers seen");
-        }
-        for node in &self.nodes {
-            let deadline = Instant::now() + WAIT;
-            while node.server.metric_sum("corecast_uplink_routers") != expected_routers {
-                assert!(Instant::now() < deadline, "node {} did not link to every router", node.id);
-                std::thread::sleep(Duration::from_millis(50));
-            }
-        }
+        wait_linked(&self.routers, &self.nodes);
     }
 
     /// The first router that answers.
     pub fn router(&self) -> &RouterProc {
         self.routers.iter().find(|r| r.health().is_some()).expect("a live router")
+    }
+}
+
+/// Waits until every live router of `routers` has every node of `nodes`
+/// linked and has taken its share of the conversations (epoch > 0 in the
+/// registry view), and every node is linked to every live router.
+pub fn wait_linked(routers: &[RouterProc], nodes: &[Node]) {
+    let expected_nodes = nodes.len() as u64;
+    let expected_routers = routers.iter().filter(|r| r.health().is_some()).count() as f64;
+    for router in routers {
+        if router.health().is_none() {
+            continue;
+        }
+        router.wait_until(|r| r.health().is_some_and(|h| h["linked_nodes"] == expected_nodes), "all nodes linked");
+        router.wait_until(|r| r.metric_sum("corecast_router_routers") == expected_routers, "all routers seen");
+    }
+    for node in nodes {
+        let deadline = Instant::now() + WAIT;
+        while node.server.metric_sum("corecast_uplink_routers") != expected_routers {
+            assert!(Instant::now() < deadline, "node {} did not link to every router", node.id);
+            std::thread::sleep(Duration::from_millis(50));
+        }
     }
 }
 
