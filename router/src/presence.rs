@@ -7,8 +7,8 @@ use std::sync::Mutex;
 use async_trait::async_trait;
 use rustc_hash::FxHashMap;
 
-use crate::registry::Route;
 use crate::routes::RouteTable;
+use corecast_cluster::registry::Route;
 
 /// user → online connections, on one node.
 #[derive(Default)]

@@ -12,8 +12,8 @@ mod redis_server;
 
 use std::time::{Duration, Instant};
 
-use corecast_router::registry::redis::{subscribe_invalidations, Registry};
-use corecast_router::registry::{NodeInfo, Route, RouterInfo, REVOCATION_RETENTION_SECS};
+use corecast_cluster::registry::redis::{subscribe_invalidations, Registry};
+use corecast_cluster::registry::{NodeInfo, Route, RouterInfo, REVOCATION_RETENTION_SECS};
 use redis_server::RedisServer;
 
 const TTL: Duration = Duration::from_millis(300);

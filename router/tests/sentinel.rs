@@ -18,8 +18,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use corecast_router::registry::redis::{subscribe_invalidations, Registry};
-use corecast_router::registry::{NodeInfo, Route};
+use corecast_cluster::registry::redis::{subscribe_invalidations, Registry};
+use corecast_cluster::registry::{NodeInfo, Route};
 use corecast_storage::redis::{RedisStore, ReplicaAcks};
 use corecast_storage::{AppendOutcome, Fanout, MessageStore, StoreError, StoredMessage};
 use redis_sentinel::Sentinels;

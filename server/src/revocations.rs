@@ -17,7 +17,7 @@ use anyhow::Context;
 use rustc_hash::FxHashMap;
 
 /// How long a revocation is kept: tokens must not be issued for longer.
-pub use corecast_router::registry::REVOCATION_RETENTION_SECS as RETENTION_SECS;
+pub use corecast_cluster::registry::REVOCATION_RETENTION_SECS as RETENTION_SECS;
 
 /// The revocations in force on this node.
 #[derive(Default)]

@@ -33,7 +33,7 @@ pub struct CertStore {
 }
 
 fn load(cert_file: &Path, key_file: &Path, provider: &CryptoProvider) -> anyhow::Result<CertifiedKey> {
-    let (certs, key) = corecast_router::link::tls::read_chain_and_key(cert_file, key_file)?;
+    let (certs, key) = corecast_cluster::link::tls::read_chain_and_key(cert_file, key_file)?;
     CertifiedKey::from_der(certs, key, provider).context("the TLS certificate and key do not match or are unsupported")
 }
 

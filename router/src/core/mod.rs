@@ -31,9 +31,9 @@ use corecast_proto::ErrorCode;
 use corecast_storage::{MessageStore, StoreError};
 use rustc_hash::FxHashMap;
 
-use crate::ownership::Ownership;
 use crate::routes::{ConnSink, RouteTable};
 use crate::sequencer::{Sequencer, COUNTER_BITS};
+use corecast_cluster::ownership::Ownership;
 
 use groups::GroupView;
 pub use reads::SyncAnswer;

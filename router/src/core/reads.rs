@@ -5,9 +5,9 @@ use corecast_storage::StoredMessage;
 use rustc_hash::FxHashMap;
 
 use super::{ChatError, RouterCore};
-use crate::conversation::Conversation;
-use crate::registry::Route;
 use crate::sequencer::COUNTER_BITS;
+use corecast_cluster::conversation::Conversation;
+use corecast_cluster::registry::Route;
 
 /// What a SYNC answers.
 #[derive(Debug)]

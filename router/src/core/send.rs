@@ -19,7 +19,7 @@ use tokio::time::Instant;
 
 use super::release::{Abandoned, NodeFrame, Settled};
 use super::{ChatError, RouterCore, SendReceipt};
-use crate::conversation::{Conversation, KIND_DIRECT, KIND_GROUP};
+use corecast_cluster::conversation::{Conversation, KIND_DIRECT, KIND_GROUP};
 
 /// Longest pause between two attempts to settle an append in doubt.
 const MAX_SETTLE_BACKOFF: Duration = Duration::from_secs(2);

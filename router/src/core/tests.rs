@@ -16,11 +16,11 @@ use corecast_storage::embedded::{Durability, EmbeddedStore};
 use corecast_storage::MessageStore;
 
 use super::{ChatError, CoreConfig, Origin, RouterCore};
-use crate::conversation::KIND_DIRECT;
-use crate::ownership::{owner_of, Ownership};
 use crate::presence::LocalRoutes;
-use crate::registry::Route;
 use crate::routes::{ConnSink, RouteTable};
+use corecast_cluster::conversation::KIND_DIRECT;
+use corecast_cluster::ownership::{owner_of, Ownership};
+use corecast_cluster::registry::Route;
 
 /// Records what the core hands to each node.
 #[derive(Default)]

@@ -23,13 +23,15 @@ use corecast_storage::scylla::ScyllaStore;
 use corecast_storage::MessageStore;
 use metrics_exporter_prometheus::PrometheusHandle;
 
-use crate::dispatch::{rank, DispatchAnswer};
+use crate::dispatch::rank;
 use crate::health::HealthBoard;
-use crate::link::hub::LinkHub;
-use crate::registry::redis::Registry;
-use crate::registry::{NodeInfo, RouterInfo, KEY_PREFIX};
-use crate::{node_http, CoreConfig, Ownership, RouterCore};
+use crate::link_hub::LinkHub;
+use crate::{node_http, CoreConfig, RouterCore};
 use config::{RouterConfig, StoreChoice};
+use corecast_cluster::dispatch::DispatchAnswer;
+use corecast_cluster::ownership::Ownership;
+use corecast_cluster::registry::redis::Registry;
+use corecast_cluster::registry::{NodeInfo, RouterInfo, KEY_PREFIX};
 pub use routes::RedisRoutes;
 
 /// Everything the router's tasks and HTTP handlers share.
@@ -132,7 +134,7 @@ pub async fn run(config: RouterConfig, admin_key: String, prometheus: Prometheus
     let routes = Arc::new(RedisRoutes::new(registry.clone(), config.route_cache_capacity, grace));
     let admin_key: Arc<str> = admin_key.into();
     let link_tls = match (&config.link_tls_cert_file, &config.link_tls_key_file) {
-        (Some(cert), Some(key)) => Some(crate::link::tls::acceptor(cert, key)?),
+        (Some(cert), Some(key)) => Some(corecast_cluster::link::tls::acceptor(cert, key)?),
         _ => None,
     };
     let hub = Arc::new(LinkHub::new(admin_key.clone(), link_tls));

@@ -12,10 +12,10 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use rustc_hash::{FxHashMap, FxHashSet};
 
-use crate::registry::redis::Registry;
-use crate::registry::route_cache::RouteCache;
-use crate::registry::Route;
+use crate::route_cache::RouteCache;
 use crate::routes::RouteTable;
+use corecast_cluster::registry::redis::Registry;
+use corecast_cluster::registry::Route;
 
 /// Redis routes with a local cache.
 pub struct RedisRoutes {

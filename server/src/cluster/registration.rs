@@ -11,9 +11,9 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use corecast_cluster::registry::redis::Registry;
+use corecast_cluster::registry::Route;
 use corecast_proto::internal::{InternalFrame, InternalFrameBytes};
-use corecast_router::registry::redis::Registry;
-use corecast_router::registry::Route;
 use rustc_hash::FxHashMap;
 use tokio::sync::mpsc;
 

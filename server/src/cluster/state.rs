@@ -7,9 +7,9 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
+use corecast_cluster::ownership::owner_of;
 use corecast_proto::internal::{ArchivedChatRequest, ArchivedInternalFrame, InternalFrame, InternalFrameBytes};
 use corecast_proto::{encode_server, ErrorCode, ServerMessage};
-use corecast_router::ownership::owner_of;
 use rustc_hash::FxHashMap;
 
 use super::ClusterSettings;

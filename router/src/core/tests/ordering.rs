@@ -12,11 +12,11 @@ use corecast_proto::ServerMessage;
 
 use super::gated_store::{Gate, GatedStore};
 use super::{conn_frames, core_on, route, RecordingSink};
-use crate::conversation::KIND_DIRECT;
 use crate::core::{ChatError, CoreConfig, RouterCore};
-use crate::ownership::Ownership;
 use crate::presence::LocalRoutes;
 use crate::routes::RouteTable;
+use corecast_cluster::conversation::KIND_DIRECT;
+use corecast_cluster::ownership::Ownership;
 
 const CONV: &str = "d:5:alicebob";
 

@@ -13,9 +13,9 @@ use axum::{Extension, Json, Router};
 use serde::Deserialize;
 use serde_json::json;
 
-use super::api_error;
-use crate::conversation::{KIND_DIRECT, KIND_GROUP};
 use crate::{ChatError, RouterCore};
+use corecast_cluster::admin_api::api_error;
+use corecast_cluster::conversation::{KIND_DIRECT, KIND_GROUP};
 
 /// Called with a group's id after the group changed here.
 pub type GroupChanged = Arc<dyn Fn(&str) + Send + Sync>;

@@ -16,10 +16,10 @@ use subtle::ConstantTimeEq;
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 
-use super::codec::{read_frame, write_frames, LinkError};
-use super::tls::{self, LinkReader, LinkWriter};
 use crate::core::RouterCore;
 use crate::routes::{ConnSink, RouteTable};
+use corecast_cluster::link::codec::{read_frame, write_frames, LinkError};
+use corecast_cluster::link::tls::{self, LinkReader, LinkWriter};
 
 /// Frames queued to one node before new ones are dropped (and counted).
 const NODE_QUEUE_FRAMES: usize = 64 * 1024;
