@@ -177,6 +177,9 @@ impl RouterConfig {
         if self.router_id.as_deref().is_some_and(|id| id.is_empty() || id.len() > 64) {
             return bad("router_id must be 1..=64 bytes");
         }
+        if self.store == StoreChoice::Scylla && !cfg!(feature = "scylla") {
+            return bad("store = \"scylla\" needs a corecast-router built with the `scylla` feature");
+        }
         if self.store == StoreChoice::Scylla && self.scylla_nodes.is_empty() {
             return bad("store = \"scylla\" needs scylla_nodes");
         }

@@ -19,7 +19,6 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use corecast_storage::embedded::EmbeddedStore;
 use corecast_storage::redis::{RedisStore, ReplicaAcks};
-use corecast_storage::scylla::ScyllaStore;
 use corecast_storage::MessageStore;
 use metrics_exporter_prometheus::PrometheusHandle;
 
@@ -88,6 +87,26 @@ impl Tier {
     }
 }
 
+#[cfg(feature = "scylla")]
+async fn open_scylla(config: &RouterConfig) -> anyhow::Result<Arc<dyn MessageStore>> {
+    let store = corecast_storage::scylla::ScyllaStore::connect(
+        &config.scylla_nodes,
+        &config.scylla_keyspace,
+        config.scylla_replication_factor,
+    )
+    .await
+    .with_context(|| format!("connecting to ScyllaDB at {:?}", config.scylla_nodes))?;
+    tracing::info!(nodes = ?config.scylla_nodes, "ScyllaDB message store connected");
+    Ok(Arc::new(store))
+}
+
+/// Unreachable past [`RouterConfig::validate`], which refuses `store =
+/// "scylla"` in a build without the `scylla` feature.
+#[cfg(not(feature = "scylla"))]
+async fn open_scylla(_config: &RouterConfig) -> anyhow::Result<Arc<dyn MessageStore>> {
+    anyhow::bail!("this corecast-router was built without the `scylla` feature")
+}
+
 async fn open_store(config: &RouterConfig) -> anyhow::Result<Arc<dyn MessageStore>> {
     Ok(match config.store {
         StoreChoice::Embedded => {
@@ -98,14 +117,7 @@ async fn open_store(config: &RouterConfig) -> anyhow::Result<Arc<dyn MessageStor
             tracing::info!(dir = %config.data_dir.display(), "embedded message store open");
             Arc::new(store)
         }
-        StoreChoice::Scylla => {
-            let store =
-                ScyllaStore::connect(&config.scylla_nodes, &config.scylla_keyspace, config.scylla_replication_factor)
-                    .await
-                    .with_context(|| format!("connecting to ScyllaDB at {:?}", config.scylla_nodes))?;
-            tracing::info!(nodes = ?config.scylla_nodes, "ScyllaDB message store connected");
-            Arc::new(store)
-        }
+        StoreChoice::Scylla => open_scylla(config).await?,
         StoreChoice::Redis => {
             let url = config.store_redis_url.as_deref().unwrap_or_default();
             let acks = ReplicaAcks {
