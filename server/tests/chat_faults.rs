@@ -38,7 +38,7 @@ const STALL: Duration = Duration::from_secs(1);
 /// Taken by each test for its whole run.
 fn one_at_a_time() -> MutexGuard<'static, ()> {
     static TURN: Mutex<()> = Mutex::new(());
-    TURN.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    corecast_proto::sync::lock(&TURN)
 }
 
 /// How long the workload sends (`CORECAST_FAULT_SECS`, at least 15 s): a

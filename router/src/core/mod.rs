@@ -219,11 +219,11 @@ impl RouterCore {
 
     fn state(&self) -> MutexGuard<'_, State> {
         // A panic while holding the lock leaves plain maps behind; keep going.
-        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        corecast_proto::sync::lock(&self.state)
     }
 
     fn releases(&self) -> MutexGuard<'_, Releases> {
-        self.releases.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        corecast_proto::sync::lock(&self.releases)
     }
 
     /// Refuses a conversation another router owns (the node's view of the

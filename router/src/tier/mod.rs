@@ -59,7 +59,7 @@ pub struct Tier {
 impl Tier {
     fn nodes_lock(&self) -> MutexGuard<'_, (Vec<NodeInfo>, HealthBoard)> {
         // A panic while holding the lock leaves plain data behind.
-        self.nodes.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        corecast_proto::sync::lock(&self.nodes)
     }
 
     /// The latest health board (its client pulls with the health timeout).
