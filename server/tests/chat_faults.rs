@@ -24,8 +24,8 @@ use std::time::{Duration, Instant};
 use common::chat_load::{verdict, Conv, Endpoints, History, Workload};
 use common::cluster::{require_redis_server, Cluster, Node, RouterOpts, RouterProc};
 use common::netns::Netns;
-use common::redis_server::RedisServer;
 use corecast_cluster::ownership::owner_of;
+use corecast_testkit::redis_server::RedisServer;
 
 /// `small_group_limit` of the routers: groups of 6 fan out on write, of 12
 /// on read.

@@ -12,8 +12,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use super::redis_server::RedisServer;
 use super::{free_ports, DataDir, Host, Server, StderrWatch, ADMIN_KEY, WAIT};
+use corecast_testkit::redis_server::RedisServer;
 
 /// Registration lifetime of routers and nodes in tests (renewed every third).
 pub const REGISTRY_TTL_MS: &str = "900";

@@ -1,20 +1,17 @@
-//! Test fixture: a Sentinel-managed Redis on loopback — a primary
+//! A Sentinel-managed Redis on loopback — a primary
 //! `redis-server`, one replica (`replicaof`) and three `redis-sentinel`
 //! processes (quorum 2) on free ports, their config files in a temp dir;
-//! everything killed when dropped. Shared like `redis_server.rs` (next to
-//! `ports.rs` and `redis_server.rs` as sibling modules), so it uses nothing
-//! but std and tempfile, and talks RESP itself ([`query`]).
+//! everything killed when dropped. It talks RESP itself ([`query`]).
 //!
 //! A missing `redis-server` or `redis-sentinel` fails the test naming it:
 //! a failover test must never pass without having run.
-#![allow(dead_code)]
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpStream;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use super::redis_server::RedisServer;
+use crate::redis_server::RedisServer;
 
 /// The service name the sentinels monitor.
 pub const SERVICE: &str = "m";
@@ -39,6 +36,7 @@ fn require(binary: &str) {
 pub struct Sentinels {
     /// The two data servers; which one is primary changes with failovers.
     pub servers: Vec<RedisServer>,
+    /// The three sentinels' ports.
     pub ports: Vec<u16>,
     sentinels: Vec<Child>,
     _dir: tempfile::TempDir,
@@ -57,7 +55,7 @@ impl Sentinels {
                 .is_ok_and(|info| info.concat().contains("master_link_status:up"))
         });
         let dir = tempfile::tempdir().expect("temp dir for the sentinels");
-        let ports = super::ports::free_ports(3);
+        let ports = crate::ports::free_ports(3);
         let sentinels = ports.iter().map(|&port| spawn_sentinel(dir.path(), port, primary.port)).collect();
         let fixture = Sentinels { servers: vec![primary, replica], ports, sentinels, _dir: dir };
         for &port in &fixture.ports {
