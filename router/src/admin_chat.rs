@@ -10,12 +10,12 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
+use corecast_cluster::admin_api::api_error;
+use corecast_cluster::conversation::{KIND_DIRECT, KIND_GROUP};
 use serde::Deserialize;
 use serde_json::json;
 
 use crate::{ChatError, RouterCore};
-use corecast_cluster::admin_api::api_error;
-use corecast_cluster::conversation::{KIND_DIRECT, KIND_GROUP};
 
 /// Called with a group's id after the group changed here.
 pub type GroupChanged = Arc<dyn Fn(&str) + Send + Sync>;

@@ -10,6 +10,8 @@
 
 use std::sync::{Arc, Mutex, MutexGuard};
 
+use corecast_cluster::link::codec::{read_frame, write_frames, LinkError};
+use corecast_cluster::link::tls::{self, LinkReader, LinkWriter};
 use corecast_proto::internal::{ArchivedInternalFrame, InternalFrame, InternalFrameBytes};
 use rustc_hash::{FxHashMap, FxHashSet};
 use subtle::ConstantTimeEq;
@@ -18,8 +20,6 @@ use tokio_rustls::TlsAcceptor;
 
 use crate::core::RouterCore;
 use crate::routes::{ConnSink, RouteTable};
-use corecast_cluster::link::codec::{read_frame, write_frames, LinkError};
-use corecast_cluster::link::tls::{self, LinkReader, LinkWriter};
 
 /// Frames queued to one node before new ones are dropped (and counted).
 const NODE_QUEUE_FRAMES: usize = 64 * 1024;

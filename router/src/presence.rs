@@ -5,10 +5,10 @@
 use std::sync::Mutex;
 
 use async_trait::async_trait;
+use corecast_cluster::registry::Route;
 use rustc_hash::FxHashMap;
 
 use crate::routes::RouteTable;
-use corecast_cluster::registry::Route;
 
 /// user → online connections, on one node.
 #[derive(Default)]

@@ -27,13 +27,13 @@ use std::future::Future;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
+use corecast_cluster::ownership::Ownership;
 use corecast_proto::ErrorCode;
 use corecast_storage::{MessageStore, StoreError};
 use rustc_hash::FxHashMap;
 
 use crate::routes::{ConnSink, RouteTable};
 use crate::sequencer::{Sequencer, COUNTER_BITS};
-use corecast_cluster::ownership::Ownership;
 
 use groups::GroupView;
 pub use reads::SyncAnswer;

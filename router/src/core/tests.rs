@@ -10,6 +10,9 @@ mod ordering;
 
 use std::sync::{Arc, Mutex};
 
+use corecast_cluster::conversation::KIND_DIRECT;
+use corecast_cluster::ownership::{owner_of, Ownership};
+use corecast_cluster::registry::Route;
 use corecast_proto::internal::{ArchivedInternalFrame, InternalFrameBytes};
 use corecast_proto::ServerMessage;
 use corecast_storage::embedded::{Durability, EmbeddedStore};
@@ -18,9 +21,6 @@ use corecast_storage::MessageStore;
 use super::{ChatError, CoreConfig, Origin, RouterCore};
 use crate::presence::InMemoryRouteTable;
 use crate::routes::{ConnSink, RouteTable};
-use corecast_cluster::conversation::KIND_DIRECT;
-use corecast_cluster::ownership::{owner_of, Ownership};
-use corecast_cluster::registry::Route;
 
 /// Records what the core hands to each node.
 #[derive(Default)]

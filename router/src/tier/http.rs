@@ -14,12 +14,12 @@ use axum::middleware;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use corecast_cluster::admin_api::{api_error, require_admin_key, room_push, AdminKey, PublishQuery};
 use corecast_proto::internal::InternalFrameBytes;
 use serde_json::{json, Value};
 use tokio::net::TcpListener;
 
 use super::Tier;
-use corecast_cluster::admin_api::{api_error, require_admin_key, room_push, AdminKey, PublishQuery};
 
 type Shared = Arc<Tier>;
 

@@ -16,11 +16,11 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use corecast_cluster::ownership::Ownership;
+use corecast_cluster::registry::RouterInfo;
 use rustc_hash::{FxHashMap, FxHashSet};
 
 use super::Tier;
-use corecast_cluster::ownership::Ownership;
-use corecast_cluster::registry::RouterInfo;
 
 /// Polls a router may be missing from before it leaves the set.
 const MISSING_POLLS_TO_LEAVE: u32 = 2;

@@ -10,10 +10,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use corecast_testkit::redis_server::RedisServer;
 use serde_json::Value;
 
 use super::{free_ports, DataDir, Host, Server, StderrWatch, ADMIN_KEY, WAIT};
-use corecast_testkit::redis_server::RedisServer;
 
 /// Registration lifetime of routers and nodes in tests (renewed every third).
 pub const REGISTRY_TTL_MS: &str = "900";

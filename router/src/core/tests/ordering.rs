@@ -8,6 +8,8 @@ use std::time::Duration;
 use corecast_storage::embedded::{Durability, EmbeddedStore};
 use corecast_storage::{Fanout, MessageStore, StoreError, StoredMessage};
 
+use corecast_cluster::conversation::KIND_DIRECT;
+use corecast_cluster::ownership::Ownership;
 use corecast_proto::ServerMessage;
 
 use super::gated_store::{Gate, GatedStore};
@@ -15,8 +17,6 @@ use super::{conn_frames, core_on, route, RecordingSink};
 use crate::core::{ChatError, CoreConfig, RouterCore};
 use crate::presence::InMemoryRouteTable;
 use crate::routes::RouteTable;
-use corecast_cluster::conversation::KIND_DIRECT;
-use corecast_cluster::ownership::Ownership;
 
 const CONV: &str = "d:5:alicebob";
 
