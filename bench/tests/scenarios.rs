@@ -17,10 +17,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
+use corecast_testkit::ports;
 use serde_json::Value;
-
-#[path = "../../router/tests/common/ports.rs"]
-mod ports;
 
 const JWT_SECRET: &str = "bench-scenarios-test-secret-0123456789";
 const ADMIN_KEY: &str = "bench-scenarios-admin-key-0123456789";

@@ -115,6 +115,23 @@ pub enum ChatRequest {
     Unread { conn_id: u64, rid: u32, user: String, device: String },
 }
 
+impl ArchivedInternalFrame {
+    /// The frame's kind as the links' metrics label it
+    /// (`corecast_router_link_frames_in_total`, `corecast_uplink_frames_in_total`).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            ArchivedInternalFrame::RoomPush { .. } => "room_push",
+            ArchivedInternalFrame::Broadcast { .. } => "broadcast",
+            ArchivedInternalFrame::ConnFrames { .. } => "conn_frames",
+            ArchivedInternalFrame::Chat(_) => "chat",
+            ArchivedInternalFrame::NodeHello { .. } => "node_hello",
+            ArchivedInternalFrame::RoomInterest { .. } => "room_interest",
+            ArchivedInternalFrame::InterestAck { .. } => "interest_ack",
+            ArchivedInternalFrame::RouteChanged { .. } => "route_changed",
+        }
+    }
+}
+
 /// The shard that owns a connection id.
 pub fn shard_of(conn_id: u64) -> u16 {
     (conn_id >> 48) as u16

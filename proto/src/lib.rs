@@ -15,6 +15,7 @@ pub mod error_code;
 pub mod frame;
 pub mod internal;
 pub mod server;
+pub mod sync;
 mod wire;
 pub mod ws;
 

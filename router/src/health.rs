@@ -13,7 +13,7 @@ use std::time::Instant;
 use serde::{Deserialize, Serialize};
 use tokio::task::JoinSet;
 
-use crate::registry::NodeInfo;
+use corecast_cluster::registry::NodeInfo;
 
 /// Longest health answer read from a node; a longer one is a failed pull.
 pub const MAX_REPORT_BYTES: usize = 64 * 1024;

@@ -22,6 +22,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 /// Settings come from defaults, then the TOML file given with --config, then
 /// CORECAST_ROUTER_<SETTING> environment variables (e.g.
 /// CORECAST_ROUTER_ADMIN_KEY, CORECAST_ROUTER_REDIS_URL), then these flags.
+/// `--check-config` prints every setting in force, defaults included.
 #[derive(Parser)]
 #[command(version, about)]
 struct Cli {
@@ -40,39 +41,39 @@ struct Cli {
 /// list.
 #[derive(clap::Args, Serialize, Default)]
 struct Overrides {
-    /// Router id [default: <hostname>-<link port>].
+    /// Router id.
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     router_id: Option<String>,
-    /// Link listener for server nodes [default: 0.0.0.0:7200].
+    /// Link listener for server nodes.
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     link_listen: Option<SocketAddr>,
-    /// Public HTTP listener (dispatch, health) [default: 0.0.0.0:7280].
+    /// Public HTTP listener (dispatch, health).
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     http_listen: Option<SocketAddr>,
-    /// Admin HTTP listener (admin API, metrics) [default: 127.0.0.1:7281].
+    /// Admin HTTP listener (admin API, metrics).
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     admin_listen: Option<SocketAddr>,
-    /// Redis URL [default: redis://127.0.0.1:6379/].
+    /// Redis URL.
     #[arg(long = "redis")]
     #[serde(skip_serializing_if = "Option::is_none")]
     redis_url: Option<String>,
-    /// Message store [default: embedded].
+    /// Message store.
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     store: Option<StoreChoice>,
-    /// Directory of the embedded store [default: router-data].
+    /// Directory of the embedded store.
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     data_dir: Option<PathBuf>,
-    /// Lifetime of the router's Redis registration, ms [default: 3000].
+    /// Lifetime of the router's Redis registration, ms.
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     registry_ttl_ms: Option<u32>,
-    /// Health pull interval, ms [default: 1000].
+    /// Health pull interval, ms.
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     health_pull_ms: Option<u32>,
@@ -92,7 +93,7 @@ fn main() -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
-    let config = RouterConfig::load(cli.config.as_ref(), &cli.overrides)?;
+    let config = corecast_settings::load::<RouterConfig>(cli.config.as_deref(), &cli.overrides)?;
     if cli.check_config {
         let mut shown = config.clone();
         shown.admin_key = shown.admin_key.map(|_| "<redacted>".into());

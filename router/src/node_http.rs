@@ -13,7 +13,7 @@ use anyhow::Context;
 /// A client whose requests each give up after `timeout` (connecting,
 /// sending and reading the whole answer).
 pub fn client(timeout: Duration, ca_file: Option<&Path>) -> anyhow::Result<reqwest::Client> {
-    let tls = crate::link::tls::client_config(ca_file)?;
+    let tls = corecast_cluster::link::tls::client_config(ca_file)?;
     reqwest::Client::builder()
         .no_proxy()
         .connect_timeout(timeout)

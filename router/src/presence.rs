@@ -5,9 +5,9 @@
 use std::sync::Mutex;
 
 use async_trait::async_trait;
+use corecast_cluster::registry::Route;
 use rustc_hash::FxHashMap;
 
-use crate::registry::Route;
 use crate::routes::RouteTable;
 
 /// user → online connections, on one node.
@@ -43,17 +43,17 @@ impl Presence {
 
 /// The in-memory route table of a single node.
 #[derive(Default)]
-pub struct LocalRoutes(Mutex<Presence>);
+pub struct InMemoryRouteTable(Mutex<Presence>);
 
-impl LocalRoutes {
+impl InMemoryRouteTable {
     fn presence(&self) -> std::sync::MutexGuard<'_, Presence> {
         // A panic while holding the lock leaves a plain map behind.
-        self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        corecast_proto::sync::lock(&self.0)
     }
 }
 
 #[async_trait]
-impl RouteTable for LocalRoutes {
+impl RouteTable for InMemoryRouteTable {
     async fn lookup(&self, users: &[String]) -> Vec<Route> {
         let presence = self.presence();
         users.iter().flat_map(|u| presence.conns(u).iter().cloned()).collect()

@@ -9,7 +9,7 @@
 use async_trait::async_trait;
 use corecast_proto::internal::InternalFrameBytes;
 
-use crate::registry::Route;
+use corecast_cluster::registry::Route;
 
 /// Where users' connections are.
 #[async_trait]

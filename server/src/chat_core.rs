@@ -57,7 +57,7 @@ impl ChatCore {
             .enable_all()
             .build()
             .context("starting the chat core's runtime")?;
-        let routes = Arc::new(corecast_router::presence::LocalRoutes::default());
+        let routes = Arc::new(corecast_router::presence::InMemoryRouteTable::default());
         let sink = Arc::new(MeshSink(mesh.clone()));
         let core = runtime
             .block_on(RouterCore::start(Arc::new(store), routes, sink, core_config, "single-node"))

@@ -1,15 +1,16 @@
-//! Server configuration: every setting, its default, and how the three
-//! sources (a TOML file, `CORECAST_*` environment variables, command-line
-//! flags) are merged, later ones winning. `--check-config` prints the result
-//! of this module and exits.
+//! Server settings: every setting and its default, and the checks they
+//! must pass. They are loaded by `corecast-settings` (defaults, a TOML
+//! file, `CORECAST_<SETTING>` environment variables, command-line flags,
+//! later ones winning); `--check-config` prints the result and exits. The
+//! README's settings table is tested against this struct
+//! (`server/tests/readme_settings.rs`).
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use corecast_storage::embedded::Durability;
 
-use figment::providers::{Env, Format, Serialized, Toml};
-use figment::Figment;
+use corecast_settings::{Settings, SettingsError};
 use serde::{Deserialize, Serialize};
 
 /// Which io driver the shards run on.
@@ -265,110 +266,16 @@ impl Default for Config {
     }
 }
 
-/// Why a configuration was refused.
-#[derive(Debug, thiserror::Error)]
-pub enum ConfigError {
-    /// A source could not be read or parsed.
-    #[error("configuration could not be loaded: {0}")]
-    Load(#[from] Box<figment::Error>),
-    /// A value is out of its allowed range.
-    #[error("invalid configuration: {0}")]
-    Invalid(String),
-}
+impl Settings for Config {
+    const ENV_PREFIX: &'static str = "CORECAST_";
+    /// `CORECAST_` is shared with the router (`CORECAST_ROUTER_*`) and other
+    /// tools: the node reads only its own keys from it.
+    const ENV_PREFIX_OWNED: bool = false;
 
-impl Config {
-    /// Merges defaults, the TOML file (if any), `CORECAST_*` environment
-    /// variables and the given command-line overrides, in that order.
-    pub fn load(file: Option<&PathBuf>, overrides: &impl Serialize) -> Result<Config, ConfigError> {
-        let mut figment = Figment::from(Serialized::defaults(Config::default()));
-        if let Some(path) = file {
-            if !path.exists() {
-                return Err(ConfigError::Invalid(format!("config file {} does not exist", path.display())));
-            }
-            figment = figment.merge(Toml::file(path));
-        }
-        let config: Config = figment
-            .merge(Env::prefixed("CORECAST_").only(&Self::env_keys()))
-            .merge(Serialized::defaults(overrides))
-            .extract()
-            .map_err(Box::new)?;
-        config.validate()?;
-        Ok(config)
-    }
-
-    /// The keys that may come from `CORECAST_<KEY>` variables: every field.
-    fn env_keys() -> Vec<&'static str> {
-        vec![
-            "listen",
-            "control_listen",
-            "shards",
-            "pin_threads",
-            "first_cpu",
-            "driver",
-            "io_uring_entries",
-            "listen_backlog",
-            "tls_cert_file",
-            "tls_key_file",
-            "jwt_secret",
-            "jwt_rsa_public_key_file",
-            "jwt_ec_public_key_file",
-            "admin_key",
-            "heartbeat_ms",
-            "idle_timeout_ms",
-            "auth_timeout_ms",
-            "max_frame_len",
-            "max_rooms_per_conn",
-            "max_room_name_len",
-            "outbound_queue_bytes",
-            "slow_consumer_grace_ms",
-            "close_linger_ms",
-            "hot_room_msgs_per_sec",
-            "flush_tick_ms",
-            "shard_inbox_capacity",
-            "shutdown_grace_ms",
-            "reconnect_base_ms",
-            "reconnect_jitter_ms",
-            "timer_tick_ms",
-            "publish_rate_per_sec",
-            "publish_burst",
-            "publish_bytes_per_sec",
-            "publish_bytes_burst",
-            "rate_limit_close_after",
-            "connect_rate_per_source",
-            "connect_rate_total",
-            "max_unauthenticated",
-            "auth_rate_per_sec",
-            "stall_threshold_ms",
-            "data_dir",
-            "durability",
-            "small_group_limit",
-            "store_timeout_ms",
-            "core_inbox_capacity",
-            "node_id",
-            "redis_url",
-            "link_tls_ca_file",
-            "advertise_addr",
-            "advertise_ws_url",
-            "advertise_control_addr",
-            "control_tls_cert_file",
-            "control_tls_key_file",
-            "weight",
-            "max_connections",
-            "registry_ttl_ms",
-            "route_ttl_ms",
-            "ws_listen",
-            "ws_path",
-            "ws_allowed_origins",
-            "ws_max_message_len",
-            "web_listen",
-            "demo_tokens",
-        ]
-    }
-
-    fn validate(&self) -> Result<(), ConfigError> {
-        let bad = |msg: &str| Err(ConfigError::Invalid(msg.to_string()));
+    fn validate(&self) -> Result<(), SettingsError> {
+        let bad = |msg: &str| Err(SettingsError::Invalid(msg.to_string()));
         if self.shards > crate::shard::MAX_SHARDS {
-            return Err(ConfigError::Invalid(format!("shards must be at most {}", crate::shard::MAX_SHARDS)));
+            return Err(SettingsError::Invalid(format!("shards must be at most {}", crate::shard::MAX_SHARDS)));
         }
         if self.heartbeat_ms == 0 || self.auth_timeout_ms == 0 || self.timer_tick_ms == 0 {
             return bad("heartbeat_ms, auth_timeout_ms and timer_tick_ms must be positive");
@@ -405,7 +312,9 @@ impl Config {
         }
         Ok(())
     }
+}
 
+impl Config {
     /// The idle timeout in force.
     pub fn idle_timeout_ms(&self) -> u32 {
         self.idle_timeout_ms.unwrap_or(self.heartbeat_ms.saturating_mul(3))
@@ -496,11 +405,11 @@ mod tests {
         struct Flags {
             max_rooms_per_conn: usize,
         }
-        let config = Config::load(Some(&path), &Flags { max_rooms_per_conn: 9 }).unwrap();
+        let config = corecast_settings::load::<Config>(Some(path.as_path()), &Flags { max_rooms_per_conn: 9 }).unwrap();
         assert_eq!(config.heartbeat_ms, 1000);
         assert_eq!(config.max_rooms_per_conn, 9);
         std::fs::write(&path, "no_such_setting = 1\n").unwrap();
-        assert!(Config::load(Some(&path), &NoOverrides {}).is_err());
+        assert!(corecast_settings::load::<Config>(Some(path.as_path()), &NoOverrides {}).is_err());
     }
     #[test]
     fn certificates_come_with_their_keys() {

@@ -20,6 +20,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 /// Settings come from defaults, then the TOML file given with --config, then
 /// CORECAST_<SETTING> environment variables (e.g. CORECAST_JWT_SECRET,
 /// CORECAST_ADMIN_KEY, CORECAST_HEARTBEAT_MS), then these flags.
+/// `--check-config` prints every setting in force, defaults included.
 #[derive(Parser)]
 #[command(version, about)]
 struct Cli {
@@ -56,175 +57,175 @@ enum Command {
 /// so they never show in a process list.
 #[derive(clap::Args, Serialize, Default)]
 struct Overrides {
-    /// Client listener address [default: 0.0.0.0:7100, 127.0.0.1:7100 without a JWT secret].
+    /// Client listener address.
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     listen: Option<SocketAddr>,
-    /// Control plane address [default: 127.0.0.1:7180].
+    /// Control plane address.
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     control_listen: Option<SocketAddr>,
-    /// Number of shards, 0 = one per core [default: 0].
+    /// Number of shards, 0 = one per core.
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     shards: Option<usize>,
-    /// Pin shard threads to CPUs [default: true].
+    /// Pin shard threads to CPUs.
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pin_threads: Option<bool>,
-    /// CPU of shard 0 when pinning [default: 0].
+    /// CPU of shard 0 when pinning.
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     first_cpu: Option<usize>,
-    /// io driver [default: auto].
+    /// io driver.
     #[arg(long, value_enum)]
     #[serde(skip_serializing_if = "Option::is_none")]
     driver: Option<DriverChoice>,
-    /// Client heartbeat interval in ms [default: 30000].
+    /// Client heartbeat interval in ms.
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     heartbeat_ms: Option<u32>,
-    /// Idle timeout in ms [default: 3 x heartbeat].
+    /// Idle timeout in ms.
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     idle_timeout_ms: Option<u32>,
-    /// Authentication deadline in ms [default: 5000].
+    /// Authentication deadline in ms.
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     auth_timeout_ms: Option<u32>,
-    /// Largest client frame in bytes [default: 65536].
+    /// Largest client frame in bytes.
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     max_frame_len: Option<u32>,
-    /// Rooms per connection [default: 64].
+    /// Rooms per connection.
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     max_rooms_per_conn: Option<usize>,
-    /// Outbound queue limit per connection in bytes [default: 262144].
+    /// Outbound queue limit per connection in bytes.
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     outbound_queue_bytes: Option<usize>,
-    /// Time over the queue limit before a slow-consumer CLOSE, ms [default: 3000].
+    /// Time over the queue limit before a slow-consumer CLOSE, ms.
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     slow_consumer_grace_ms: Option<u32>,
-    /// How long to try writing a CLOSE, ms [default: 2000].
+    /// How long to try writing a CLOSE, ms.
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     close_linger_ms: Option<u32>,
-    /// Room rate above which members are flushed on the tick, msgs/s, 0 = off [default: 200].
+    /// Room rate above which members are flushed on the tick, msgs/s, 0 = off.
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     hot_room_msgs_per_sec: Option<u32>,
-    /// Flush tick for hot rooms, ms [default: 2].
+    /// Flush tick for hot rooms, ms.
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     flush_tick_ms: Option<u32>,
-    /// Shutdown grace period, ms [default: 5000].
+    /// Shutdown grace period, ms.
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     shutdown_grace_ms: Option<u32>,
-    /// Timing wheel resolution, ms [default: 100].
+    /// Timing wheel resolution, ms.
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     timer_tick_ms: Option<u32>,
-    /// PUBLISH/SEND frames per second per connection, 0 = no limit [default: 1000].
+    /// PUBLISH/SEND frames per second per connection, 0 = no limit.
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     publish_rate_per_sec: Option<u32>,
-    /// PUBLISH/SEND burst per connection [default: 2000].
+    /// PUBLISH/SEND burst per connection.
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     publish_burst: Option<u32>,
-    /// PUBLISH/SEND bytes per second per connection, 0 = no limit [default: 4194304].
+    /// PUBLISH/SEND bytes per second per connection, 0 = no limit.
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     publish_bytes_per_sec: Option<u32>,
-    /// Refused frames in a row before CLOSE rate_limited [default: 100].
+    /// Refused frames in a row before CLOSE rate_limited.
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     rate_limit_close_after: Option<u32>,
-    /// New connections per second per source address, 0 = no limit [default: 1000].
+    /// New connections per second per source address, 0 = no limit.
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     connect_rate_per_source: Option<u32>,
-    /// New connections per second for the node, 0 = no limit [default: 50000].
+    /// New connections per second for the node, 0 = no limit.
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     connect_rate_total: Option<u32>,
-    /// Unauthenticated connections for the node [default: 20000].
+    /// Unauthenticated connections for the node.
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     max_unauthenticated: Option<usize>,
-    /// Directory of the embedded message store [default: data].
+    /// Directory of the embedded message store.
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     data_dir: Option<PathBuf>,
-    /// Groups up to this size fan out on write [default: 200].
+    /// Groups up to this size fan out on write.
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     small_group_limit: Option<usize>,
-    /// Storage call timeout, ms [default: 5000].
+    /// Storage call timeout, ms.
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     store_timeout_ms: Option<u32>,
-    /// Node name in a cluster [default: <hostname>-<client port>].
+    /// Node name in a cluster.
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     node_id: Option<String>,
-    /// Redis URL; set, the node joins a cluster [default: none, single node].
+    /// Redis URL; set, the node joins a cluster.
     #[arg(long = "redis")]
     #[serde(skip_serializing_if = "Option::is_none")]
     redis_url: Option<String>,
-    /// PEM CA file: link to the routers over TLS, trusting these CAs [default: plain links].
+    /// PEM CA file: link to the routers over TLS, trusting these CAs.
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     link_tls_ca_file: Option<PathBuf>,
-    /// Client address published for dispatch [default: the listen address].
+    /// Client address published for dispatch.
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     advertise_addr: Option<String>,
-    /// WebSocket URL published for dispatch [default: ws(s)://<advertised host>:<ws port><ws path>].
+    /// WebSocket URL published for dispatch.
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     advertise_ws_url: Option<String>,
-    /// Relative share of new clients [default: 100].
+    /// Relative share of new clients.
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     weight: Option<u32>,
-    /// Connection ceiling [default: open-file limit minus 512].
+    /// Connection ceiling.
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     max_connections: Option<u64>,
-    /// Lifetime of the node's Redis registration, ms [default: 3000].
+    /// Lifetime of the node's Redis registration, ms.
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     registry_ttl_ms: Option<u32>,
-    /// Lifetime of a user's route in Redis, ms [default: 120000].
+    /// Lifetime of a user's route in Redis, ms.
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     route_ttl_ms: Option<u32>,
-    /// AUTH verifications per second for the node, 0 = no limit [default: 20000].
+    /// AUTH verifications per second for the node, 0 = no limit.
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     auth_rate_per_sec: Option<u32>,
-    /// WebSocket listener [default: client port + 1].
+    /// WebSocket listener.
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     ws_listen: Option<SocketAddr>,
-    /// Origins allowed to open a WebSocket, comma-separated [default: any].
+    /// Origins allowed to open a WebSocket, comma-separated.
     #[arg(long, value_delimiter = ',')]
     #[serde(skip_serializing_if = "Option::is_none")]
     ws_allowed_origins: Option<Vec<String>>,
-    /// Largest WebSocket message, bytes [default: 1048576].
+    /// Largest WebSocket message, bytes.
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     ws_max_message_len: Option<u32>,
-    /// Public HTTP listener (demo page, JS client, HTTP fallback) [default: client port + 2].
+    /// Public HTTP listener (demo page, JS client, HTTP fallback).
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     web_listen: Option<SocketAddr>,
-    /// Mint demo tokens at POST /demo/token (development only) [default: false].
+    /// Mint demo tokens at POST /demo/token (development only).
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     demo_tokens: Option<bool>,
@@ -239,7 +240,7 @@ fn main() -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
-    let config = Config::load(cli.config.as_ref(), &cli.overrides)?;
+    let config = corecast_settings::load::<Config>(cli.config.as_deref(), &cli.overrides)?;
     match cli.command {
         Some(Command::Token { user, rooms, ttl_secs }) => {
             let Some(secret) = &config.jwt_secret else {

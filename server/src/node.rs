@@ -10,7 +10,7 @@ use anyhow::Context;
 use metrics_exporter_prometheus::PrometheusBuilder;
 use socket2::{Domain, Socket, Type};
 
-use corecast_router::registry::NodeInfo;
+use corecast_cluster::registry::NodeInfo;
 
 use crate::advertised::Advertised;
 use crate::auth::{mint_token, TokenVerifier};
@@ -35,7 +35,7 @@ fn cluster_settings(
     admin_key: &str,
 ) -> anyhow::Result<ClusterSettings> {
     let suffix: u32 = rand::random();
-    let link_tls = config.link_tls_ca_file.as_deref().map(corecast_router::link::tls::connector).transpose()?;
+    let link_tls = config.link_tls_ca_file.as_deref().map(corecast_cluster::link::tls::connector).transpose()?;
     Ok(ClusterSettings {
         node: NodeInfo {
             id: format!("{}-{suffix:08x}", config.node_name()),

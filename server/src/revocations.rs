@@ -17,7 +17,7 @@ use anyhow::Context;
 use rustc_hash::FxHashMap;
 
 /// How long a revocation is kept: tokens must not be issued for longer.
-pub use corecast_router::registry::REVOCATION_RETENTION_SECS as RETENTION_SECS;
+pub use corecast_cluster::registry::REVOCATION_RETENTION_SECS as RETENTION_SECS;
 
 /// The revocations in force on this node.
 #[derive(Default)]
@@ -46,7 +46,7 @@ impl Revocations {
     /// Whether a token of `user` issued at `issued_at` is revoked (a token
     /// without `iat` counts as issued at the epoch).
     pub fn is_revoked(&self, user: &str, issued_at: Option<u64>) -> bool {
-        let by_user = self.by_user.read().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let by_user = corecast_proto::sync::read(&self.by_user);
         by_user.get(user).is_some_and(|&before| issued_at.unwrap_or(0) <= before)
     }
 
@@ -55,7 +55,7 @@ impl Revocations {
     /// and saves the list if anything changed. Returns how many changed.
     pub fn apply(&self, entries: impl IntoIterator<Item = (String, u64)>, now: u64) -> anyhow::Result<usize> {
         let (changed, pruned) = {
-            let mut by_user = self.by_user.write().unwrap_or_else(|poisoned| poisoned.into_inner());
+            let mut by_user = corecast_proto::sync::write(&self.by_user);
             let mut changed = 0;
             for (user, before) in entries {
                 let in_force = by_user.entry(user).or_insert(0);
@@ -77,7 +77,7 @@ impl Revocations {
 
     /// How many users have a revocation in force.
     pub fn len(&self) -> usize {
-        self.by_user.read().unwrap_or_else(|poisoned| poisoned.into_inner()).len()
+        corecast_proto::sync::read(&self.by_user).len()
     }
 
     /// Whether no revocation is in force.
@@ -87,7 +87,7 @@ impl Revocations {
 
     /// Every revocation in force, by user.
     pub fn snapshot(&self) -> BTreeMap<String, u64> {
-        let by_user = self.by_user.read().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let by_user = corecast_proto::sync::read(&self.by_user);
         by_user.iter().map(|(user, before)| (user.clone(), *before)).collect()
     }
 
@@ -96,7 +96,7 @@ impl Revocations {
     /// its copy once it holds the turn, so the last save writes the newest.
     fn save(&self) -> anyhow::Result<()> {
         let Some(file) = &self.file else { return Ok(()) };
-        let _turn = self.save_turn.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let _turn = corecast_proto::sync::lock(&self.save_turn);
         let bytes = serde_json::to_vec(&self.snapshot())?;
         let fresh = file.with_extension("json.new");
         let write = || -> std::io::Result<()> {

@@ -33,7 +33,7 @@ pub struct CertStore {
 }
 
 fn load(cert_file: &Path, key_file: &Path, provider: &CryptoProvider) -> anyhow::Result<CertifiedKey> {
-    let (certs, key) = corecast_router::link::tls::read_chain_and_key(cert_file, key_file)?;
+    let (certs, key) = corecast_cluster::link::tls::read_chain_and_key(cert_file, key_file)?;
     CertifiedKey::from_der(certs, key, provider).context("the TLS certificate and key do not match or are unsupported")
 }
 
@@ -54,7 +54,7 @@ impl CertStore {
     /// certificate, on failure the old one stays and the error is returned.
     pub fn reload(&self) -> anyhow::Result<()> {
         let fresh = load(&self.cert_file, &self.key_file, &self.provider)?;
-        *self.current.write().unwrap_or_else(|poisoned| poisoned.into_inner()) = Arc::new(fresh);
+        *corecast_proto::sync::write(&self.current) = Arc::new(fresh);
         tracing::info!(cert = %self.cert_file.display(), "TLS certificate reloaded");
         Ok(())
     }
@@ -84,7 +84,7 @@ impl CertStore {
     }
 
     fn current(&self) -> Arc<CertifiedKey> {
-        self.current.read().unwrap_or_else(|poisoned| poisoned.into_inner()).clone()
+        corecast_proto::sync::read(&self.current).clone()
     }
 }
 

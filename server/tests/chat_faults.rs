@@ -26,9 +26,9 @@ use std::time::{Duration, Instant};
 use common::chat_load::{verdict, Conv, Endpoints, History, Workload};
 use common::cluster::{require_redis_server, wait_linked, Cluster, Node, RouterOpts, RouterProc};
 use common::netns::Netns;
-use common::redis_sentinel::Sentinels;
-use common::redis_server::RedisServer;
-use corecast_router::ownership::owner_of;
+use corecast_cluster::ownership::owner_of;
+use corecast_testkit::redis_sentinel::Sentinels;
+use corecast_testkit::redis_server::RedisServer;
 
 /// `small_group_limit` of the routers: groups of 6 fan out on write, of 12
 /// on read.
@@ -41,7 +41,7 @@ const STALL: Duration = Duration::from_secs(1);
 /// Taken by each test for its whole run.
 fn one_at_a_time() -> MutexGuard<'static, ()> {
     static TURN: Mutex<()> = Mutex::new(());
-    TURN.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    corecast_proto::sync::lock(&TURN)
 }
 
 /// How long the workload sends (`CORECAST_FAULT_SECS`, at least 15 s): a

@@ -16,9 +16,9 @@ use std::time::{Duration, Instant};
 
 use common::cluster::{eventually, Cluster, Node, RouterProc};
 use common::https::key;
-use common::redis_server::RedisServer;
 use common::{token, Client, Reply, WAIT};
 use corecast_proto::{ClientRequest, ErrorCode, PushKind, PUBLISH_NO_REPLY};
+use corecast_testkit::redis_server::RedisServer;
 
 const DIRECT: u8 = 2;
 const GROUP: u8 = 3;
@@ -61,7 +61,7 @@ fn next_chat_push(client: &mut Client) -> common::Push {
 
 #[test]
 fn cross_node_chat_rooms_broadcast_and_presence() {
-    if !common::redis_server::available("cross_node_chat_rooms_broadcast_and_presence") {
+    if !corecast_testkit::redis_server::available("cross_node_chat_rooms_broadcast_and_presence") {
         return;
     }
     let cluster = Cluster::start(2, &[("a", &[]), ("b", &[]), ("c", &[])]);
@@ -150,7 +150,7 @@ fn client_addr(router: &common::cluster::RouterProc, node: &str) -> SocketAddr {
 
 #[test]
 fn dispatch_prefers_the_less_loaded_and_drops_killed_and_full_nodes() {
-    if !common::redis_server::available("dispatch_prefers_the_less_loaded_and_drops_killed_and_full_nodes") {
+    if !corecast_testkit::redis_server::available("dispatch_prefers_the_less_loaded_and_drops_killed_and_full_nodes") {
         return;
     }
     let mut cluster = Cluster::start(2, &[("a", &[]), ("b", &["--max-connections", "3"]), ("c", &[])]);
@@ -189,7 +189,7 @@ fn dispatch_prefers_the_less_loaded_and_drops_killed_and_full_nodes() {
 
 #[test]
 fn a_router_killed_while_clients_send_loses_nothing_acknowledged() {
-    if !common::redis_server::available("a_router_killed_while_clients_send_loses_nothing_acknowledged") {
+    if !corecast_testkit::redis_server::available("a_router_killed_while_clients_send_loses_nothing_acknowledged") {
         return;
     }
     let mut cluster = Cluster::start(2, &[("a", &[]), ("b", &[]), ("c", &[])]);
@@ -230,7 +230,7 @@ fn a_router_killed_while_clients_send_loses_nothing_acknowledged() {
 
 #[test]
 fn after_a_redis_restart_nodes_register_again_and_routing_recovers() {
-    if !common::redis_server::available("after_a_redis_restart_nodes_register_again_and_routing_recovers") {
+    if !corecast_testkit::redis_server::available("after_a_redis_restart_nodes_register_again_and_routing_recovers") {
         return;
     }
     let mut cluster = Cluster::start(2, &[("a", &[]), ("b", &[]), ("c", &[])]);
@@ -258,7 +258,9 @@ fn after_a_redis_restart_nodes_register_again_and_routing_recovers() {
 
 #[test]
 fn a_killed_node_s_routes_expire_and_its_clients_reconnect_via_dispatch() {
-    if !common::redis_server::available("a_killed_node_s_routes_expire_and_its_clients_reconnect_via_dispatch") {
+    if !corecast_testkit::redis_server::available(
+        "a_killed_node_s_routes_expire_and_its_clients_reconnect_via_dispatch",
+    ) {
         return;
     }
     let mut cluster = Cluster::start(2, &[("a", &[]), ("b", &[]), ("c", &[])]);
@@ -288,7 +290,7 @@ fn a_killed_node_s_routes_expire_and_its_clients_reconnect_via_dispatch() {
 
 #[test]
 fn a_link_without_the_cluster_key_is_refused() {
-    if !common::redis_server::available("a_link_without_the_cluster_key_is_refused") {
+    if !corecast_testkit::redis_server::available("a_link_without_the_cluster_key_is_refused") {
         return;
     }
     use std::io::{Read, Write};
@@ -320,7 +322,7 @@ fn refuses(node: &common::cluster::Node, token: &str) -> bool {
 
 #[test]
 fn a_revocation_reaches_every_node_also_one_started_later_and_after_redis_lost_it() {
-    if !common::redis_server::available(
+    if !corecast_testkit::redis_server::available(
         "a_revocation_reaches_every_node_also_one_started_later_and_after_redis_lost_it",
     ) {
         return;
@@ -369,7 +371,8 @@ fn a_revocation_reaches_every_node_also_one_started_later_and_after_redis_lost_i
 
 #[test]
 fn links_over_tls_carry_chat_and_rooms_and_refuse_nodes_without_the_ca() {
-    if !common::redis_server::available("links_over_tls_carry_chat_and_rooms_and_refuse_nodes_without_the_ca") {
+    if !corecast_testkit::redis_server::available("links_over_tls_carry_chat_and_rooms_and_refuse_nodes_without_the_ca")
+    {
         return;
     }
     let (routes_redis, store_redis) = (RedisServer::start(), RedisServer::start_persistent());
@@ -412,7 +415,7 @@ fn links_over_tls_carry_chat_and_rooms_and_refuse_nodes_without_the_ca() {
 
 #[test]
 fn routers_reach_an_https_control_plane_only_trusting_its_ca() {
-    if !common::redis_server::available("routers_reach_an_https_control_plane_only_trusting_its_ca") {
+    if !corecast_testkit::redis_server::available("routers_reach_an_https_control_plane_only_trusting_its_ca") {
         return;
     }
     let (routes_redis, store_redis) = (RedisServer::start(), RedisServer::start_persistent());

@@ -16,9 +16,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::cluster::{eventually, Node, RouterProc};
-use common::redis_sentinel::{query, Sentinels};
 use common::{token, Client, Reply, WAIT};
 use corecast_proto::{ClientRequest, ErrorCode, PushKind};
+use corecast_testkit::redis_sentinel::{query, Sentinels};
 
 const DIRECT: u8 = 2;
 

@@ -34,7 +34,7 @@ fn send_through_drain(client: &mut Client, mut trigger: impl FnMut()) -> (Vec<u6
 
 fn stored_after_restart(data: &DataDir, acked: &[u64]) {
     let server = Server::start_in(&data.0, free_port(), &[]);
-    let conv = corecast_router::conversation::Conversation::direct("scribe", "log").id();
+    let conv = corecast_cluster::conversation::Conversation::direct("scribe", "log").id();
     let history = server.admin_get(&format!("/v1/admin/conversations/{conv}/messages?limit=1000"));
     let stored: Vec<u64> = history["messages"].as_array().unwrap().iter().map(|m| m["seq"].as_u64().unwrap()).collect();
     for seq in acked {

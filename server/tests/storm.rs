@@ -111,7 +111,7 @@ fn thousands_reconnect_at_once_nothing_acknowledged_is_lost_memory_stays_flat() 
     assert!(server.metric_sum("corecast_limit_hits_total") > 0.0);
 
     // Every acknowledged message is stored, once.
-    let conv = corecast_router::conversation::Conversation::direct("writer", "archive").id();
+    let conv = corecast_cluster::conversation::Conversation::direct("writer", "archive").id();
     let history = server.admin_get(&format!("/v1/admin/conversations/{conv}/messages?limit=1000"));
     let stored: Vec<u64> = history["messages"].as_array().unwrap().iter().map(|m| m["seq"].as_u64().unwrap()).collect();
     assert_eq!(stored, acked);

@@ -8,11 +8,17 @@
 //! directory, the default), [`scylla`] (ScyllaDB, for clusters) and
 //! [`redis`] (a persistent Redis shared by the routers of a small cluster).
 //! One conformance suite (`tests/conformance.rs`) runs against every backend.
+//! Each backend is a cargo feature of the same name: `embedded` is on by
+//! default, `redis` and `scylla` are enabled by whoever runs them (the
+//! router binary; a single node needs neither).
 #![warn(missing_docs)]
 
+#[cfg(feature = "embedded")]
 pub mod embedded;
 mod error;
+#[cfg(feature = "redis")]
 pub mod redis;
+#[cfg(feature = "scylla")]
 pub mod scylla;
 mod types;
 

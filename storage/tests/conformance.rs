@@ -28,15 +28,9 @@ use corecast_storage::embedded::{Durability, EmbeddedStore};
 use corecast_storage::redis::{RedisStore, ReplicaAcks};
 use corecast_storage::scylla::ScyllaStore;
 use corecast_storage::{AppendOutcome, Fanout, GroupInfo, MessageStore, StoreError, StoredMessage, UserConversation};
+use corecast_testkit::{redis_sentinel, redis_server};
 
 type Store = Arc<dyn MessageStore>;
-
-#[path = "../../router/tests/common/ports.rs"]
-mod ports;
-#[path = "../../router/tests/common/redis_sentinel.rs"]
-mod redis_sentinel;
-#[path = "../../router/tests/common/redis_server.rs"]
-mod redis_server;
 
 // ---------------------------------------------------------------- backends
 

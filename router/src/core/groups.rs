@@ -4,10 +4,10 @@
 
 use std::sync::Arc;
 
+use corecast_cluster::conversation::Conversation;
 use corecast_storage::GroupInfo;
 
 use super::{ChatError, RouterCore};
-use crate::conversation::Conversation;
 
 /// A group's members and how its messages are read, as cached by the core.
 #[derive(Clone)]

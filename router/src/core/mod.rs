@@ -27,11 +27,11 @@ use std::future::Future;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
+use corecast_cluster::ownership::Ownership;
 use corecast_proto::ErrorCode;
 use corecast_storage::{MessageStore, StoreError};
 use rustc_hash::FxHashMap;
 
-use crate::ownership::Ownership;
 use crate::routes::{ConnSink, RouteTable};
 use crate::sequencer::{Sequencer, COUNTER_BITS};
 
@@ -219,11 +219,11 @@ impl RouterCore {
 
     fn state(&self) -> MutexGuard<'_, State> {
         // A panic while holding the lock leaves plain maps behind; keep going.
-        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        corecast_proto::sync::lock(&self.state)
     }
 
     fn releases(&self) -> MutexGuard<'_, Releases> {
-        self.releases.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        corecast_proto::sync::lock(&self.releases)
     }
 
     /// Refuses a conversation another router owns (the node's view of the

@@ -1,12 +1,12 @@
 //! Reads of chat state: SYNC (visible messages after a cursor), ACK,
 //! UNREAD, admin history and presence.
 
+use corecast_cluster::conversation::Conversation;
+use corecast_cluster::registry::Route;
 use corecast_storage::StoredMessage;
 use rustc_hash::FxHashMap;
 
 use super::{ChatError, RouterCore};
-use crate::conversation::Conversation;
-use crate::registry::Route;
 use crate::sequencer::COUNTER_BITS;
 
 /// What a SYNC answers.

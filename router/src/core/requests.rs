@@ -5,12 +5,12 @@
 
 use std::sync::Arc;
 
+use corecast_cluster::conversation::KIND_GROUP;
+use corecast_cluster::registry::Route;
 use corecast_proto::internal::{ArchivedChatRequest, ArchivedInternalFrame, InternalFrame, InternalFrameBytes};
 use corecast_proto::{encode_server, PushKind, ServerMessage, UnreadEntry};
 
 use super::{ChatError, Origin, RouterCore, SyncAnswer};
-use crate::conversation::KIND_GROUP;
-use crate::registry::Route;
 
 /// Most entries one UNREAD_LIST carries.
 const MAX_UNREAD_ENTRIES: usize = 1000;

@@ -11,6 +11,7 @@
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use corecast_cluster::conversation::{Conversation, KIND_DIRECT, KIND_GROUP};
 use corecast_proto::internal::{InternalFrame, InternalFrameBytes};
 use corecast_proto::{encode_server, PushKind, ServerMessage};
 use corecast_storage::{AppendOutcome, Fanout, StoreError, StoredMessage};
@@ -19,7 +20,6 @@ use tokio::time::Instant;
 
 use super::release::{Abandoned, NodeFrame, Settled};
 use super::{ChatError, RouterCore, SendReceipt};
-use crate::conversation::{Conversation, KIND_DIRECT, KIND_GROUP};
 
 /// Longest pause between two attempts to settle an append in doubt.
 const MAX_SETTLE_BACKOFF: Duration = Duration::from_secs(2);

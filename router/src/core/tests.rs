@@ -10,16 +10,16 @@ mod ordering;
 
 use std::sync::{Arc, Mutex};
 
+use corecast_cluster::conversation::KIND_DIRECT;
+use corecast_cluster::ownership::{owner_of, Ownership};
+use corecast_cluster::registry::Route;
 use corecast_proto::internal::{ArchivedInternalFrame, InternalFrameBytes};
 use corecast_proto::ServerMessage;
 use corecast_storage::embedded::{Durability, EmbeddedStore};
 use corecast_storage::MessageStore;
 
 use super::{ChatError, CoreConfig, Origin, RouterCore};
-use crate::conversation::KIND_DIRECT;
-use crate::ownership::{owner_of, Ownership};
-use crate::presence::LocalRoutes;
-use crate::registry::Route;
+use crate::presence::InMemoryRouteTable;
 use crate::routes::{ConnSink, RouteTable};
 
 /// Records what the core hands to each node.
@@ -36,16 +36,16 @@ fn route(node: &str, conn_id: u64, device: &str) -> Route {
     Route { node: node.into(), conn_id, device: device.into() }
 }
 
-async fn core_on(store: Arc<dyn MessageStore>) -> (Arc<RouterCore>, Arc<RecordingSink>, Arc<LocalRoutes>) {
+async fn core_on(store: Arc<dyn MessageStore>) -> (Arc<RouterCore>, Arc<RecordingSink>, Arc<InMemoryRouteTable>) {
     core_with(store, CoreConfig::default()).await
 }
 
 async fn core_with(
     store: Arc<dyn MessageStore>,
     config: CoreConfig,
-) -> (Arc<RouterCore>, Arc<RecordingSink>, Arc<LocalRoutes>) {
+) -> (Arc<RouterCore>, Arc<RecordingSink>, Arc<InMemoryRouteTable>) {
     let sink = Arc::new(RecordingSink::default());
-    let routes = Arc::new(LocalRoutes::default());
+    let routes = Arc::new(InMemoryRouteTable::default());
     let core = RouterCore::start(store, routes.clone(), sink.clone(), config, "test").await.unwrap();
     (core, sink, routes)
 }

@@ -1,16 +1,16 @@
-//! Router configuration: every setting and its default, merged from a TOML
-//! file, `CORECAST_ROUTER_*` environment variables and command-line flags,
-//! later ones winning.
+//! Router settings: every setting, its default and the checks they must
+//! pass, loaded by `corecast-settings` from defaults, a TOML file,
+//! `CORECAST_ROUTER_*` environment variables and command-line flags, later
+//! ones winning.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
+use corecast_settings::{Settings, SettingsError};
 use corecast_storage::embedded::Durability;
-use figment::providers::{Env, Format, Serialized, Toml};
-use figment::Figment;
 use serde::{Deserialize, Serialize};
 
-use crate::dispatch::ReconnectHints;
+use corecast_cluster::dispatch::ReconnectHints;
 
 /// Which message store the router writes to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
@@ -135,39 +135,14 @@ impl Default for RouterConfig {
     }
 }
 
-/// Why a configuration was refused.
-#[derive(Debug, thiserror::Error)]
-pub enum ConfigError {
-    /// A source could not be read or parsed.
-    #[error("configuration could not be loaded: {0}")]
-    Load(#[from] Box<figment::Error>),
-    /// A value is out of its allowed range.
-    #[error("invalid configuration: {0}")]
-    Invalid(String),
-}
+impl Settings for RouterConfig {
+    const ENV_PREFIX: &'static str = "CORECAST_ROUTER_";
+    /// Every `CORECAST_ROUTER_*` variable is the router's: an unknown one
+    /// is refused.
+    const ENV_PREFIX_OWNED: bool = true;
 
-impl RouterConfig {
-    /// Merges defaults, the TOML file (if any), `CORECAST_ROUTER_*`
-    /// environment variables and the command-line overrides.
-    pub fn load(file: Option<&PathBuf>, overrides: &impl Serialize) -> Result<RouterConfig, ConfigError> {
-        let mut figment = Figment::from(Serialized::defaults(RouterConfig::default()));
-        if let Some(path) = file {
-            if !path.exists() {
-                return Err(ConfigError::Invalid(format!("config file {} does not exist", path.display())));
-            }
-            figment = figment.merge(Toml::file(path));
-        }
-        let config: RouterConfig = figment
-            .merge(Env::prefixed("CORECAST_ROUTER_"))
-            .merge(Serialized::defaults(overrides))
-            .extract()
-            .map_err(Box::new)?;
-        config.validate()?;
-        Ok(config)
-    }
-
-    fn validate(&self) -> Result<(), ConfigError> {
-        let bad = |msg: &str| Err(ConfigError::Invalid(msg.to_string()));
+    fn validate(&self) -> Result<(), SettingsError> {
+        let bad = |msg: &str| Err(SettingsError::Invalid(msg.to_string()));
         if self.registry_ttl_ms < 300 || self.health_pull_ms == 0 || self.health_timeout_ms == 0 {
             return bad("registry_ttl_ms must be >= 300, health_pull_ms and health_timeout_ms positive");
         }
@@ -176,6 +151,9 @@ impl RouterConfig {
         }
         if self.router_id.as_deref().is_some_and(|id| id.is_empty() || id.len() > 64) {
             return bad("router_id must be 1..=64 bytes");
+        }
+        if self.store == StoreChoice::Scylla && !cfg!(feature = "scylla") {
+            return bad("store = \"scylla\" needs a corecast-router built with the `scylla` feature");
         }
         if self.store == StoreChoice::Scylla && self.scylla_nodes.is_empty() {
             return bad("store = \"scylla\" needs scylla_nodes");
@@ -203,7 +181,9 @@ impl RouterConfig {
         }
         Ok(())
     }
+}
 
+impl RouterConfig {
     /// The router id in force.
     pub fn id(&self) -> String {
         self.router_id.clone().unwrap_or_else(|| {
@@ -230,12 +210,13 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("router.toml");
         std::fs::write(&path, "registry_ttl_ms = 5000\nhealth_pull_ms = 700\n[reconnect]\nbase_ms = 250\n").unwrap();
-        let config = RouterConfig::load(Some(&path), &Flags { health_pull_ms: 900 }).unwrap();
+        let config =
+            corecast_settings::load::<RouterConfig>(Some(path.as_path()), &Flags { health_pull_ms: 900 }).unwrap();
         assert_eq!(config.registry_ttl_ms, 5000);
         assert_eq!(config.health_pull_ms, 900);
         assert_eq!(config.reconnect.base_ms, 250);
         std::fs::write(&path, "registry_ttl_ms = 10\n").unwrap();
-        assert!(RouterConfig::load(Some(&path), &Flags { health_pull_ms: 900 }).is_err());
+        assert!(corecast_settings::load::<RouterConfig>(Some(path.as_path()), &Flags { health_pull_ms: 900 }).is_err());
     }
 
     #[test]

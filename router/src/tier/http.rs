@@ -14,12 +14,12 @@ use axum::middleware;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use corecast_cluster::admin_api::{api_error, require_admin_key, room_push, AdminKey, PublishQuery};
 use corecast_proto::internal::InternalFrameBytes;
 use serde_json::{json, Value};
 use tokio::net::TcpListener;
 
 use super::Tier;
-use crate::admin::{api_error, require_admin_key, room_push, AdminKey, PublishQuery};
 
 type Shared = Arc<Tier>;
 
@@ -34,7 +34,7 @@ pub async fn serve_public(listener: TcpListener, tier: Shared) {
 /// Serves `/metrics` and the admin API.
 pub async fn serve_admin(listener: TcpListener, tier: Shared) {
     let registry = tier.registry.clone();
-    let group_changed: crate::admin::chat::GroupChanged = Arc::new(move |group: &str| {
+    let group_changed: crate::admin_chat::GroupChanged = Arc::new(move |group: &str| {
         let (registry, message) = (registry.clone(), format!("group:{group}"));
         tokio::spawn(async move {
             if let Err(e) = registry.publish_invalidation(&message).await {
@@ -48,7 +48,7 @@ pub async fn serve_admin(listener: TcpListener, tier: Shared) {
         .route("/v1/admin/broadcast", post(broadcast))
         .route("/v1/admin/online", get(online))
         .route("/v1/admin/users/{user}/revoke", post(revoke))
-        .merge(crate::admin::chat::routes(tier.core.clone(), group_changed))
+        .merge(crate::admin_chat::routes(tier.core.clone(), group_changed))
         .route_layer(middleware::from_fn_with_state(AdminKey(tier.admin_key.clone()), require_admin_key));
     let app = Router::new().route("/metrics", get(metrics)).merge(admin).with_state(tier);
     if let Err(e) = axum::serve(listener, app).await {
@@ -82,16 +82,16 @@ async fn publish(
 ) -> Response {
     let frame = match room_push(&room, &query.from, &payload) {
         Ok(frame) => InternalFrameBytes::encode(&frame),
-        Err(e) => return crate::admin::too_large(e),
+        Err(e) => return corecast_cluster::admin_api::too_large(e),
     };
     let nodes = tier.hub.publish_room(&room, &frame, None);
     Json(json!({ "room": room, "nodes": nodes })).into_response()
 }
 
 async fn broadcast(State(tier): State<Shared>, payload: Bytes) -> Response {
-    let frame = match crate::admin::broadcast(&payload) {
+    let frame = match corecast_cluster::admin_api::broadcast(&payload) {
         Ok(frame) => InternalFrameBytes::encode(&frame),
-        Err(e) => return crate::admin::too_large(e),
+        Err(e) => return corecast_cluster::admin_api::too_large(e),
     };
     let nodes = tier.hub.broadcast(&frame, None);
     Json(json!({ "nodes": nodes })).into_response()

@@ -16,11 +16,11 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use corecast_cluster::ownership::Ownership;
+use corecast_cluster::registry::RouterInfo;
 use rustc_hash::{FxHashMap, FxHashSet};
 
 use super::Tier;
-use crate::ownership::Ownership;
-use crate::registry::RouterInfo;
 
 /// Polls a router may be missing from before it leaves the set.
 const MISSING_POLLS_TO_LEAVE: u32 = 2;
@@ -122,9 +122,9 @@ pub async fn watch_nodes(tier: Arc<Tier>) {
 
 /// Drops cached group member lists that another router changed.
 pub async fn follow_invalidations(tier: Arc<Tier>) {
-    let mut changes = match crate::registry::redis::subscribe_invalidations(
+    let mut changes = match corecast_cluster::registry::redis::subscribe_invalidations(
         &tier.config.redis_url,
-        crate::registry::KEY_PREFIX,
+        corecast_cluster::registry::KEY_PREFIX,
     )
     .await
     {

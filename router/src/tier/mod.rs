@@ -19,17 +19,18 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use corecast_storage::embedded::EmbeddedStore;
 use corecast_storage::redis::{RedisStore, ReplicaAcks};
-use corecast_storage::scylla::ScyllaStore;
 use corecast_storage::MessageStore;
 use metrics_exporter_prometheus::PrometheusHandle;
 
-use crate::dispatch::{rank, DispatchAnswer};
+use crate::dispatch::rank;
 use crate::health::HealthBoard;
-use crate::link::hub::LinkHub;
-use crate::registry::redis::Registry;
-use crate::registry::{NodeInfo, RouterInfo, KEY_PREFIX};
-use crate::{node_http, CoreConfig, Ownership, RouterCore};
+use crate::link_hub::LinkHub;
+use crate::{node_http, CoreConfig, RouterCore};
 use config::{RouterConfig, StoreChoice};
+use corecast_cluster::dispatch::DispatchAnswer;
+use corecast_cluster::ownership::Ownership;
+use corecast_cluster::registry::redis::Registry;
+use corecast_cluster::registry::{NodeInfo, RouterInfo, KEY_PREFIX};
 pub use routes::RedisRoutes;
 
 /// Everything the router's tasks and HTTP handlers share.
@@ -58,7 +59,7 @@ pub struct Tier {
 impl Tier {
     fn nodes_lock(&self) -> MutexGuard<'_, (Vec<NodeInfo>, HealthBoard)> {
         // A panic while holding the lock leaves plain data behind.
-        self.nodes.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        corecast_proto::sync::lock(&self.nodes)
     }
 
     /// The latest health board (its client pulls with the health timeout).
@@ -86,6 +87,26 @@ impl Tier {
     }
 }
 
+#[cfg(feature = "scylla")]
+async fn open_scylla(config: &RouterConfig) -> anyhow::Result<Arc<dyn MessageStore>> {
+    let store = corecast_storage::scylla::ScyllaStore::connect(
+        &config.scylla_nodes,
+        &config.scylla_keyspace,
+        config.scylla_replication_factor,
+    )
+    .await
+    .with_context(|| format!("connecting to ScyllaDB at {:?}", config.scylla_nodes))?;
+    tracing::info!(nodes = ?config.scylla_nodes, "ScyllaDB message store connected");
+    Ok(Arc::new(store))
+}
+
+/// Unreachable past [`RouterConfig::validate`], which refuses `store =
+/// "scylla"` in a build without the `scylla` feature.
+#[cfg(not(feature = "scylla"))]
+async fn open_scylla(_config: &RouterConfig) -> anyhow::Result<Arc<dyn MessageStore>> {
+    anyhow::bail!("this corecast-router was built without the `scylla` feature")
+}
+
 async fn open_store(config: &RouterConfig) -> anyhow::Result<Arc<dyn MessageStore>> {
     Ok(match config.store {
         StoreChoice::Embedded => {
@@ -96,14 +117,7 @@ async fn open_store(config: &RouterConfig) -> anyhow::Result<Arc<dyn MessageStor
             tracing::info!(dir = %config.data_dir.display(), "embedded message store open");
             Arc::new(store)
         }
-        StoreChoice::Scylla => {
-            let store =
-                ScyllaStore::connect(&config.scylla_nodes, &config.scylla_keyspace, config.scylla_replication_factor)
-                    .await
-                    .with_context(|| format!("connecting to ScyllaDB at {:?}", config.scylla_nodes))?;
-            tracing::info!(nodes = ?config.scylla_nodes, "ScyllaDB message store connected");
-            Arc::new(store)
-        }
+        StoreChoice::Scylla => open_scylla(config).await?,
         StoreChoice::Redis => {
             let url = config.store_redis_url.as_deref().unwrap_or_default();
             let acks = ReplicaAcks {
@@ -132,7 +146,7 @@ pub async fn run(config: RouterConfig, admin_key: String, prometheus: Prometheus
     let routes = Arc::new(RedisRoutes::new(registry.clone(), config.route_cache_capacity, grace));
     let admin_key: Arc<str> = admin_key.into();
     let link_tls = match (&config.link_tls_cert_file, &config.link_tls_key_file) {
-        (Some(cert), Some(key)) => Some(crate::link::tls::acceptor(cert, key)?),
+        (Some(cert), Some(key)) => Some(corecast_cluster::link::tls::acceptor(cert, key)?),
         _ => None,
     };
     let hub = Arc::new(LinkHub::new(admin_key.clone(), link_tls));

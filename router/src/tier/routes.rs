@@ -6,15 +6,17 @@
 //! the user's connections changed, and everything when a node leaves.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use rustc_hash::{FxHashMap, FxHashSet};
 
-use crate::registry::redis::Registry;
-use crate::registry::route_cache::RouteCache;
-use crate::registry::Route;
+use corecast_cluster::registry::redis::Registry;
+use corecast_cluster::registry::Route;
+use corecast_proto::sync::lock;
+
+use crate::route_cache::RouteCache;
 use crate::routes::RouteTable;
 
 /// Redis routes with a local cache.
@@ -28,11 +30,6 @@ pub struct RedisRoutes {
     /// Bumped by every invalidation: a lookup that raced one does not cache
     /// what it read.
     invalidations: AtomicU64,
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    // A panic while holding the lock leaves plain data behind.
-    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 impl RedisRoutes {

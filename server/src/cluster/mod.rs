@@ -26,10 +26,10 @@ mod state;
 use std::sync::Arc;
 use std::time::Duration;
 
+use corecast_cluster::conversation::{Conversation, KIND_DIRECT, KIND_GROUP};
+use corecast_cluster::registry::redis::Registry;
+use corecast_cluster::registry::{NodeInfo, Route, KEY_PREFIX};
 use corecast_proto::internal::{ArchivedChatRequest, ArchivedInternalFrame, InternalFrameBytes};
-use corecast_router::conversation::{Conversation, KIND_DIRECT, KIND_GROUP};
-use corecast_router::registry::redis::Registry;
-use corecast_router::registry::{NodeInfo, Route, KEY_PREFIX};
 
 use crate::revocations::Revocations;
 use crate::shard::{CoreCommand, Mesh};

@@ -11,9 +11,10 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use corecast_cluster::registry::redis::Registry;
+use corecast_cluster::registry::Route;
 use corecast_proto::internal::{InternalFrame, InternalFrameBytes};
-use corecast_router::registry::redis::Registry;
-use corecast_router::registry::Route;
+use corecast_proto::sync::lock;
 use rustc_hash::FxHashMap;
 use tokio::sync::mpsc;
 
@@ -29,7 +30,7 @@ enum RouteOp {
 }
 
 /// The routes of this node's connections, by user.
-type LocalRoutes = Arc<Mutex<FxHashMap<String, Vec<Route>>>>;
+type NodeRoutes = Arc<Mutex<FxHashMap<String, Vec<Route>>>>;
 
 /// Hands route changes to the writer task.
 #[derive(Clone)]
@@ -47,15 +48,10 @@ impl RouteWriter {
     }
 }
 
-fn lock(routes: &LocalRoutes) -> std::sync::MutexGuard<'_, FxHashMap<String, Vec<Route>>> {
-    // A panic while holding the lock leaves a plain map behind.
-    routes.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
-}
-
 /// Starts the registration heartbeat, the route writer and the route
 /// refresher.
 pub fn start(uplink: Arc<Uplink>, registry: Registry, status: Arc<NodeStatus>) -> RouteWriter {
-    let routes: LocalRoutes = Arc::default();
+    let routes: NodeRoutes = Arc::default();
     let (tx, rx) = mpsc::unbounded_channel();
     tokio::spawn(write_routes(uplink.clone(), registry.clone(), routes.clone(), rx));
     tokio::spawn(heartbeat(uplink, registry, routes, status));
@@ -65,7 +61,7 @@ pub fn start(uplink: Arc<Uplink>, registry: Registry, status: Arc<NodeStatus>) -
 async fn write_routes(
     uplink: Arc<Uplink>,
     registry: Registry,
-    routes: LocalRoutes,
+    routes: NodeRoutes,
     mut ops: mpsc::UnboundedReceiver<RouteOp>,
 ) {
     let ttl = uplink.settings().route_ttl;
@@ -120,7 +116,7 @@ async fn write_routes(
 }
 
 /// Writes every route of this node again; returns whether all were written.
-async fn refresh_all(registry: &Registry, routes: &LocalRoutes, ttl: Duration) -> bool {
+async fn refresh_all(registry: &Registry, routes: &NodeRoutes, ttl: Duration) -> bool {
     let all: Vec<(String, Route)> =
         lock(routes).iter().flat_map(|(user, conns)| conns.iter().map(|r| (user.clone(), r.clone()))).collect();
     for chunk in all.chunks(BATCH * 10) {
@@ -135,7 +131,7 @@ async fn refresh_all(registry: &Registry, routes: &LocalRoutes, ttl: Duration) -
 
 /// After Redis lost everything, routers may have cached these users as
 /// offline: tell them to look again.
-fn announce_all(uplink: &Uplink, routes: &LocalRoutes) {
+fn announce_all(uplink: &Uplink, routes: &NodeRoutes) {
     let users: Vec<String> = lock(routes).keys().cloned().collect();
     for user in users {
         uplink.to_routers(&InternalFrameBytes::encode(&InternalFrame::RouteChanged { user }));
@@ -144,7 +140,7 @@ fn announce_all(uplink: &Uplink, routes: &LocalRoutes) {
 
 /// Renews the registration and the routes until the node drains, then
 /// removes the registration so dispatch stops sending clients here.
-async fn heartbeat(uplink: Arc<Uplink>, registry: Registry, routes: LocalRoutes, status: Arc<NodeStatus>) {
+async fn heartbeat(uplink: Arc<Uplink>, registry: Registry, routes: NodeRoutes, status: Arc<NodeStatus>) {
     let settings = uplink.settings().clone();
     let period = settings.registry_ttl / 3;
     let refresh_every = (settings.route_ttl / 3).max(period);

@@ -14,7 +14,7 @@
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use corecast_router::registry::redis::{Registry, RegistryError};
+use corecast_cluster::registry::redis::{Registry, RegistryError};
 use rustc_hash::FxHashMap;
 
 use crate::revocations::Revocations;

@@ -8,10 +8,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use corecast_router::link::codec::{read_frame, write_frames, LinkError};
-use corecast_router::link::tls::{self, LinkReader, LinkWriter};
-use corecast_router::registry::redis::Registry;
-use corecast_router::registry::RouterInfo;
+use corecast_cluster::link::codec::{read_frame, write_frames, LinkError};
+use corecast_cluster::link::tls::{self, LinkReader, LinkWriter};
+use corecast_cluster::registry::redis::Registry;
+use corecast_cluster::registry::RouterInfo;
 use rustc_hash::FxHashMap;
 use tokio::net::TcpStream;
 use tokio::task::JoinHandle;

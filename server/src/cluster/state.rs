@@ -7,9 +7,9 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
+use corecast_cluster::ownership::owner_of;
 use corecast_proto::internal::{ArchivedChatRequest, ArchivedInternalFrame, InternalFrame, InternalFrameBytes};
 use corecast_proto::{encode_server, ErrorCode, ServerMessage};
-use corecast_router::ownership::owner_of;
 use rustc_hash::FxHashMap;
 
 use super::ClusterSettings;
@@ -48,16 +48,6 @@ pub struct Uplink {
     state: Mutex<State>,
 }
 
-fn kind_of(frame: &ArchivedInternalFrame) -> &'static str {
-    match frame {
-        ArchivedInternalFrame::RoomPush { .. } => "room_push",
-        ArchivedInternalFrame::Broadcast { .. } => "broadcast",
-        ArchivedInternalFrame::ConnFrames { .. } => "conn_frames",
-        ArchivedInternalFrame::InterestAck { .. } => "interest_ack",
-        _ => "other",
-    }
-}
-
 /// Lets every waiting JOIN go on.
 fn answer(acks: Vec<flume::Sender<()>>) {
     for ack in acks {
@@ -85,7 +75,7 @@ impl Uplink {
 
     fn state(&self) -> MutexGuard<'_, State> {
         // A panic while holding the lock leaves plain maps behind.
-        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        corecast_proto::sync::lock(&self.state)
     }
 
     /// This node's id in the cluster.
@@ -252,7 +242,7 @@ impl Uplink {
     /// Handles a frame that arrived from a router.
     pub fn from_router(&self, frame: InternalFrameBytes) {
         let archived = frame.archived();
-        metrics::counter!("corecast_uplink_frames_in_total", "kind" => kind_of(archived)).increment(1);
+        metrics::counter!("corecast_uplink_frames_in_total", "kind" => archived.kind()).increment(1);
         match archived {
             ArchivedInternalFrame::InterestAck { id } => {
                 let id = id.to_native();

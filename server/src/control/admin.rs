@@ -15,8 +15,8 @@ use axum::middleware;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use corecast_cluster::admin_api::{api_error, require_admin_key, room_push, AdminKey, PublishQuery};
 use corecast_proto::internal::{InternalFrame, InternalFrameBytes};
-use corecast_router::admin::{api_error, require_admin_key, room_push, AdminKey, PublishQuery};
 use serde::Deserialize;
 use serde_json::json;
 
@@ -60,14 +60,14 @@ async fn publish(
             let shards = to_every_shard(&state, frame);
             Json(json!({ "room": room, "shards": shards })).into_response()
         }
-        Err(e) => corecast_router::admin::too_large(e),
+        Err(e) => corecast_cluster::admin_api::too_large(e),
     }
 }
 
 async fn broadcast(State(state): State<ControlState>, payload: Bytes) -> Response {
-    match corecast_router::admin::broadcast(&payload) {
+    match corecast_cluster::admin_api::broadcast(&payload) {
         Ok(frame) => Json(json!({ "shards": to_every_shard(&state, frame) })).into_response(),
-        Err(e) => corecast_router::admin::too_large(e),
+        Err(e) => corecast_cluster::admin_api::too_large(e),
     }
 }
 

@@ -21,7 +21,7 @@ use axum::{Json, Router};
 use metrics_exporter_prometheus::PrometheusHandle;
 use serde_json::json;
 
-use corecast_router::admin::{require_admin_key, AdminKey};
+use corecast_cluster::admin_api::{require_admin_key, AdminKey};
 use corecast_router::RouterCore;
 
 use crate::advertised::Advertised;
@@ -151,7 +151,7 @@ async fn serve(
         .merge(admin::routes(state.clone()));
     if let Some(core) = &state.core {
         // A single node has no other routers to tell of group changes.
-        let chat = corecast_router::admin::chat::routes(core.clone(), Arc::new(|_: &str| {}))
+        let chat = corecast_router::admin_chat::routes(core.clone(), Arc::new(|_: &str| {}))
             .route_layer(axum::middleware::from_fn_with_state(AdminKey(state.admin_key.clone()), require_admin_key));
         app = app.merge(chat);
     }
@@ -222,7 +222,7 @@ async fn health(State(state): State<ControlState>) -> Json<serde_json::Value> {
 /// A single node's dispatch answer: itself, unless it is draining. In a
 /// cluster the routers answer dispatch for every node.
 async fn dispatch(State(state): State<ControlState>) -> impl IntoResponse {
-    let hints = corecast_router::dispatch::ReconnectHints::default();
+    let hints = corecast_cluster::dispatch::ReconnectHints::default();
     let nodes = if state.status.is_draining() {
         Vec::new()
     } else {

@@ -43,7 +43,7 @@ pub struct Sessions(Arc<Mutex<HashMap<String, Upstream>>>);
 impl Sessions {
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Upstream>> {
         // A panic while holding the lock leaves a plain map behind.
-        self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        corecast_proto::sync::lock(&self.0)
     }
 }
 

@@ -10,9 +10,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use corecast_testkit::redis_server::RedisServer;
 use serde_json::Value;
 
-use super::redis_server::RedisServer;
 use super::{free_ports, DataDir, Host, Server, StderrWatch, ADMIN_KEY, WAIT};
 
 /// Registration lifetime of routers and nodes in tests (renewed every third).

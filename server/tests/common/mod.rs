@@ -6,12 +6,6 @@ pub mod chat_load;
 pub mod cluster;
 pub mod https;
 pub mod netns;
-#[path = "../../../router/tests/common/ports.rs"]
-pub mod ports;
-#[path = "../../../router/tests/common/redis_sentinel.rs"]
-pub mod redis_sentinel;
-#[path = "../../../router/tests/common/redis_server.rs"]
-pub mod redis_server;
 
 use std::io::{ErrorKind, Read, Write};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpStream};
@@ -20,7 +14,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-pub use ports::{free_port, free_ports, StderrWatch};
+pub use corecast_testkit::ports::{free_port, free_ports, StderrWatch};
 
 use corecast_proto::{decode_server, encode_client, peek_frame, ClientRequest, Peek, PushKind, ServerMessage};
 

@@ -54,7 +54,7 @@ impl EmbeddedStore {
     /// [`StoreError::Unavailable`]; reads keep working until the store is
     /// dropped. Closing twice is harmless.
     pub fn close(&self) -> Result<(), StoreError> {
-        let Some(handle) = self.writer.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).take() else {
+        let Some(handle) = corecast_proto::sync::lock(&self.writer).take() else {
             return Ok(());
         };
         let (reply, done) = flume::bounded(1);

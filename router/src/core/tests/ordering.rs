@@ -8,14 +8,14 @@ use std::time::Duration;
 use corecast_storage::embedded::{Durability, EmbeddedStore};
 use corecast_storage::{Fanout, MessageStore, StoreError, StoredMessage};
 
+use corecast_cluster::conversation::KIND_DIRECT;
+use corecast_cluster::ownership::Ownership;
 use corecast_proto::ServerMessage;
 
 use super::gated_store::{Gate, GatedStore};
 use super::{conn_frames, core_on, route, RecordingSink};
-use crate::conversation::KIND_DIRECT;
 use crate::core::{ChatError, CoreConfig, RouterCore};
-use crate::ownership::Ownership;
-use crate::presence::LocalRoutes;
+use crate::presence::InMemoryRouteTable;
 use crate::routes::RouteTable;
 
 const CONV: &str = "d:5:alicebob";
@@ -139,7 +139,7 @@ async fn an_append_that_never_ran_is_a_gap_that_can_never_be_filled() {
 async fn a_new_owner_fences_out_appends_the_old_owner_still_has_in_flight() {
     let dir = tempfile::tempdir().unwrap();
     let store = GatedStore::new(open_store(&dir));
-    let routes: Arc<dyn RouteTable> = Arc::new(LocalRoutes::default());
+    let routes: Arc<dyn RouteTable> = Arc::new(InMemoryRouteTable::default());
     let sink = Arc::new(RecordingSink::default());
     let config = CoreConfig::default();
     let old = RouterCore::with_epoch(store.clone(), routes.clone(), sink.clone(), config.clone(), 1, Ownership::All);

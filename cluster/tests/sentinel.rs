@@ -1,27 +1,21 @@
 //! The registry, the invalidation subscription and the Redis message store
 //! through a `redis+sentinel://` URL, across a real failover: a primary, a
 //! replica and three `redis-sentinel` processes on free loopback ports
-//! (`common/redis_sentinel.rs`). The primary is SIGKILLed while a task
+//! (`corecast_testkit::redis_sentinel`). The primary is SIGKILLed while a task
 //! keeps appending; once the sentinels have promoted the replica, the same
 //! `Registry`, subscription and `RedisStore` objects work again, nothing
 //! the store acknowledged is missing, and the store (waiting for one
 //! replica after each write) refuses writes until a replica is back.
 
-#[path = "common/ports.rs"]
-mod ports;
-#[path = "common/redis_sentinel.rs"]
-mod redis_sentinel;
-#[path = "common/redis_server.rs"]
-mod redis_server;
-
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use corecast_router::registry::redis::{subscribe_invalidations, Registry};
-use corecast_router::registry::{NodeInfo, Route};
+use corecast_cluster::registry::redis::{subscribe_invalidations, Registry};
+use corecast_cluster::registry::{NodeInfo, Route};
 use corecast_storage::redis::{RedisStore, ReplicaAcks};
 use corecast_storage::{AppendOutcome, Fanout, MessageStore, StoreError, StoredMessage};
+use corecast_testkit::redis_sentinel;
 use redis_sentinel::Sentinels;
 use tokio::sync::mpsc;
 

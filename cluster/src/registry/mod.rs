@@ -1,8 +1,8 @@
 //! The cluster's shared registry in Redis: which routers and server nodes
 //! are alive (each with a heartbeat that expires), the global epoch counter,
 //! the route table (user → connections → server node) and the token
-//! revocations, plus the
-//! router's bounded LRU cache of routes.
+//! revocations: the records both nodes and routers read and write, and the
+//! [`redis`] handle on them.
 
 use serde::{Deserialize, Serialize};
 
@@ -71,7 +71,6 @@ pub struct Route {
 }
 
 pub mod redis;
-pub mod route_cache;
 
 #[cfg(test)]
 mod tests {

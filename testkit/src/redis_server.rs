@@ -1,8 +1,4 @@
-//! Test fixture: a real `redis-server` on a free loopback port, killed when
-//! dropped. Shared by the router's, the server's and the storage's
-//! integration tests (included with `#[path]`, next to `ports.rs` as the
-//! sibling module `ports`), so it uses nothing but std and tempfile.
-#![allow(dead_code)]
+//! A real `redis-server` on a free loopback port, killed when dropped.
 
 use std::io::{Read, Write};
 use std::net::{IpAddr, TcpStream};
@@ -31,6 +27,7 @@ pub fn available(test: &str) -> bool {
 
 /// A running redis-server.
 pub struct RedisServer {
+    /// The loopback port it listens on.
     pub port: u16,
     persistent: bool,
     /// An address it listens on besides 127.0.0.1.
@@ -70,7 +67,7 @@ impl RedisServer {
     }
 
     fn launch_with(persistent: bool, also_on: Option<IpAddr>, replica_of: Option<u16>) -> RedisServer {
-        let port = super::ports::free_port();
+        let port = crate::ports::free_port();
         let dir = tempfile::tempdir().expect("temp dir for redis");
         let mut server = RedisServer { port, persistent, also_on, replica_of, dir, child: None };
         server.spawn();

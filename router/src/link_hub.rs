@@ -10,14 +10,14 @@
 
 use std::sync::{Arc, Mutex, MutexGuard};
 
+use corecast_cluster::link::codec::{read_frame, write_frames, LinkError};
+use corecast_cluster::link::tls::{self, LinkReader, LinkWriter};
 use corecast_proto::internal::{ArchivedInternalFrame, InternalFrame, InternalFrameBytes};
 use rustc_hash::{FxHashMap, FxHashSet};
 use subtle::ConstantTimeEq;
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 
-use super::codec::{read_frame, write_frames, LinkError};
-use super::tls::{self, LinkReader, LinkWriter};
 use crate::core::RouterCore;
 use crate::routes::{ConnSink, RouteTable};
 
@@ -65,19 +65,6 @@ pub struct LinkHub {
     tls: Option<TlsAcceptor>,
 }
 
-fn frame_kind(frame: &ArchivedInternalFrame) -> &'static str {
-    match frame {
-        ArchivedInternalFrame::RoomPush { .. } => "room_push",
-        ArchivedInternalFrame::Broadcast { .. } => "broadcast",
-        ArchivedInternalFrame::ConnFrames { .. } => "conn_frames",
-        ArchivedInternalFrame::Chat(_) => "chat",
-        ArchivedInternalFrame::NodeHello { .. } => "node_hello",
-        ArchivedInternalFrame::RoomInterest { .. } => "room_interest",
-        ArchivedInternalFrame::InterestAck { .. } => "interest_ack",
-        ArchivedInternalFrame::RouteChanged { .. } => "route_changed",
-    }
-}
-
 impl LinkHub {
     /// A hub that accepts nodes presenting `key`, over TLS when `tls` is set.
     pub fn new(key: Arc<str>, tls: Option<TlsAcceptor>) -> LinkHub {
@@ -86,7 +73,7 @@ impl LinkHub {
 
     fn state(&self) -> MutexGuard<'_, HubState> {
         // A panic while holding the lock leaves plain maps behind.
-        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        corecast_proto::sync::lock(&self.state)
     }
 
     /// Accepts node links on `listener` until the task is dropped.
@@ -176,8 +163,7 @@ impl LinkHub {
         routes: &Arc<dyn RouteTable>,
     ) -> Result<(), LinkError> {
         while let Some(frame) = read_frame(reader).await? {
-            metrics::counter!("corecast_router_link_frames_in_total", "kind" => frame_kind(frame.archived()))
-                .increment(1);
+            metrics::counter!("corecast_router_link_frames_in_total", "kind" => frame.archived().kind()).increment(1);
             match frame.archived() {
                 ArchivedInternalFrame::Chat(_) => {
                     let (core, node) = (core.clone(), node.to_string());

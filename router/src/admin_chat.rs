@@ -10,11 +10,11 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
+use corecast_cluster::admin_api::api_error;
+use corecast_cluster::conversation::{KIND_DIRECT, KIND_GROUP};
 use serde::Deserialize;
 use serde_json::json;
 
-use super::api_error;
-use crate::conversation::{KIND_DIRECT, KIND_GROUP};
 use crate::{ChatError, RouterCore};
 
 /// Called with a group's id after the group changed here.

@@ -1,6 +1,5 @@
-//! Test fixture: loopback ports for the servers, routers and Redis a test
-//! process starts. Shared by every crate's integration tests (included with
-//! `#[path]`), so it uses nothing but std.
+//! Loopback ports for the servers, routers and Redis a test process
+//! starts.
 //!
 //! Asking the kernel for port 0 and releasing it races: tests run in
 //! parallel, a port chosen by one can be chosen again by another before
@@ -14,8 +13,6 @@
 //! be taken between that check and the server's bind (by a process this
 //! fixture does not know), so harnesses watch the server's log for it
 //! ([`StderrWatch`], [`port_was_taken`]) and start again on fresh ports.
-
-#![allow(dead_code)]
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpListener;

@@ -1,9 +1,7 @@
 //! Pieces of the admin HTTP API shared by a single node's control plane and
 //! the routers: the admin-key guard (constant-time comparison), JSON errors,
-//! encoding an operator's PUSH, and the persistent-chat routes (send as a
-//! user, history, presence, groups) over a [`RouterCore`](crate::RouterCore).
-
-pub mod chat;
+//! and encoding an operator's PUSH. (The persistent-chat admin routes run
+//! over a router core and live with it in `corecast-router`.)
 
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};

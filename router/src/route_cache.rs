@@ -6,7 +6,7 @@ use std::num::NonZeroUsize;
 
 use lru::LruCache;
 
-use super::Route;
+use corecast_cluster::registry::Route;
 
 /// user → routes, least recently used out first.
 pub struct RouteCache {

@@ -5,15 +5,11 @@
 //! ones, group changes reach subscribers, and calls work again after
 //! Redis restarts.
 
-#[path = "common/ports.rs"]
-mod ports;
-#[path = "common/redis_server.rs"]
-mod redis_server;
-
 use std::time::{Duration, Instant};
 
-use corecast_router::registry::redis::{subscribe_invalidations, Registry};
-use corecast_router::registry::{NodeInfo, Route, RouterInfo, REVOCATION_RETENTION_SECS};
+use corecast_cluster::registry::redis::{subscribe_invalidations, Registry};
+use corecast_cluster::registry::{NodeInfo, Route, RouterInfo, REVOCATION_RETENTION_SECS};
+use corecast_testkit::redis_server;
 use redis_server::RedisServer;
 
 const TTL: Duration = Duration::from_millis(300);

@@ -1,0 +1,159 @@
+//! Loading a binary's settings, the same way for the server node and the
+//! router: the struct's `Default`, then a TOML file, then environment
+//! variables, then command-line flags, later sources winning; the result
+//! is validated before anyone uses it (`--check-config` prints it).
+//!
+//! The struct is the one source of truth. Its serde field names are the
+//! keys of the file, of the flags and of the environment
+//! (`<prefix><KEY>`): [`setting_keys`] reads them off the serialized
+//! default, so no list of keys is kept by hand. A key the struct does not
+//! have is refused in the file and the flags (the struct denies unknown
+//! fields), and in the environment when the binary owns its prefix
+//! ([`Settings::ENV_PREFIX_OWNED`]); a binary whose prefix other programs
+//! share reads only its own keys from the environment. `<prefix>CONFIG`
+//! names the file (a flag of the binary) and is never read as a setting.
+#![warn(missing_docs)]
+
+use std::path::Path;
+
+use figment::providers::{Env, Format, Serialized, Toml};
+use figment::Figment;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+/// Why settings could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum SettingsError {
+    /// A source could not be read or parsed, or names an unknown key.
+    #[error("configuration could not be loaded: {0}")]
+    Load(#[from] Box<figment::Error>),
+    /// A value is out of its allowed range.
+    #[error("invalid configuration: {0}")]
+    Invalid(String),
+}
+
+/// A binary's settings struct (`#[serde(default, deny_unknown_fields)]`).
+pub trait Settings: Default + Serialize + DeserializeOwned {
+    /// Environment variables `<ENV_PREFIX><KEY>` set the key `key`.
+    const ENV_PREFIX: &'static str;
+    /// Whether every variable under [`Settings::ENV_PREFIX`] is this
+    /// binary's, so an unknown one is an error. False when other programs
+    /// use variables under the same prefix.
+    const ENV_PREFIX_OWNED: bool;
+
+    /// Refuses values out of their allowed range or that do not go together.
+    fn validate(&self) -> Result<(), SettingsError>;
+}
+
+/// The top-level keys of `S`: its serde field names, read off its default.
+pub fn setting_keys<S: Settings>() -> Vec<String> {
+    match serde_json::to_value(S::default()) {
+        Ok(serde_json::Value::Object(fields)) => fields.keys().cloned().collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// Merges `S`'s defaults, the TOML `file` (if any), the environment and
+/// the `flags` (only the flags given, as a serializable struct whose absent
+/// ones are skipped), in that order, and validates the result.
+pub fn load<S: Settings>(file: Option<&Path>, flags: &impl Serialize) -> Result<S, SettingsError> {
+    let mut figment = Figment::from(Serialized::defaults(S::default()));
+    if let Some(path) = file {
+        if !path.exists() {
+            return Err(SettingsError::Invalid(format!("config file {} does not exist", path.display())));
+        }
+        figment = figment.merge(Toml::file(path));
+    }
+    let env = Env::prefixed(S::ENV_PREFIX).ignore(&["config"]);
+    let env = if S::ENV_PREFIX_OWNED {
+        env
+    } else {
+        let keys = setting_keys::<S>();
+        env.only(&keys.iter().map(String::as_str).collect::<Vec<_>>())
+    };
+    let settings: S = figment.merge(env).merge(Serialized::defaults(flags)).extract().map_err(Box::new)?;
+    settings.validate()?;
+    Ok(settings)
+}
+
+#[cfg(test)]
+mod tests {
+    use figment::Jail;
+    use serde::Deserialize;
+
+    use super::*;
+
+    #[derive(Debug, Default, PartialEq, Serialize, Deserialize)]
+    #[serde(default, deny_unknown_fields)]
+    struct Shared {
+        port: u16,
+        name: Option<String>,
+    }
+
+    impl Settings for Shared {
+        const ENV_PREFIX: &'static str = "DEMO_";
+        const ENV_PREFIX_OWNED: bool = false;
+        fn validate(&self) -> Result<(), SettingsError> {
+            match self.port {
+                0 => Err(SettingsError::Invalid("port must be positive".into())),
+                _ => Ok(()),
+            }
+        }
+    }
+
+    #[derive(Debug, Default, PartialEq, Serialize, Deserialize)]
+    #[serde(default, deny_unknown_fields)]
+    struct Owned {
+        port: u16,
+    }
+
+    impl Settings for Owned {
+        const ENV_PREFIX: &'static str = "DEMO_";
+        const ENV_PREFIX_OWNED: bool = true;
+        fn validate(&self) -> Result<(), SettingsError> {
+            Ok(())
+        }
+    }
+
+    #[derive(Serialize)]
+    struct Flags {
+        #[serde(skip_serializing_if = "Option::is_none")]
+        name: Option<String>,
+    }
+
+    #[test]
+    fn keys_come_from_the_struct_including_unset_options() {
+        assert_eq!(setting_keys::<Shared>(), ["name", "port"]);
+    }
+
+    #[test]
+    #[allow(clippy::result_large_err)] // Jail's closure returns figment's error type
+    fn file_then_environment_then_flags_and_unknown_keys_refused() {
+        Jail::expect_with(|jail| {
+            jail.create_file("demo.toml", "port = 7000\nname = \"file\"\n")?;
+            jail.set_env("DEMO_PORT", "7100");
+            jail.set_env("DEMO_OTHER_TOOL", "not ours");
+            jail.set_env("DEMO_CONFIG", "demo.toml");
+            let path = Path::new("demo.toml");
+            let loaded: Shared = load(Some(path), &Flags { name: Some("flag".into()) }).unwrap();
+            assert_eq!(loaded, Shared { port: 7100, name: Some("flag".into()) });
+            let loaded: Shared = load(Some(path), &Flags { name: None }).unwrap();
+            assert_eq!(loaded.name.as_deref(), Some("file"));
+
+            let refused = load::<Owned>(None, &Flags { name: None }).unwrap_err().to_string();
+            assert!(refused.contains("found `other_tool`"), "{refused}");
+            jail.clear_env();
+            jail.set_env("DEMO_CONFIG", "demo.toml");
+            jail.set_env("DEMO_PORT", "7200");
+            assert_eq!(load::<Owned>(None, &Flags { name: None }).unwrap(), Owned { port: 7200 });
+            jail.create_file("bad.toml", "port = 1\ncolour = \"red\"\n")?;
+            assert!(load::<Shared>(Some(Path::new("bad.toml")), &Flags { name: None }).is_err());
+            jail.create_file("zero.toml", "port = 0\n")?;
+            jail.set_env("DEMO_PORT", "0");
+            let invalid = load::<Shared>(Some(Path::new("zero.toml")), &Flags { name: None }).unwrap_err();
+            assert!(matches!(invalid, SettingsError::Invalid(_)));
+            assert!(load::<Shared>(Some(Path::new("missing.toml")), &Flags { name: None }).is_err());
+            Ok(())
+        });
+    }
+}
