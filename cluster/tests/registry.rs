@@ -40,9 +40,7 @@ async fn eventually<F: std::future::Future<Output = bool>>(what: &str, mut check
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn registrations_expire_and_a_restart_is_noticed() {
-    if !redis_server::available("registrations_expire_and_a_restart_is_noticed") {
-        return;
-    }
+    redis_server::require();
     let mut redis = RedisServer::start();
     let registry = Registry::connect(&redis.url(), "t:").await.unwrap();
     let router = RouterInfo { id: "r1".into(), link_addr: "l".into(), http_addr: "h".into(), epoch: 7 };
@@ -69,9 +67,7 @@ async fn registrations_expire_and_a_restart_is_noticed() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn epochs_only_grow_and_honour_a_floor() {
-    if !redis_server::available("epochs_only_grow_and_honour_a_floor") {
-        return;
-    }
+    redis_server::require();
     let redis = RedisServer::start();
     let registry = Registry::connect(&redis.url(), "t:").await.unwrap();
     let first = registry.next_epoch(0).await.unwrap();
@@ -83,9 +79,7 @@ async fn epochs_only_grow_and_honour_a_floor() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn routes_are_written_read_refreshed_and_pruned() {
-    if !redis_server::available("routes_are_written_read_refreshed_and_pruned") {
-        return;
-    }
+    redis_server::require();
     let redis = RedisServer::start();
     let registry = Registry::connect(&redis.url(), "t:").await.unwrap();
     let long = Duration::from_secs(30);
@@ -118,9 +112,7 @@ async fn routes_are_written_read_refreshed_and_pruned() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn group_changes_reach_every_subscriber() {
-    if !redis_server::available("group_changes_reach_every_subscriber") {
-        return;
-    }
+    redis_server::require();
     let redis = RedisServer::start();
     let registry = Registry::connect(&redis.url(), "t:").await.unwrap();
     let mut first = subscribe_invalidations(&redis.url(), "t:").await.unwrap();
@@ -134,9 +126,7 @@ async fn group_changes_reach_every_subscriber() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn revocations_keep_the_latest_second_and_drop_expired_ones() {
-    if !redis_server::available("revocations_keep_the_latest_second_and_drop_expired_ones") {
-        return;
-    }
+    redis_server::require();
     let redis = RedisServer::start();
     let registry = Registry::connect(&redis.url(), "t:").await.unwrap();
     let now = 1_800_000_000;

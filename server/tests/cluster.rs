@@ -61,9 +61,7 @@ fn next_chat_push(client: &mut Client) -> common::Push {
 
 #[test]
 fn cross_node_chat_rooms_broadcast_and_presence() {
-    if !corecast_testkit::redis_server::available("cross_node_chat_rooms_broadcast_and_presence") {
-        return;
-    }
+    corecast_testkit::redis_server::require();
     let cluster = Cluster::start(2, &[("a", &[]), ("b", &[]), ("c", &[])]);
     let (a, b, c) = (&cluster.nodes[0], &cluster.nodes[1], &cluster.nodes[2]);
     let router = cluster.router();
@@ -150,9 +148,7 @@ fn client_addr(router: &common::cluster::RouterProc, node: &str) -> SocketAddr {
 
 #[test]
 fn dispatch_prefers_the_less_loaded_and_drops_killed_and_full_nodes() {
-    if !corecast_testkit::redis_server::available("dispatch_prefers_the_less_loaded_and_drops_killed_and_full_nodes") {
-        return;
-    }
+    corecast_testkit::redis_server::require();
     let mut cluster = Cluster::start(2, &[("a", &[]), ("b", &["--max-connections", "3"]), ("c", &[])]);
     let ids: Vec<String> = cluster.nodes.iter().map(|n| n.id.clone()).collect();
     let router = &cluster.routers[0];
@@ -189,9 +185,7 @@ fn dispatch_prefers_the_less_loaded_and_drops_killed_and_full_nodes() {
 
 #[test]
 fn a_router_killed_while_clients_send_loses_nothing_acknowledged() {
-    if !corecast_testkit::redis_server::available("a_router_killed_while_clients_send_loses_nothing_acknowledged") {
-        return;
-    }
+    corecast_testkit::redis_server::require();
     let mut cluster = Cluster::start(2, &[("a", &[]), ("b", &[]), ("c", &[])]);
     // Six senders over the three nodes, each writing to a peer on another node.
     let pairs = [("s0", "t0"), ("s1", "t1"), ("s2", "t2"), ("s3", "t3"), ("s4", "t4"), ("s5", "t5")];
@@ -230,9 +224,7 @@ fn a_router_killed_while_clients_send_loses_nothing_acknowledged() {
 
 #[test]
 fn after_a_redis_restart_nodes_register_again_and_routing_recovers() {
-    if !corecast_testkit::redis_server::available("after_a_redis_restart_nodes_register_again_and_routing_recovers") {
-        return;
-    }
+    corecast_testkit::redis_server::require();
     let mut cluster = Cluster::start(2, &[("a", &[]), ("b", &[]), ("c", &[])]);
     let mut alice = user_on(&cluster.nodes[0], "alice");
     let mut bob = user_on(&cluster.nodes[1], "bob");
@@ -258,11 +250,7 @@ fn after_a_redis_restart_nodes_register_again_and_routing_recovers() {
 
 #[test]
 fn a_killed_node_s_routes_expire_and_its_clients_reconnect_via_dispatch() {
-    if !corecast_testkit::redis_server::available(
-        "a_killed_node_s_routes_expire_and_its_clients_reconnect_via_dispatch",
-    ) {
-        return;
-    }
+    corecast_testkit::redis_server::require();
     let mut cluster = Cluster::start(2, &[("a", &[]), ("b", &[]), ("c", &[])]);
     let mut alice = user_on(&cluster.nodes[0], "alice");
     let mut carol = user_on(&cluster.nodes[2], "carol");
@@ -290,9 +278,7 @@ fn a_killed_node_s_routes_expire_and_its_clients_reconnect_via_dispatch() {
 
 #[test]
 fn a_link_without_the_cluster_key_is_refused() {
-    if !corecast_testkit::redis_server::available("a_link_without_the_cluster_key_is_refused") {
-        return;
-    }
+    corecast_testkit::redis_server::require();
     use std::io::{Read, Write};
     let cluster = Cluster::start(1, &[("a", &[])]);
     let router = &cluster.routers[0];
@@ -322,11 +308,7 @@ fn refuses(node: &common::cluster::Node, token: &str) -> bool {
 
 #[test]
 fn a_revocation_reaches_every_node_also_one_started_later_and_after_redis_lost_it() {
-    if !corecast_testkit::redis_server::available(
-        "a_revocation_reaches_every_node_also_one_started_later_and_after_redis_lost_it",
-    ) {
-        return;
-    }
+    corecast_testkit::redis_server::require();
     let mut cluster = Cluster::start(1, &[("a", &[]), ("b", &[])]);
     let old_token = token("mallory", 3600, None);
     let mut on_a = cluster.nodes[0].server.connect();
@@ -371,10 +353,7 @@ fn a_revocation_reaches_every_node_also_one_started_later_and_after_redis_lost_i
 
 #[test]
 fn links_over_tls_carry_chat_and_rooms_and_refuse_nodes_without_the_ca() {
-    if !corecast_testkit::redis_server::available("links_over_tls_carry_chat_and_rooms_and_refuse_nodes_without_the_ca")
-    {
-        return;
-    }
+    corecast_testkit::redis_server::require();
     let (routes_redis, store_redis) = (RedisServer::start(), RedisServer::start_persistent());
     let (cert, private_key) = (key("tls_cert.pem"), key("tls_key.pem"));
     let tls =
@@ -415,9 +394,7 @@ fn links_over_tls_carry_chat_and_rooms_and_refuse_nodes_without_the_ca() {
 
 #[test]
 fn routers_reach_an_https_control_plane_only_trusting_its_ca() {
-    if !corecast_testkit::redis_server::available("routers_reach_an_https_control_plane_only_trusting_its_ca") {
-        return;
-    }
+    corecast_testkit::redis_server::require();
     let (routes_redis, store_redis) = (RedisServer::start(), RedisServer::start_persistent());
     let (ca, other_ca) = (key("tls_ca.pem"), key("tls_ca_2.pem"));
     let trusting = RouterProc::start_with_env(

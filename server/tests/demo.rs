@@ -71,22 +71,15 @@ fn node_tools() -> Result<PathBuf, String> {
     Ok(js)
 }
 
-/// Skips (loudly) outside CI when a tool is missing; fails under CI.
-fn or_skip<T>(test: &str, tools: Result<T, String>) -> Option<T> {
-    match tools {
-        Ok(tools) => Some(tools),
-        Err(why) if std::env::var_os("CI").is_none() => {
-            use std::io::Write as _;
-            let _ = writeln!(std::io::stderr(), "{test}: SKIPPED — {why}; .ci/run installs everything");
-            None
-        }
-        Err(why) => panic!("{test} cannot run under CI: {why}"),
-    }
+/// The tools, or a failure of the test naming what is missing: a test
+/// that needs them never passes without them.
+fn require<T>(test: &str, tools: Result<T, String>) -> T {
+    tools.unwrap_or_else(|why| panic!("{test} cannot run: missing part: {why}; .ci/run installs everything"))
 }
 
 #[test]
 fn the_javascript_client_against_the_real_server() {
-    let Some(js) = or_skip("client live test", node_tools()) else { return };
+    let js = require("client live test", node_tools());
     let server = Server::start(&["--demo-tokens", "true"]);
     let output = Command::new("node")
         .arg(js.join("test/live.mjs"))
@@ -112,7 +105,7 @@ fn browser_tools() -> Result<(PathBuf, String), String> {
 
 #[test]
 fn two_users_chat_in_the_live_room_page_in_a_real_browser() {
-    let Some((js, chromium)) = or_skip("browser test", browser_tools()) else { return };
+    let (js, chromium) = require("browser test", browser_tools());
     let server = Server::start(&["--demo-tokens", "true"]);
     let shots = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/browser-test");
     std::fs::create_dir_all(&shots).unwrap();

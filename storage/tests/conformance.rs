@@ -7,8 +7,10 @@
 //! - `conformance_scylla`: the ScyllaDB store against the node named by
 //!   `CORECAST_SCYLLA` (`host:port`; keyspace `CORECAST_SCYLLA_KEYSPACE`,
 //!   default `corecast_conformance`, replication factor 1), including a
-//!   disconnect and reconnect. Without that variable it prints one
-//!   `SKIPPED` line and passes.
+//!   disconnect and reconnect. `#[ignore]`d, as no ScyllaDB node can run
+//!   where the suite usually runs: `CORECAST_SCYLLA=host:port cargo test
+//!   -p corecast-storage --test conformance -- --ignored`. Run that way
+//!   without the variable, it fails saying so.
 //! - `conformance_redis`: the Redis store against a real `redis-server`
 //!   the test starts on a free port with `appendfsync always`, including a
 //!   restart of that server (the data comes back from its append-only file).
@@ -57,9 +59,7 @@ async fn embedded(durability: Durability) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn conformance_redis() {
-    if !redis_server::available("conformance[redis]") {
-        return;
-    }
+    redis_server::require();
     let mut server = redis_server::RedisServer::start_persistent();
     let ns = Ns::new();
     let store: Store = Arc::new(RedisStore::connect(&server.url(), "conformance:").await.expect("connect"));
@@ -81,18 +81,11 @@ async fn conformance_redis_sentinel() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs a ScyllaDB node: set CORECAST_SCYLLA=host:port and run with --ignored"]
 async fn conformance_scylla() {
     let node = match std::env::var("CORECAST_SCYLLA") {
         Ok(node) if !node.trim().is_empty() => node,
-        _ => {
-            // Straight to the process's stderr, not through the test
-            // harness's capture, so the line shows in every `cargo test`.
-            let _ = writeln!(
-                std::io::stderr(),
-                "conformance[scylla]: SKIPPED — CORECAST_SCYLLA is not set (no ScyllaDB node available)"
-            );
-            return;
-        }
+        _ => panic!("CORECAST_SCYLLA is not set: name a ScyllaDB node (host:port) to run this suite against"),
     };
     let keyspace = std::env::var("CORECAST_SCYLLA_KEYSPACE").unwrap_or_else(|_| "corecast_conformance".into());
     let nodes = vec![node.trim().to_owned()];

@@ -5,24 +5,14 @@ use std::net::{IpAddr, TcpStream};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-/// Whether `redis-server` can run here. Without it a test prints one
-/// SKIPPED line naming itself and returns, so `cargo test` works on a
-/// machine with only the Rust toolchain; under CI (`CI` set, where
-/// `.ci/run` installs it) a missing redis-server fails the test instead.
-pub fn available(test: &str) -> bool {
+/// Fails the calling test, naming the missing part, unless `redis-server`
+/// can run here: a test that needs it never passes without it.
+pub fn require() {
     let found = Command::new("redis-server").arg("--version").stdout(Stdio::null()).stderr(Stdio::null()).status();
-    if found.is_ok_and(|status| status.success()) {
-        return true;
-    }
-    if std::env::var_os("CI").is_some() {
-        panic!("redis-server not found: install it (apt-get install -y redis-server); .ci/run does");
-    }
-    use std::io::Write as _;
-    let _ = writeln!(
-        std::io::stderr(),
-        "{test}: SKIPPED — redis-server is not installed (apt-get install -y redis-server; .ci/run installs it)"
+    assert!(
+        found.is_ok_and(|status| status.success()),
+        "missing part: redis-server is not installed (apt-get install -y redis-server; .ci/run installs it)"
     );
-    false
 }
 
 /// A running redis-server.

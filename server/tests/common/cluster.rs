@@ -327,11 +327,7 @@ pub fn wait_linked(routers: &[RouterProc], nodes: &[Node]) {
 /// Panics, naming what to install, unless `redis-server` can run here:
 /// for tests that must fail rather than skip without it.
 pub fn require_redis_server() {
-    let found = Command::new("redis-server").arg("--version").stdout(Stdio::null()).stderr(Stdio::null()).status();
-    assert!(
-        found.is_ok_and(|status| status.success()),
-        "missing part: redis-server is not installed (apt-get install -y redis-server; .ci/run installs it)"
-    );
+    corecast_testkit::redis_server::require();
 }
 
 /// Polls `check` for up to [`WAIT`]; panics with `what` if it never holds.
