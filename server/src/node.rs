@@ -122,6 +122,7 @@ fn token_verifier(config: &Config, secrets: &Secrets) -> anyhow::Result<TokenVer
 /// the kernel spreads new connections over the shards. With port 0 the
 /// first listener picks the port and the others share it.
 fn bind_listeners(addr: SocketAddr, count: usize, backlog: i32) -> anyhow::Result<Vec<std::net::TcpListener>> {
+    refuse_if_listened_on(addr)?;
     let mut listeners = Vec::with_capacity(count);
     let mut addr = addr;
     for _ in 0..count {
@@ -136,6 +137,23 @@ fn bind_listeners(addr: SocketAddr, count: usize, backlog: i32) -> anyhow::Resul
         listeners.push(listener);
     }
     Ok(listeners)
+}
+
+/// Fails with "address in use" when another socket listens on `addr`.
+/// SO_REUSEPORT, which the shards' listeners need, would otherwise let a
+/// second server (of the same user) bind the same port without a word and
+/// take half of the new connections. A probe bound without SO_REUSEPORT
+/// (but with SO_REUSEADDR, so connections of an earlier run in TIME_WAIT do
+/// not count) conflicts with a listening socket only.
+fn refuse_if_listened_on(addr: SocketAddr) -> anyhow::Result<()> {
+    if addr.port() == 0 {
+        return Ok(());
+    }
+    let probe = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
+    probe.set_reuse_address(true)?;
+    probe
+        .bind(&addr.into())
+        .with_context(|| format!("binding the client listener on {addr}: another process listens there"))
 }
 
 /// Runs a server node until it is shut down.

@@ -1,6 +1,7 @@
 //! Connection lifecycle against the real server: start-up (a node answers
-//! only once its shards accept connections), idle timeout, a consumer that
-//! never reads, and graceful shutdown on SIGTERM.
+//! only once its shards accept connections, and refuses a client port
+//! another server listens on), idle timeout, a consumer that never reads,
+//! and graceful shutdown on SIGTERM.
 
 mod common;
 
@@ -163,4 +164,42 @@ fn a_ring_the_kernel_refuses_falls_back_to_epoll_under_the_auto_driver() {
     assert_eq!(ok.user, "on-epoll");
     client.join("still-served");
     assert_eq!(server.health()["status"], "ok");
+}
+
+#[test]
+fn a_second_server_on_a_client_port_in_use_refuses_to_start() {
+    let first = Server::start(&[]);
+    let dir = DataDir::new();
+    let ports = free_ports(3);
+    let at = |port: u16| format!("127.0.0.1:{port}");
+    let mut second = std::process::Command::new(env!("CARGO_BIN_EXE_corecast-server"))
+        .args(["--listen", &first.addr.to_string(), "--control-listen", &at(ports[0])])
+        .args(["--ws-listen", &at(ports[1]), "--web-listen", &at(ports[2]), "--data-dir"])
+        .arg(&dir.0)
+        .env("CORECAST_JWT_SECRET", common::JWT_SECRET)
+        .env("RUST_LOG", "warn")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run corecast-server");
+    let deadline = std::time::Instant::now() + common::WAIT;
+    let status = loop {
+        if let Some(status) = second.try_wait().expect("wait for the second server") {
+            break status;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = second.kill();
+            panic!("a second server took the client port and kept running");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut second.stderr.take().expect("stderr"), &mut stderr).unwrap();
+    assert!(!status.success(), "a second server on the client port exited successfully: {stderr}");
+    assert!(stderr.contains("Address already in use"), "the error says the address is in use: {stderr}");
+    // The first server still has the port to itself.
+    let (mut client, _) = first.user("alice");
+    client.send(0, &ClientRequest::Ping);
+    assert!(matches!(client.recv(), Reply::Pong { .. }));
 }
