@@ -12,7 +12,6 @@ mod common;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::time::{Duration, Instant};
 
 use common::cluster::{eventually, Cluster, Node, RouterProc};
 use common::https::key;
@@ -27,27 +26,6 @@ fn user_on(node: &common::cluster::Node, user: &str) -> Client {
     let mut client = node.server.connect();
     client.auth(&token(user, 3600, None));
     client
-}
-
-/// SENDs until it is acknowledged, resending the same client message id
-/// after `unavailable` (a router went away). Returns (conv, seq).
-fn send_acked(client: &mut Client, kind: u8, to: &str, client_msg_id: u64, payload: &[u8]) -> (String, u64) {
-    let deadline = Instant::now() + WAIT;
-    loop {
-        assert!(Instant::now() < deadline, "message {client_msg_id} was never acknowledged");
-        let rid = client.send(0, &ClientRequest::Send { kind, to, client_msg_id, payload });
-        loop {
-            match client.recv() {
-                Reply::Sent { rid: got, conv, seq } if got == rid => return (conv, seq),
-                Reply::Error { rid: got, code, .. } if got == rid && code == ErrorCode::Unavailable.as_u16() => {
-                    std::thread::sleep(Duration::from_millis(50));
-                    break;
-                }
-                Reply::Push(_) => continue,
-                other => panic!("expected SENT for rid {rid}, got {other:?}"),
-            }
-        }
-    }
 }
 
 fn next_chat_push(client: &mut Client) -> common::Push {
@@ -76,17 +54,17 @@ fn cross_node_chat_rooms_broadcast_and_presence() {
     assert_eq!(router.admin_get("/v1/admin/online")["connections"], 3);
 
     // Direct messages across nodes, seqs increasing and matching.
-    let (conv, seq1) = send_acked(&mut alice, DIRECT, "bob", 1, b"hello bob");
+    let (conv, seq1) = common::send_acked(&mut alice, DIRECT, "bob", 1, b"hello bob");
     let push = next_chat_push(&mut bob);
     assert_eq!((push.conv.as_str(), push.seq, push.from.as_str()), (conv.as_str(), seq1, "alice"));
     assert_eq!(push.payload, b"hello bob");
-    let (_, seq2) = send_acked(&mut bob, DIRECT, "alice", 2, b"hi alice");
+    let (_, seq2) = common::send_acked(&mut bob, DIRECT, "alice", 2, b"hi alice");
     assert!(seq2 > seq1);
     assert_eq!(next_chat_push(&mut alice).seq, seq2);
 
     // A group spread over the three nodes.
     router.admin_post_json("/v1/admin/groups", r#"{"group":"trio","members":["alice","bob","carol"]}"#);
-    let (gconv, gseq) = send_acked(&mut carol, GROUP, "trio", 3, b"group hello");
+    let (gconv, gseq) = common::send_acked(&mut carol, GROUP, "trio", 3, b"group hello");
     for client in [&mut alice, &mut bob] {
         let push = next_chat_push(client);
         assert_eq!((push.conv.as_str(), push.seq), (gconv.as_str(), gseq));
@@ -201,7 +179,7 @@ fn a_router_killed_while_clients_send_loses_nothing_acknowledged() {
             cluster.routers[0].kill();
         }
         for (i, sender) in senders.iter_mut().enumerate() {
-            let (conv, seq) = send_acked(sender, DIRECT, pairs[i].1, n, format!("m{n}").as_bytes());
+            let (conv, seq) = common::send_acked(sender, DIRECT, pairs[i].1, n, format!("m{n}").as_bytes());
             acked.entry(conv).or_default().push((n, seq));
         }
     }
@@ -228,7 +206,7 @@ fn after_a_redis_restart_nodes_register_again_and_routing_recovers() {
     let mut cluster = Cluster::start(2, &[("a", &[]), ("b", &[]), ("c", &[])]);
     let mut alice = user_on(&cluster.nodes[0], "alice");
     let mut bob = user_on(&cluster.nodes[1], "bob");
-    let (_, before) = send_acked(&mut alice, DIRECT, "bob", 1, b"before");
+    let (_, before) = common::send_acked(&mut alice, DIRECT, "bob", 1, b"before");
     assert_eq!(next_chat_push(&mut bob).seq, before);
 
     cluster.routes_redis.restart();
@@ -238,13 +216,13 @@ fn after_a_redis_restart_nodes_register_again_and_routing_recovers() {
     let router = cluster.router();
     eventually("bob's route is back", || router.admin_get("/v1/admin/users/bob/presence")["online"] == true);
     eventually("dispatch lists all nodes again", || router.dispatch_order().len() == 3);
-    let (_, after) = send_acked(&mut alice, DIRECT, "bob", 2, b"after");
+    let (_, after) = common::send_acked(&mut alice, DIRECT, "bob", 2, b"after");
     assert!(after > before);
     assert_eq!(next_chat_push(&mut bob).seq, after);
     // A login after the restart is routed too.
     let mut dave = user_on(&cluster.nodes[2], "dave");
     eventually("dave is online", || router.admin_get("/v1/admin/users/dave/presence")["online"] == true);
-    let (_, seq) = send_acked(&mut alice, DIRECT, "dave", 3, b"welcome");
+    let (_, seq) = common::send_acked(&mut alice, DIRECT, "dave", 3, b"welcome");
     assert_eq!(next_chat_push(&mut dave).seq, seq);
 }
 
@@ -272,7 +250,7 @@ fn a_killed_node_s_routes_expire_and_its_clients_reconnect_via_dispatch() {
     let mut carol = Client::connect(addr);
     carol.auth(&token("carol", 3600, None));
     eventually("carol is online again", || router.admin_get("/v1/admin/users/carol/presence")["online"] == true);
-    let (_, seq) = send_acked(&mut alice, DIRECT, "carol", 1, b"welcome back");
+    let (_, seq) = common::send_acked(&mut alice, DIRECT, "carol", 1, b"welcome back");
     assert_eq!(next_chat_push(&mut carol).seq, seq);
 }
 
@@ -370,7 +348,7 @@ fn links_over_tls_carry_chat_and_rooms_and_refuse_nodes_without_the_ca() {
 
     let (mut alice, mut bob) = (user_on(&a, "alice"), user_on(&b, "bob"));
     eventually("bob is online", || router.admin_get("/v1/admin/users/bob/presence")["online"] == true);
-    let (conv, seq) = send_acked(&mut alice, DIRECT, "bob", 1, b"over tls links");
+    let (conv, seq) = common::send_acked(&mut alice, DIRECT, "bob", 1, b"over tls links");
     let push = next_chat_push(&mut bob);
     assert_eq!((push.conv, push.seq, push.payload), (conv, seq, b"over tls links".to_vec()));
     alice.join("tls-stage");

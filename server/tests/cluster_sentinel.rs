@@ -13,11 +13,11 @@ mod common;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::cluster::{eventually, Node, RouterProc};
-use common::{token, Client, Reply, WAIT};
-use corecast_proto::{ClientRequest, ErrorCode, PushKind};
+use common::{token, Client};
+use corecast_proto::PushKind;
 use corecast_testkit::redis_sentinel::{query, Sentinels};
 
 const DIRECT: u8 = 2;
@@ -26,27 +26,6 @@ fn user_on(node: &Node, user: &str) -> Client {
     let mut client = node.server.connect();
     client.auth(&token(user, 3600, None));
     client
-}
-
-/// SENDs until acknowledged, resending the same client message id after
-/// `unavailable` (the store or Redis is failing over); returns (conv, seq).
-fn send_acked(client: &mut Client, to: &str, client_msg_id: u64, payload: &[u8]) -> (String, u64) {
-    let deadline = Instant::now() + WAIT;
-    loop {
-        assert!(Instant::now() < deadline, "message {client_msg_id} was never acknowledged");
-        let rid = client.send(0, &ClientRequest::Send { kind: DIRECT, to, client_msg_id, payload });
-        loop {
-            match client.recv() {
-                Reply::Sent { rid: got, conv, seq } if got == rid => return (conv, seq),
-                Reply::Error { rid: got, code, .. } if got == rid && code == ErrorCode::Unavailable.as_u16() => {
-                    std::thread::sleep(Duration::from_millis(100));
-                    break;
-                }
-                Reply::Push(_) => continue,
-                other => panic!("expected SENT for rid {rid}, got {other:?}"),
-            }
-        }
-    }
 }
 
 /// Asks for dispatch every 100 ms until `stop` (at most 1,200 times),
@@ -83,7 +62,7 @@ fn chat_and_dispatch_follow_a_redis_failover() {
 
     let mut sent = Vec::new();
     for id in 1..=3 {
-        sent.push(send_acked(&mut alice, "bob", id, format!("before {id}").as_bytes()));
+        sent.push(common::send_acked(&mut alice, DIRECT, "bob", id, format!("before {id}").as_bytes()));
     }
     pushed_to(&mut bob, &sent);
     // Routes and registrations do not wait for the replica: let them arrive.
@@ -101,12 +80,12 @@ fn chat_and_dispatch_follow_a_redis_failover() {
         (redis, new)
     });
     for id in 4..=8 {
-        sent.push(send_acked(&mut alice, "bob", id, format!("during {id}").as_bytes()));
+        sent.push(common::send_acked(&mut alice, DIRECT, "bob", id, format!("during {id}").as_bytes()));
     }
     let (redis, new) = failover.join().expect("the failover");
     let mut after = Vec::new();
     for id in 9..=10 {
-        after.push(send_acked(&mut alice, "bob", id, format!("after {id}").as_bytes()));
+        after.push(common::send_acked(&mut alice, DIRECT, "bob", id, format!("after {id}").as_bytes()));
     }
     // Pushes are best effort while Redis fails over (a route lookup may
     // fail; clients catch up with SYNC); once it is back they flow again.

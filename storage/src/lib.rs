@@ -57,9 +57,6 @@ pub trait MessageStore: Send + Sync + 'static {
     /// an append landed fences above it and reads it back.
     async fn fence(&self, conv: &str, below: u64) -> Result<(), StoreError>;
 
-    /// The message a (sender, client message id) pair stored, if any.
-    async fn find_by_client_id(&self, sender: &str, client_msg_id: u64) -> Result<Option<StoredMessage>, StoreError>;
-
     /// Messages of `conv`'s shared timeline with `seq > after_seq`, in
     /// increasing seq order, at most `limit`.
     async fn read_timeline(&self, conv: &str, after_seq: u64, limit: usize) -> Result<Vec<StoredMessage>, StoreError>;

@@ -506,3 +506,26 @@ fn to_reply(frame: &[u8]) -> Reply {
         },
     }
 }
+
+/// SENDs until it is acknowledged, resending the same client message id
+/// after `unavailable` (a router went away, Redis failed over). Returns (conv, seq).
+pub fn send_acked(client: &mut Client, kind: u8, to: &str, client_msg_id: u64, payload: &[u8]) -> (String, u64) {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        assert!(Instant::now() < deadline, "message {client_msg_id} was never acknowledged");
+        let rid = client.send(0, &ClientRequest::Send { kind, to, client_msg_id, payload });
+        loop {
+            match client.recv() {
+                Reply::Sent { rid: got, conv, seq } if got == rid => return (conv, seq),
+                Reply::Error { rid: got, code, .. }
+                    if got == rid && code == corecast_proto::ErrorCode::Unavailable.as_u16() =>
+                {
+                    std::thread::sleep(Duration::from_millis(50));
+                    break;
+                }
+                Reply::Push(_) => continue,
+                other => panic!("expected SENT for rid {rid}, got {other:?}"),
+            }
+        }
+    }
+}

@@ -10,21 +10,6 @@ use super::keys::{self, KeyReader};
 use super::tables::{Table, View};
 use crate::{GroupInfo, StoreError, StoredMessage, UserConversation};
 
-/// The message a (sender, client_msg_id) pair stored.
-pub(crate) fn find_by_client_id(
-    view: &View<'_>,
-    sender: &str,
-    client_msg_id: u64,
-) -> Result<Option<StoredMessage>, StoreError> {
-    let Some(pointer) = view.get(Table::Dedup, &keys::dedup(sender, client_msg_id))? else {
-        return Ok(None);
-    };
-    let bytes = view
-        .get(Table::Timeline, &pointer)?
-        .ok_or_else(|| StoreError::Internal("dedup record points at a missing message".into()))?;
-    decode_message(&bytes).map(Some)
-}
-
 /// `conv`'s timeline after `after_seq`.
 pub(crate) fn timeline(
     view: &View<'_>,

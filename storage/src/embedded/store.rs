@@ -114,11 +114,6 @@ impl MessageStore for EmbeddedStore {
         self.call(|reply| Command::Fence { conv, below, reply }).await
     }
 
-    async fn find_by_client_id(&self, sender: &str, client_msg_id: u64) -> Result<Option<StoredMessage>, StoreError> {
-        let sender = sender.to_owned();
-        self.read(move |view| reads::find_by_client_id(view, &sender, client_msg_id)).await
-    }
-
     async fn read_timeline(&self, conv: &str, after_seq: u64, limit: usize) -> Result<Vec<StoredMessage>, StoreError> {
         let conv = conv.to_owned();
         self.read(move |view| reads::timeline(view, &conv, after_seq, limit)).await

@@ -107,7 +107,7 @@ impl Tables {
         prefix: &[u8],
         limit: usize,
     ) -> Result<Vec<(fjall::Slice, fjall::Slice)>, StoreError> {
-        self.keyspace(table).prefix(prefix).take(limit).map(|g| g.into_inner().map_err(engine)).collect()
+        rows(self.keyspace(table).prefix(prefix), limit)
     }
 
     /// A new atomic batch across tables.
@@ -141,8 +141,7 @@ impl View<'_> {
         prefix: &[u8],
         limit: usize,
     ) -> Result<Vec<(fjall::Slice, fjall::Slice)>, StoreError> {
-        let rows = self.snapshot.prefix(self.tables.keyspace(table), prefix);
-        rows.take(limit).map(|g| g.into_inner().map_err(engine)).collect()
+        rows(self.snapshot.prefix(self.tables.keyspace(table), prefix), limit)
     }
 
     /// Every (key, value) of `table` with `from <= key <= to`, in key
@@ -154,9 +153,13 @@ impl View<'_> {
         to: &[u8],
         limit: usize,
     ) -> Result<Vec<(fjall::Slice, fjall::Slice)>, StoreError> {
-        let rows = self.snapshot.range(self.tables.keyspace(table), from..=to);
-        rows.take(limit).map(|g| g.into_inner().map_err(engine)).collect()
+        rows(self.snapshot.range(self.tables.keyspace(table), from..=to), limit)
     }
+}
+
+/// The first `limit` (key, value) pairs of a scan.
+fn rows(scan: fjall::Iter, limit: usize) -> Result<Vec<(fjall::Slice, fjall::Slice)>, StoreError> {
+    scan.take(limit).map(|g| g.into_inner().map_err(engine)).collect()
 }
 
 /// Maps an engine error: I/O trouble may pass (a full disk gets space), the

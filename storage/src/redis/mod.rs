@@ -169,16 +169,6 @@ impl MessageStore for RedisStore {
         Ok(())
     }
 
-    async fn find_by_client_id(&self, sender: &str, client_msg_id: u64) -> Result<Option<StoredMessage>, StoreError> {
-        let pointer: Option<String> =
-            self.conn.clone().get(self.key2("cid", sender, &client_msg_id.to_string())).await.map_err(unavailable)?;
-        let Some(pointer) = pointer else { return Ok(None) };
-        let (conv, seq) = pointer
-            .rsplit_once('\n')
-            .ok_or_else(|| StoreError::Internal(format!("bad idempotency record {pointer:?}")))?;
-        Ok(self.load(conv, &[seq.to_string()]).await?.pop())
-    }
-
     async fn read_timeline(&self, conv: &str, after_seq: u64, limit: usize) -> Result<Vec<StoredMessage>, StoreError> {
         let seqs = self.range(self.key("tl", conv), after_seq, limit).await?;
         self.load(conv, &seqs).await

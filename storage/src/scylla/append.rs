@@ -69,26 +69,25 @@ pub(crate) async fn append(
         write_rows(session, st, message, fanout).await?;
         return Ok(AppendOutcome::Stored);
     }
-    let (original, original_fanout) = read_dedup(session, st, &message.sender, message.client_msg_id, true)
+    let (original, original_fanout) = read_dedup(session, st, &message.sender, message.client_msg_id)
         .await?
         .ok_or_else(|| StoreError::Unavailable("a dedup record reported as existing could not be read yet".into()))?;
     write_rows(session, st, &original, &original_fanout).await?;
     Ok(AppendOutcome::Duplicate(original))
 }
 
-/// The message and fan-out a (sender, client_msg_id) pair recorded.
-/// `serial` reads at LOCAL_SERIAL (sees a transaction still in flight).
-pub(crate) async fn read_dedup(
+/// The message and fan-out a (sender, client_msg_id) pair recorded, read
+/// at LOCAL_SERIAL (it sees a transaction still in flight).
+async fn read_dedup(
     session: &Session,
     st: &Statements,
     sender: &str,
     client_msg_id: u64,
-    serial: bool,
 ) -> Result<Option<(StoredMessage, Fanout)>, StoreError> {
     type DedupRow = (String, i64, i64, i8, Vec<u8>, i8, Option<Vec<String>>);
-    let statement = if serial { &st.dedup_select_serial } else { &st.dedup_select };
     let row: Option<DedupRow> =
-        fetch_one(session, statement, (sender, bits_to_cql(client_msg_id)), "reading a dedup record").await?;
+        fetch_one(session, &st.dedup_select_serial, (sender, bits_to_cql(client_msg_id)), "reading a dedup record")
+            .await?;
     let Some((conv, seq, ts_ms, kind, payload, fanout_code, members)) = row else {
         return Ok(None);
     };

@@ -13,7 +13,6 @@ use crate::StoreError;
 /// The prepared statements of one keyspace.
 pub(crate) struct Statements {
     pub(crate) dedup_insert: PreparedStatement,
-    pub(crate) dedup_select: PreparedStatement,
     pub(crate) dedup_select_serial: PreparedStatement,
     pub(crate) timeline_insert: PreparedStatement,
     pub(crate) timeline_select: PreparedStatement,
@@ -57,7 +56,6 @@ impl Statements {
                      VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) IF NOT EXISTS",
                 )
                 .await?,
-            dedup_select: p.statement(DEDUP_SELECT).await?,
             dedup_select_serial: p.serial_read(DEDUP_SELECT).await?,
             timeline_insert: p
                 .statement(&format!(

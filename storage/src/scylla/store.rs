@@ -239,10 +239,6 @@ impl MessageStore for ScyllaStore {
         Ok(())
     }
 
-    async fn find_by_client_id(&self, sender: &str, client_msg_id: u64) -> Result<Option<StoredMessage>, StoreError> {
-        Ok(append::read_dedup(&self.session, &self.st, sender, client_msg_id, false).await?.map(|(m, _)| m))
-    }
-
     async fn read_timeline(&self, conv: &str, after_seq: u64, limit: usize) -> Result<Vec<StoredMessage>, StoreError> {
         self.read_buckets(None, conv, after_seq, limit).await
     }

@@ -69,9 +69,6 @@ impl MessageStore for GatedStore {
     async fn fence(&self, conv: &str, below: u64) -> Result<(), StoreError> {
         self.inner.fence(conv, below).await
     }
-    async fn find_by_client_id(&self, sender: &str, id: u64) -> Result<Option<StoredMessage>, StoreError> {
-        self.inner.find_by_client_id(sender, id).await
-    }
     async fn read_timeline(&self, conv: &str, after: u64, limit: usize) -> Result<Vec<StoredMessage>, StoreError> {
         self.inner.read_timeline(conv, after, limit).await
     }

@@ -67,13 +67,17 @@ async fn a_later_seq_stays_invisible_until_the_earlier_one_is_stored() {
         let core = core.clone();
         async move { core.send("alice", KIND_DIRECT, "bob", 2, b"two", None).await }
     });
+    // Only the second append can run: the first waits at its gate.
+    let mut stored = Vec::new();
     for _ in 0..200 {
-        if inner.find_by_client_id("alice", 2).await.unwrap().is_some() {
+        stored = inner.read_timeline(CONV, 0, 10).await.unwrap();
+        if !stored.is_empty() {
             break;
         }
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
-    let stored_second = inner.find_by_client_id("alice", 2).await.unwrap().expect("the second append ran");
+    let stored_second = stored.first().expect("the second append ran").clone();
+    assert_eq!(stored_second.client_msg_id, 2);
 
     let early = core.sync("bob", CONV, 0, 50).await.unwrap();
     assert!(early.messages.is_empty(), "seq {} shown before the seq below it", stored_second.seq);
