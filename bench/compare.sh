@@ -2,12 +2,16 @@
 # corecast side by side with NATS (nats-server), MQTT (Mosquitto) and Redis
 # pub/sub, in one run, on this host's loopback.
 #
-# Installs the peers that are missing (Debian packages), builds corecast in
-# release mode, then for every target and scenario: starts a fresh server
-# pinned to CPU $SERVER_CPU on free loopback ports, runs the same
-# corecast-bench workload pinned to CPU $HARNESS_CPU, stops the server. At
-# the end it prints one Markdown table per scenario with every figure per
-# target and the ratio corecast / peer (`corecast-bench compare`).
+# Installs the peers that are missing (Debian packages), builds what is
+# missing of corecast (release), then for every target and scenario: starts
+# a fresh server pinned to CPU $SERVER_CPU on free loopback ports, runs the
+# same corecast-bench workload pinned to CPU $HARNESS_CPU, stops the server.
+# At the end it prints one Markdown table per scenario with every figure per
+# target and the ratio corecast / peer (`corecast-bench compare`), and
+# writes $OUT/report.html: the charts of every target side by side (ramp,
+# memory against connections, CPU, fan-out latency distribution), drawn
+# from the per-second series each run recorded. A run in which any
+# connection failed or was dropped fails (the script exits 1 at the end).
 #
 # Every step is bounded: servers are killed on exit (trap), each bench run
 # has --max-run-s and an outer `timeout`, waits for ports give up after 10 s.
@@ -18,7 +22,9 @@
 #   WARMUP=2 DURATION=5 DRAIN=2 HOLD=3   seconds
 #   SCENARIOS="connect fanout"   PEERS="nats mqtt redis"
 #   SERVER_CPU=0 HARNESS_CPU=1   pinning (taskset)
-#   CORECAST_SERVER_BIN=path     use this corecast-server instead of building one
+#   BIN=dir                      corecast-server and corecast-bench from there (default:
+#                                $CARGO_TARGET_DIR or target, then release; built if missing)
+#   CORECAST_SERVER_BIN=path     use this corecast-server instead
 #   OUT=dir                      where results and logs go (default: a new /tmp dir)
 #   MAX_RUN=300                  bound on one bench run, seconds
 set -euo pipefail
@@ -38,8 +44,12 @@ PEERS=${PEERS:-"nats mqtt redis"}
 SERVER_CPU=${SERVER_CPU:-0}
 HARNESS_CPU=${HARNESS_CPU:-1}
 MAX_RUN=${MAX_RUN:-300}
-OUT=${OUT:-$(mktemp -d /tmp/corecast-compare.XXXXXX)}
+OUT=$(realpath -m "${OUT:-$(mktemp -d /tmp/corecast-compare.XXXXXX)}")
 mkdir -p "$OUT"
+# Paths given relative to where the script was started from.
+[ -n "${BIN:-}" ] && BIN=$(realpath -m "$BIN")
+[ -n "${CORECAST_SERVER_BIN:-}" ] && CORECAST_SERVER_BIN=$(realpath -m "$CORECAST_SERVER_BIN")
+[ -n "${CARGO_TARGET_DIR:-}" ] && export CARGO_TARGET_DIR=$(realpath -m "$CARGO_TARGET_DIR")
 export PATH="$PATH:/usr/sbin:/sbin"
 
 repo=$(cd "$(dirname "$0")/.." && pwd)
@@ -65,14 +75,25 @@ fi
 
 # --- corecast build ----------------------------------------------------------
 cd "$repo"
-if [ -n "${CORECAST_SERVER_BIN:-}" ]; then
-    cargo build --release -p corecast-bench >&2
-    server_bin=$CORECAST_SERVER_BIN
-else
-    cargo build --release -p corecast-bench -p corecast-server >&2
-    server_bin=$repo/target/release/corecast-server
+target_dir=${CARGO_TARGET_DIR:-$repo/target}
+BIN=${BIN:-$target_dir/release}
+server_bin=${CORECAST_SERVER_BIN:-$BIN/corecast-server}
+bench_bin=$BIN/corecast-bench
+build=()
+[ -x "$bench_bin" ] || build+=(-p corecast-bench)
+[ -x "$server_bin" ] || build+=(-p corecast-server)
+if [ -n "${CORECAST_SERVER_BIN:-}" ] && [ ! -x "$server_bin" ]; then
+    log "CORECAST_SERVER_BIN=$server_bin is not an executable"
+    exit 2
 fi
-bench_bin=$repo/target/release/corecast-bench
+if [ ${#build[@]} -gt 0 ]; then
+    if [ "$(realpath -m "$BIN")" != "$(realpath -m "$target_dir/release")" ]; then
+        log "missing ${build[*]} in BIN=$BIN, which is not cargo's $target_dir/release to build into"
+        exit 2
+    fi
+    log "building ${build[*]} (release) into $target_dir"
+    CARGO_TARGET_DIR=$target_dir cargo build --release "${build[@]}" >&2
+fi
 export CORECAST_JWT_SECRET="compare-jwt-$(date +%s%N)-$$-secret"
 export CORECAST_ADMIN_KEY="compare-admin-$(date +%s%N)-$$-key"
 
@@ -126,7 +147,7 @@ start_server() {
                 --control-listen "127.0.0.1:$control" --shards 1 --first-cpu "$SERVER_CPU" \
                 --connect-rate-per-source 0 --connect-rate-total 0 --max-unauthenticated 1000000 --auth-rate-per-sec 0 \
                 --publish-rate-per-sec 0 --publish-bytes-per-sec 0 >"$logf" 2>&1) &
-            extra_args=(--control "127.0.0.1:$control")
+            extra_args=(--control "127.0.0.1:$control" --node-control "127.0.0.1:$control")
             ;;
         nats)
             taskset -c "$SERVER_CPU" nats-server -a 127.0.0.1 -p "$port" >"$logf" 2>&1 &
@@ -153,17 +174,19 @@ run_scenario() {
                       --payload "$PAYLOAD" --warmup-s "$WARMUP" --duration-s "$DURATION" --drain-s "$DRAIN") ;;
     esac
     log "$target $scenario"
-    if timeout --kill-after=10 $((MAX_RUN + 60)) taskset -c "$HARNESS_CPU" "$bench_bin" "$scenario" \
+    if ! timeout --kill-after=10 $((MAX_RUN + 60)) taskset -c "$HARNESS_CPU" "$bench_bin" "$scenario" \
         --target "$target" --addr "127.0.0.1:$port" --server-pid "$server_pid" --max-run-s "$MAX_RUN" \
         --json "${extra_args[@]}" "${args[@]}" >"$OUT/$target-$scenario.json" 2>"$OUT/$target-$scenario.log"; then
-        cat "$OUT/$target-$scenario.json" >>"$OUT/results.jsonl"
-    else
+        failed_runs+=("$target $scenario")
         log "$target $scenario failed, see $OUT/$target-$scenario.log"
-        tail -3 "$OUT/$target-$scenario.log" >&2
+        grep -E '^(FAILED|error):' "$OUT/$target-$scenario.log" >&2 || tail -3 "$OUT/$target-$scenario.log" >&2
     fi
+    # A failed run's figures still go into the table and the report, marked by its problems.
+    cat "$OUT/$target-$scenario.json" >>"$OUT/results.jsonl"
 }
 
 : >"$OUT/results.jsonl"
+failed_runs=()
 for target in corecast $PEERS; do
     for scenario in $SCENARIOS; do
         start_server "$target"
@@ -190,4 +213,9 @@ done
     echo "Ratios are corecast / peer: above 1 is better for rates and deliveries per CPU-second, below 1 is better"
     echo "for latency and bytes per connection."
 } | tee "$OUT/table.md"
-log "results in $OUT"
+"$bench_bin" report --title "corecast vs $PEERS" -o "$OUT/report.html" "$OUT/results.jsonl" >&2
+log "results in $OUT; charts in $OUT/report.html"
+if [ ${#failed_runs[@]} -gt 0 ]; then
+    log "FAILED: ${failed_runs[*]}"
+    exit 1
+fi

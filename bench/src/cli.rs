@@ -35,6 +35,25 @@ pub enum Command {
     Broadcast(BroadcastArgs),
     /// User-to-user and group chat: SENT latency, stored messages per second, delivery latency.
     Chat(ChatArgs),
+    /// C1M on one set of connections: connect, hold (memory sampled),
+    /// broadcast, fan-out; a JSON file and report.html in --out.
+    C1m(C1mArgs),
+    /// Write report.html (SVG charts, no network needed) from result files:
+    /// `--json` lines or a `c1m.json`, several targets side by side.
+    Report {
+        /// Where to write the page.
+        #[arg(long, short = 'o')]
+        out: std::path::PathBuf,
+        /// The page's title.
+        #[arg(long, default_value = "corecast-bench report")]
+        title: String,
+        /// Also write each chart as its own SVG file into this directory.
+        #[arg(long)]
+        svg_dir: Option<std::path::PathBuf>,
+        /// Result files.
+        #[arg(required = true)]
+        files: Vec<std::path::PathBuf>,
+    },
     /// Print results (`--json` output files) side by side with ratios corecast / peer.
     Compare {
         /// Files with one JSON result per line.
@@ -102,9 +121,15 @@ pub struct Common {
     /// Admin key for the admin API (corecast broadcast).
     #[arg(long, env = "CORECAST_ADMIN_KEY", hide_env_values = true)]
     pub admin_key: Option<String>,
-    /// PID of the server, to measure its RSS and CPU time and the kernel's socket memory.
-    #[arg(long)]
-    pub server_pid: Option<u32>,
+    /// PID of the server, to measure its RSS and CPU time and the kernel's
+    /// socket memory; a comma list for the nodes of a one-host cluster
+    /// (summed, and per node in the time series).
+    #[arg(long, value_delimiter = ',')]
+    pub server_pid: Vec<u32>,
+    /// Control addresses of the nodes (same order as --server-pid), whose
+    /// `GET /health` connection counts go into the time series.
+    #[arg(long, value_delimiter = ',')]
+    pub node_control: Vec<SocketAddr>,
     /// Worker processes [default: as few as the limits allow].
     #[arg(long)]
     pub workers: Option<usize>,
@@ -128,15 +153,23 @@ pub struct Common {
     /// Bound on one connection's connect + handshake + subscribe, ms.
     #[arg(long, default_value_t = 10_000)]
     pub connect_timeout_ms: u64,
-    /// Heartbeat interval of established connections, ms.
+    /// Heartbeat interval, ms, until the server names its own (corecast's
+    /// AUTH_OK); every connection past its AUTH_OK is pinged once per interval.
     #[arg(long, default_value_t = 15_000)]
     pub heartbeat_ms: u64,
+    /// Send no heartbeats at all: to check that a server's idle close is
+    /// caught and fails the run.
+    #[arg(long)]
+    pub no_heartbeat: bool,
     /// Bound on the whole run, seconds.
     #[arg(long, default_value_t = 600)]
     pub max_run_s: u64,
     /// Print one JSON object on stdout (the table goes to stderr).
     #[arg(long)]
     pub json: bool,
+    /// Directory for the full results: the JSON and report.html.
+    #[arg(long)]
+    pub out: Option<std::path::PathBuf>,
 }
 
 /// `connect` options.
@@ -176,7 +209,8 @@ pub struct FanoutArgs {
     /// Seconds of the measurement window.
     #[arg(long, default_value_t = 10.0)]
     pub duration_s: f64,
-    /// Seconds to wait for stragglers after publishing stops.
+    /// Most seconds to wait for stragglers after publishing stops (ends as
+    /// soon as every expected delivery arrived).
     #[arg(long, default_value_t = 2.0)]
     pub drain_s: f64,
     #[command(flatten)]
@@ -195,6 +229,42 @@ pub struct BroadcastArgs {
     /// Seconds to wait for the broadcast to reach everyone.
     #[arg(long, default_value_t = 10.0)]
     pub timeout_s: f64,
+    #[command(flatten)]
+    pub common: Common,
+}
+
+/// `c1m` options: the connections are numbered as in `fanout`, the first
+/// `rooms` being the publishers and the rest the rooms' members.
+#[derive(Args, Clone)]
+pub struct C1mArgs {
+    /// Connections, publishers included.
+    #[arg(long, short = 'n', default_value_t = 1_000_000)]
+    pub connections: usize,
+    /// Connections per room (one of them its publisher).
+    #[arg(long, default_value_t = 10_000)]
+    pub room_size: usize,
+    /// Seconds to hold every connection before the broadcast; memory is sampled in the middle.
+    #[arg(long, default_value_t = 60.0)]
+    pub hold_s: f64,
+    /// Seconds to wait for the broadcast to reach everyone.
+    #[arg(long, default_value_t = 120.0)]
+    pub broadcast_timeout_s: f64,
+    /// Messages per second per room.
+    #[arg(long, default_value = "0.05")]
+    pub rate: Rate,
+    /// Payload bytes (at least 24: the stamp).
+    #[arg(long, default_value_t = 100)]
+    pub payload: usize,
+    /// Seconds of publishing before the fan-out window.
+    #[arg(long, default_value_t = 1.0)]
+    pub warmup_s: f64,
+    /// Seconds of the fan-out window.
+    #[arg(long, default_value_t = 10.0)]
+    pub duration_s: f64,
+    /// Most seconds to wait for stragglers after publishing stops (ends
+    /// as soon as every expected delivery arrived).
+    #[arg(long, default_value_t = 30.0)]
+    pub drain_s: f64,
     #[command(flatten)]
     pub common: Common,
 }

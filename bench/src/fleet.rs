@@ -3,10 +3,13 @@
 //! subcommand, hands each its plan on stdin, turns their stdout lines into a
 //! single channel of [`WorkerMsg`]s, broadcasts commands, and kills any
 //! worker still alive when the fleet is dropped, so nothing outlives a run.
+//! The workers' latest progress is shared ([`Fleet::progress_handle`]) with
+//! the time-series sampler, which runs on its own thread.
 
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Child, ChildStdin, Command as Process, Stdio};
 use std::sync::mpsc::{channel, Receiver, RecvTimeoutError};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
@@ -26,7 +29,7 @@ pub struct Fleet {
     children: Vec<Child>,
     stdins: Vec<Option<ChildStdin>>,
     rx: Receiver<(usize, Line)>,
-    progress: Vec<Progress>,
+    progress: Arc<Mutex<Vec<Progress>>>,
     results: Vec<Option<WorkerResult>>,
     exited: Vec<bool>,
 }
@@ -40,7 +43,7 @@ impl Fleet {
             children: Vec::new(),
             stdins: Vec::new(),
             rx,
-            progress: vec![Progress::default(); plans.len()],
+            progress: Arc::new(Mutex::new(vec![Progress::default(); plans.len()])),
             results: vec![None; plans.len()],
             exited: vec![false; plans.len()],
         };
@@ -92,12 +95,18 @@ impl Fleet {
 
     /// Sum of the workers' latest progress.
     pub fn progress(&self) -> Progress {
-        self.progress.iter().fold(Progress::default(), |mut sum, p| {
-            sum.ready += p.ready;
-            sum.failed += p.failed;
-            sum.received += p.received;
-            sum
-        })
+        Progress::sum(self.progress.lock().unwrap_or_else(|e| e.into_inner()).iter())
+    }
+
+    /// The workers' latest progress, one entry per worker, as it is updated.
+    pub fn progress_handle(&self) -> Arc<Mutex<Vec<Progress>>> {
+        self.progress.clone()
+    }
+
+    fn set_progress(&self, w: usize, update: impl FnOnce(&mut Progress)) {
+        if let Some(p) = self.progress.lock().unwrap_or_else(|e| e.into_inner()).get_mut(w) {
+            update(p);
+        }
     }
 
     /// Handles one message if one arrives within `wait`; returns a Ready if it was one.
@@ -108,10 +117,12 @@ impl Fleet {
             Err(RecvTimeoutError::Disconnected) => bail!("every worker is gone"),
         };
         match line {
-            Line::Msg(WorkerMsg::Progress(p)) => self.progress[w] = p,
+            Line::Msg(WorkerMsg::Progress(p)) => self.set_progress(w, |mine| *mine = p),
             Line::Msg(WorkerMsg::Ready(r)) => {
-                self.progress[w].ready = r.ready;
-                self.progress[w].failed = r.failed.values().sum();
+                self.set_progress(w, |p| {
+                    p.ready = r.ready;
+                    p.failed = r.failed.values().sum();
+                });
                 return Ok(Some((w, r)));
             }
             Line::Msg(WorkerMsg::Result(r)) => self.results[w] = Some(*r),
@@ -139,7 +150,7 @@ impl Fleet {
                 ready[w] = Some(r);
             }
             let p = self.progress();
-            bar.set(p.ready + p.failed, &format!("ready {} failed {}", p.ready, p.failed));
+            bar.set(p.ready + p.failed, &format!("ready {} failed {} dropped {}", p.ready, p.failed, p.dropped));
         }
         Ok(ready.into_iter().flatten().collect())
     }

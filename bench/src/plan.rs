@@ -53,7 +53,8 @@ pub struct WorkerPlan {
     pub connect_concurrency: usize,
     /// Per-connection bound on connect + handshake + subscribe.
     pub connect_timeout_ms: u64,
-    /// Heartbeat interval of established connections.
+    /// Heartbeat interval until the server names one (corecast's AUTH_OK);
+    /// 0: send none.
     pub heartbeat_ms: u64,
     /// Monotonic time at which the worker reports and exits no matter what.
     pub deadline_ns: u64,
@@ -144,10 +145,54 @@ pub enum WorkerMsg {
 pub struct Progress {
     /// Connections fully set up.
     pub ready: u64,
-    /// Connections that failed.
+    /// Connections that failed while being set up.
     pub failed: u64,
-    /// Broadcasts received (one per connection at most) or messages received.
+    /// Connections lost after they were set up.
+    pub dropped: u64,
+    /// Connections that have the watched broadcast.
+    pub broadcast_received: u64,
+    /// Stamped room messages received by members.
     pub received: u64,
+    /// Of those, the ones stamped inside the measurement window.
+    pub received_in_window: u64,
+    /// Messages this worker's publishers stamped inside the window, per
+    /// room (empty for a worker without publishers).
+    pub sent_in_window_per_room: Vec<u64>,
+    /// This worker has nothing more to publish.
+    pub publish_done: bool,
+}
+
+impl Progress {
+    /// Adds another worker's counters; `publish_done` holds when it holds for both.
+    pub fn add(&mut self, other: &Progress) {
+        self.ready += other.ready;
+        self.failed += other.failed;
+        self.dropped += other.dropped;
+        self.broadcast_received += other.broadcast_received;
+        self.received += other.received;
+        self.received_in_window += other.received_in_window;
+        if self.sent_in_window_per_room.len() < other.sent_in_window_per_room.len() {
+            self.sent_in_window_per_room.resize(other.sent_in_window_per_room.len(), 0);
+        }
+        for (sum, n) in self.sent_in_window_per_room.iter_mut().zip(&other.sent_in_window_per_room) {
+            *sum += n;
+        }
+        self.publish_done &= other.publish_done;
+    }
+
+    /// The sum over workers (`publish_done` only when every worker is done).
+    pub fn sum<'a>(all: impl IntoIterator<Item = &'a Progress>) -> Progress {
+        all.into_iter().fold(Progress { publish_done: true, ..Progress::default() }, |mut sum, p| {
+            sum.add(p);
+            sum
+        })
+    }
+
+    /// Room deliveries expected from the messages stamped in the window so
+    /// far, given how many members each room has.
+    pub fn expected_in_window(&self, members_per_room: &[u64]) -> u64 {
+        self.sent_in_window_per_room.iter().zip(members_per_room).map(|(sent, members)| sent * members).sum()
+    }
 }
 
 /// Sent once all connections of a worker are settled.
@@ -178,8 +223,10 @@ pub struct WorkerResult {
     pub last_ready_ns: u64,
     /// Connect + handshake latency buckets (ns, count).
     pub connect_latency: Vec<(u64, u64)>,
-    /// Delivery latency buckets (ns, count) of measured messages or broadcasts.
+    /// Delivery latency buckets (ns, count) of measured room messages.
     pub latency: Vec<(u64, u64)>,
+    /// Latency buckets (ns, count) of the watched broadcast.
+    pub broadcast_latency: Vec<(u64, u64)>,
     /// Messages received whose stamp falls in the window.
     pub received_in_window: u64,
     /// All stamped messages received by members.
@@ -243,6 +290,25 @@ mod tests {
         }
         assert_eq!(count, [p.publishers_in_room(0), p.publishers_in_room(1), p.publishers_in_room(2)]);
         assert_eq!(plan(0, 0).role(3), Role::Idle);
+    }
+
+    #[test]
+    fn progress_sums_and_expects_per_room() {
+        let a = Progress {
+            ready: 2,
+            dropped: 1,
+            sent_in_window_per_room: vec![3, 1],
+            publish_done: true,
+            ..Default::default()
+        };
+        let b = Progress { ready: 5, received_in_window: 7, publish_done: true, ..Default::default() };
+        let sum = Progress::sum([&a, &b]);
+        assert_eq!((sum.ready, sum.dropped, sum.received_in_window), (7, 1, 7));
+        assert!(sum.publish_done);
+        assert_eq!(sum.expected_in_window(&[10, 100]), 130);
+        let c = Progress { publish_done: false, ..Default::default() };
+        assert!(!Progress::sum([&a, &c]).publish_done, "one worker still publishing");
+        assert!(Progress::sum(std::iter::empty()).publish_done);
     }
 
     #[test]

@@ -9,7 +9,7 @@
 
 use anyhow::{anyhow, Context, Result};
 
-/// One sample of the server and the host.
+/// One sample of the server (summed over its processes) and the host.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Sample {
     /// Server resident set size in bytes.
@@ -22,19 +22,49 @@ pub struct Sample {
     pub slab_bytes: u64,
 }
 
-/// Samples the process `pid` and the host.
-pub fn sample(pid: u32) -> Result<Sample> {
+/// Samples the processes `pids` (summed: the nodes of a one-host cluster)
+/// and the host.
+pub fn sample(pids: &[u32]) -> Result<Sample> {
+    let mut sample = host()?;
+    for &pid in pids {
+        let (rss_bytes, cpu_s) = process(pid)?;
+        sample.rss_bytes += rss_bytes;
+        sample.cpu_s += cpu_s;
+    }
+    Ok(sample)
+}
+
+/// Resident bytes and CPU seconds (user + system) of process `pid`.
+pub fn process(pid: u32) -> Result<(u64, f64)> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).with_context(|| format!("server pid {pid}"))?;
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).with_context(|| format!("server pid {pid}"))?;
+    let rss = kib_field(&status, "VmRSS:").ok_or_else(|| anyhow!("no VmRSS for pid {pid}"))? * 1024;
+    let cpu = cpu_seconds(&stat).ok_or_else(|| anyhow!("unreadable /proc/{pid}/stat"))?;
+    Ok((rss, cpu))
+}
+
+/// The host's kernel socket memory: TCP buffers (sockstat) and slab (meminfo).
+pub fn host() -> Result<Sample> {
     let sockstat = std::fs::read_to_string("/proc/net/sockstat").context("/proc/net/sockstat")?;
     let meminfo = std::fs::read_to_string("/proc/meminfo").context("/proc/meminfo")?;
     Ok(Sample {
-        rss_bytes: kib_field(&status, "VmRSS:").ok_or_else(|| anyhow!("no VmRSS for pid {pid}"))? * 1024,
-        cpu_s: cpu_seconds(&stat).ok_or_else(|| anyhow!("unreadable /proc/{pid}/stat"))?,
         tcp_mem_bytes: tcp_mem_pages(&sockstat).ok_or_else(|| anyhow!("no TCP mem in /proc/net/sockstat"))?
             * page_size(),
         slab_bytes: kib_field(&meminfo, "Slab:").unwrap_or(0) * 1024,
+        ..Sample::default()
     })
+}
+
+/// The share of the last 10 s in which some task waited for `resource`
+/// (`cpu`, `memory` or `io`), in %, from the kernel's pressure stall
+/// information (`/proc/pressure`); `None` where the kernel has none.
+pub fn pressure(resource: &str) -> Option<f64> {
+    some_avg10(&std::fs::read_to_string(format!("/proc/pressure/{resource}")).ok()?)
+}
+
+fn some_avg10(text: &str) -> Option<f64> {
+    let line = text.lines().find(|l| l.starts_with("some "))?;
+    line.split_whitespace().find_map(|w| w.strip_prefix("avg10="))?.parse().ok()
 }
 
 /// The server's open-file limit (soft), from `/proc/PID/limits`.
@@ -89,12 +119,18 @@ mod tests {
         assert_eq!(kib_field("Name:\tx\nVmRSS:\t   1234 kB\n", "VmRSS:"), Some(1234));
         let sockstat = "sockets: used 10\nTCP: inuse 5 orphan 0 tw 2 alloc 7 mem 42\nUDP: inuse 1 mem 3\n";
         assert_eq!(tcp_mem_pages(sockstat), Some(42));
+        let psi =
+            "some avg10=76.43 avg60=76.52 avg300=70.76 total=1\nfull avg10=20.51 avg60=16.14 avg300=15.74 total=2\n";
+        assert_eq!(some_avg10(psi), Some(76.43));
+        assert_eq!(some_avg10("full avg10=1.00\n"), None);
     }
 
     #[test]
     fn samples_this_process() {
-        let s = sample(std::process::id()).unwrap();
-        assert!(s.rss_bytes > 0);
+        let me = std::process::id();
+        let (one, two) = (sample(&[me]).unwrap(), sample(&[me, me]).unwrap());
+        assert!(one.rss_bytes > 0 && two.rss_bytes >= one.rss_bytes, "two pids are summed");
+        assert!(one.slab_bytes > 0);
         assert!(max_open_files(std::process::id()).is_some());
     }
 }

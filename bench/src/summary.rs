@@ -3,17 +3,21 @@
 //! `duration_s`, `connect_rate_per_s`, `deliveries_per_s`,
 //! `deliveries_per_server_cpu_s`, `latency_us`, `lost`,
 //! `server_rss_bytes_per_conn`, `kernel_bytes_per_conn`, null where not
-//! measured, plus extras) and the human table.
+//! measured, plus extras) and the human table. It also carries the run's
+//! time series and latency histogram, so a report can be drawn from the
+//! JSON alone, and the problems that fail the run ([`crate::verdict`]).
 
 use std::collections::BTreeMap;
 use std::fmt::Write;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::latency::Percentiles;
+use crate::monitor::Point;
 
 /// Figures of one scenario run.
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
 pub struct Summary {
     /// `connect`, `fanout` or `broadcast`.
     pub scenario: String,
@@ -85,6 +89,20 @@ pub struct Summary {
     pub stored_per_s: Option<f64>,
     /// Broadcast: time from the admin call to the last connection having it.
     pub time_to_last_ms: Option<f64>,
+    /// Hold: connections held when memory was sampled (set up and not lost).
+    pub held: Option<u64>,
+    /// Hold: the nodes' whole resident memory over the connections held
+    /// (user space per connection including each node's fixed costs).
+    pub server_rss_total_bytes_per_conn: Option<f64>,
+    /// What fails the run: connections failed, refused or closed (and for
+    /// c1m, deliveries lost); empty when it passed.
+    pub problems: Vec<String>,
+    /// The scenario's latency histogram, (ns, count) per recorded bucket.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub latency_hist: Vec<(u64, u64)>,
+    /// One point per second while the scenario ran.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub series: Vec<Point>,
     /// Worker processes used.
     pub workers: usize,
     /// Source addresses used.
@@ -119,8 +137,16 @@ fn reasons(map: &BTreeMap<String, u64>) -> String {
     map.iter().map(|(k, v)| format!("{v} {k}")).collect::<Vec<_>>().join(", ")
 }
 
+/// Source addresses, a long list shortened to its count and ends.
+fn sources(ips: &[String]) -> String {
+    match ips {
+        [first, .., last] if ips.len() > 4 => format!("{} source addresses, {first} .. {last}", ips.len()),
+        _ => ips.join(","),
+    }
+}
+
 impl Summary {
-    /// The human-readable table.
+    /// The human-readable table; figures the scenario did not measure are left out.
     pub fn table(&self) -> String {
         let mut rows: Vec<(&str, String)> = vec![
             ("scenario", self.scenario.clone()),
@@ -159,15 +185,20 @@ impl Summary {
                 ("time to last ms", num(self.time_to_last_ms)),
             ]);
         }
+        if self.held.is_some() {
+            rows.push(("held", opt(self.held)));
+            rows.push(("server RSS total / conn", num(self.server_rss_total_bytes_per_conn)));
+        }
         rows.extend([
             ("server RSS bytes", opt(self.server_rss_bytes)),
             ("server RSS bytes / conn", num(self.server_rss_bytes_per_conn)),
             ("kernel TCP mem bytes / conn", num(self.kernel_bytes_per_conn)),
             ("kernel slab bytes / conn", num(self.kernel_slab_bytes_per_conn)),
-            ("workers", format!("{} ({})", self.workers, self.source_ips.join(","))),
+            ("workers", format!("{} ({})", self.workers, sources(&self.source_ips))),
         ]);
+        rows.push(("verdict", if self.problems.is_empty() { "ok".into() } else { self.problems.join("; ") }));
         let mut out = String::new();
-        for (k, v) in rows {
+        for (k, v) in rows.into_iter().filter(|(_, v)| v != "-" && v != "- / -") {
             let _ = writeln!(out, "{k:<28} {v}");
         }
         out
@@ -198,6 +229,11 @@ mod tests {
             assert!(json.get(key).is_some(), "missing {key}");
         }
         assert!(json["latency_us"].is_null());
-        assert!(summary.table().contains("connections"));
+        let table = summary.table();
+        assert!(table.contains("connections"));
+        assert!(!table.contains("latency us"), "unmeasured figures are left out:\n{table}");
+        let many: Vec<String> = (2..=31).map(|i| format!("127.0.0.{i}")).collect();
+        assert_eq!(sources(&many), "30 source addresses, 127.0.0.2 .. 127.0.0.31");
+        assert_eq!(sources(&many[..2]), "127.0.0.2,127.0.0.3");
     }
 }

@@ -62,9 +62,14 @@ impl Server {
     /// Starts a server on fresh ports; again on fresh ports when one was
     /// taken before the server could bind it.
     fn start() -> Server {
+        Server::start_with(&[])
+    }
+
+    /// Starts a server with extra command-line arguments.
+    fn start_with(extra: &[&str]) -> Server {
         const ATTEMPTS: usize = 3;
         for attempt in 1..=ATTEMPTS {
-            let mut server = Server::spawn();
+            let mut server = Server::spawn(extra);
             let Err(status) = server.wait_listening() else { return server };
             let log = std::fs::read_to_string(server.dir.join(SERVER_LOG)).unwrap_or_default();
             if !ports::port_was_taken(&log) || attempt == ATTEMPTS {
@@ -74,7 +79,7 @@ impl Server {
         unreachable!("the last attempt returns or panics")
     }
 
-    fn spawn() -> Server {
+    fn spawn(extra: &[&str]) -> Server {
         static NEXT: AtomicUsize = AtomicUsize::new(0);
         let dir = std::env::temp_dir().join(format!(
             "corecast-bench-test-{}-{}",
@@ -89,6 +94,7 @@ impl Server {
             .current_dir(&dir)
             .args(["--listen", &addr.to_string(), "--control-listen", &control.to_string(), "--shards", "2"])
             .args(["--ws-listen", &ws.to_string(), "--web-listen", &web.to_string()])
+            .args(extra)
             .env("CORECAST_JWT_SECRET", JWT_SECRET)
             .env("CORECAST_ADMIN_KEY", ADMIN_KEY)
             .env("RUST_LOG", "warn")
@@ -253,15 +259,96 @@ fn broadcast_reaches_every_connection() {
 }
 
 #[test]
-fn a_wrong_secret_is_reported_as_failed_connections() {
+fn a_wrong_secret_fails_the_run_with_failed_connections() {
     let server = Server::start();
     let out = server.bench("connect", &["-n", "20", "--hold-s", "0"], "not-the-server-secret-0123456789");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let json: Value = serde_json::from_slice(&out.stdout).expect("one JSON object");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "refused connections must fail the run: {stderr}");
+    assert!(stderr.contains("FAILED: 20 connections failed or refused"), "{stderr}");
+    let json: Value = serde_json::from_slice(&out.stdout).expect("one JSON object, even when the run fails");
     assert_eq!(json["connections"].as_u64(), Some(0));
     let failed: u64 = json["failed"].as_object().unwrap().values().filter_map(Value::as_u64).sum();
     assert_eq!(failed, 20, "{json}");
     assert!(json["latency_us"].is_null());
+    assert_eq!(json["problems"].as_array().map(Vec::len), Some(1), "{json}");
+}
+
+#[test]
+fn connections_closed_for_idleness_fail_the_run_by_reason() {
+    // The harness sends no heartbeat; the server closes idle connections
+    // after 600 ms, during the hold.
+    let server = Server::start_with(&["--heartbeat-ms", "200", "--idle-timeout-ms", "600"]);
+    let out = server.bench("connect", &["-n", "50", "--hold-s", "2", "--no-heartbeat"], JWT_SECRET);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "dropped connections must fail the run: {stderr}");
+    let json: Value = serde_json::from_slice(&out.stdout).expect("one JSON object");
+    let dropped = json["disconnected"].as_object().expect("drops by reason");
+    let total: u64 = dropped.values().filter_map(Value::as_u64).sum();
+    assert_eq!(total, 50, "{json}");
+    assert!(dropped.keys().all(|reason| reason.contains("4002")), "the server's close code is the reason: {dropped:?}");
+    assert!(stderr.contains("FAILED: 50 connections dropped"), "{stderr}");
+}
+
+#[test]
+fn heartbeats_follow_the_interval_the_server_names() {
+    // The harness's own default interval (15 s) is far above the server's
+    // idle timeout; it must ping at the 200 ms the server names in AUTH_OK.
+    let server = Server::start_with(&["--heartbeat-ms", "200", "--idle-timeout-ms", "600"]);
+    let json = server.bench_json("connect", &["-n", "50", "--hold-s", "2"]);
+    assert_eq!(json["disconnected"], serde_json::json!({}), "{json}");
+    assert_eq!(json["problems"], serde_json::json!([]), "{json}");
+}
+
+#[test]
+fn c1m_runs_every_step_on_one_set_of_connections_and_its_report_renders() {
+    let server = Server::start();
+    let out_dir = server.dir.join("results");
+    let args = ["-n", "400", "--room-size", "100", "--rate", "5", "--hold-s", "1", "--warmup-s", "0.5"];
+    let out = server.bench(
+        "c1m",
+        &[&args[..], &["--duration-s", "1", "--drain-s", "5", "--out", out_dir.to_str().unwrap()]].concat(),
+        JWT_SECRET,
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "c1m failed: {stderr}");
+    let steps: Vec<Value> =
+        String::from_utf8_lossy(&out.stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let names: Vec<&str> = steps.iter().filter_map(|s| s["scenario"].as_str()).collect();
+    assert_eq!(names, ["connect", "hold", "broadcast", "fanout"]);
+    assert_eq!(steps[1]["held"].as_u64(), Some(400), "{}", steps[1]);
+    assert!(number(&steps[1], "server_rss_total_bytes_per_conn") > 0.0);
+    assert_eq!((steps[2]["received"].as_u64(), steps[2]["lost"].as_u64()), (Some(400), Some(0)), "{}", steps[2]);
+    let expected = steps[3]["expected"].as_u64().unwrap();
+    assert!(expected > 0);
+    assert_eq!(steps[3]["lost"].as_u64(), Some(0), "{}", steps[3]);
+    assert!(steps[0]["series"].as_array().is_some_and(|s| !s.is_empty()), "the time series is kept");
+    let saved: Vec<Value> = serde_json::from_str(&std::fs::read_to_string(out_dir.join("c1m.json")).unwrap()).unwrap();
+    assert_eq!(saved.len(), 4);
+
+    // The page, as headless Chromium renders it: every chart is an SVG with its lines.
+    let report = out_dir.join("report.html");
+    let dom = chromium_dom(&report);
+    for id in ["ramp", "memory", "cpu", "rates", "broadcast", "fanout"] {
+        let at = dom.find(&format!("<figure id=\"{id}\"><svg")).unwrap_or_else(|| panic!("chart {id} missing"));
+        let figure = &dom[at..at + dom[at..].find("</figure>").expect("figure closes")];
+        assert!(figure.contains("<polyline"), "chart {id} has no line");
+    }
+    assert!(dom.contains("corecast: harness ready") && dom.contains("nothing failed or dropped"));
+}
+
+/// The DOM of `page` after headless Chromium loaded it (Debian's
+/// `chromium`; a missing browser fails the test, naming it).
+fn chromium_dom(page: &Path) -> String {
+    let browser = ["/usr/bin/chromium", "/usr/bin/chromium-browser"].into_iter().find(|b| Path::new(b).exists());
+    let browser = browser.expect("Chromium is missing (apt-get install -y chromium): the report is checked in it");
+    let out = Command::new(browser)
+        .args(["--headless", "--no-sandbox", "--disable-gpu", "--dump-dom"])
+        .arg(format!("file://{}", page.display()))
+        .stdin(Stdio::null())
+        .output()
+        .expect("run chromium");
+    assert!(out.status.success(), "chromium failed: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 #[test]

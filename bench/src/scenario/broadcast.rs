@@ -31,6 +31,7 @@ pub fn run(args: &BroadcastArgs) -> Result<crate::summary::Summary> {
     let run = Run::new(&args.common, args.connections)?;
     let before = run.sample();
     let mut fleet = Fleet::spawn(&run.plans(Traffic::default()))?;
+    let monitor = run.monitor(&fleet);
     let mut bar = Bar::new("broadcast setup", args.connections as u64);
     let ready = fleet.wait_ready(&mut bar, run.deadline)?;
     let ready_total: u64 = ready.iter().map(|r| r.ready).sum();
@@ -45,7 +46,7 @@ pub fn run(args: &BroadcastArgs) -> Result<crate::summary::Summary> {
     Stamp { sent_ns, publisher: BROADCAST_PUBLISHER, seq: 1 }.write_into(&mut payload);
     admin.broadcast(&payload)?;
     let timeout = (Instant::now() + Duration::from_secs_f64(args.timeout_s.max(0.0))).min(run.deadline);
-    fleet.wait_until(timeout, |p| p.received >= ready_total)?;
+    fleet.wait_until(timeout, |p| p.broadcast_received >= ready_total)?;
     let s2 = run.sample();
     let totals = Totals::merge(&fleet.stop_and_collect(run.deadline + Duration::from_secs(10))?);
 
@@ -57,7 +58,8 @@ pub fn run(args: &BroadcastArgs) -> Result<crate::summary::Summary> {
     summary.expected = Some(ready_total);
     summary.received = Some(received);
     summary.lost = Some(ready_total.saturating_sub(received));
-    summary.latency_us = totals.latency.percentiles();
+    summary.latency_us = totals.broadcast_latency.percentiles();
+    summary.latency_hist = totals.broadcast_latency.to_pairs();
     if received > 0 {
         let secs = r.broadcast_last_ns.saturating_sub(sent_ns) as f64 / 1e9;
         summary.time_to_last_ms = Some(secs * 1000.0);
@@ -69,5 +71,6 @@ pub fn run(args: &BroadcastArgs) -> Result<crate::summary::Summary> {
         summary.server_cpu_s = Some(cpu);
         summary.deliveries_per_server_cpu_s = (cpu > 0.0).then(|| received as f64 / cpu);
     }
+    summary.series = monitor.finish();
     Ok(summary)
 }

@@ -163,7 +163,7 @@ pub fn run(args: &ChatArgs) -> Result<Summary> {
     }
     ready.wait();
     let connected = started.elapsed();
-    let before = common.server_pid.map(probe::sample).transpose()?;
+    let before = (!common.server_pid.is_empty()).then(|| probe::sample(&common.server_pid)).transpose()?;
     let window_start = Instant::now();
     let admin_probe = (args.admin_probe_ms > 0 && common.admin_key.is_some()).then(|| {
         let (admin, stop, every) =
@@ -181,7 +181,7 @@ pub fn run(args: &ChatArgs) -> Result<Summary> {
     };
     std::thread::sleep(Duration::from_secs_f64(args.drain_s));
     stop_receiving.store(true, Ordering::Relaxed);
-    let after = common.server_pid.map(probe::sample).transpose()?;
+    let after = (!common.server_pid.is_empty()).then(|| probe::sample(&common.server_pid)).transpose()?;
     let mut failed: HashMap<String, u64> = HashMap::new();
     for thread in threads {
         match thread.join() {

@@ -23,6 +23,7 @@ pub fn run(args: &ConnectArgs) -> Result<Summary> {
     let run = Run::new(&args.common, args.connections)?;
     let before = run.sample();
     let mut fleet = Fleet::spawn(&run.plans(Traffic::default()))?;
+    let monitor = run.monitor(&fleet);
     let mut bar = Bar::new("connect", args.connections as u64);
     fleet.wait_ready(&mut bar, run.deadline)?;
     let p = fleet.progress();
@@ -39,5 +40,7 @@ pub fn run(args: &ConnectArgs) -> Result<Summary> {
     summary.server_cpu_s = before.zip(after).map(|(b, a)| a.cpu_s - b.cpu_s);
     summary.connects_per_server_cpu_s =
         summary.server_cpu_s.filter(|&cpu| cpu > 0.0).map(|cpu| summary.connections as f64 / cpu);
+    summary.latency_hist = totals.connect_latency.to_pairs();
+    summary.series = monitor.finish();
     Ok(summary)
 }

@@ -21,7 +21,7 @@ use crate::cli::FanoutArgs;
 use crate::clock::now_ns;
 use crate::fleet::Fleet;
 use crate::payload::STAMP_LEN;
-use crate::plan::Command;
+use crate::plan::{Command, Progress};
 use crate::progress::Bar;
 use crate::summary::Summary;
 use crate::target::Target;
@@ -44,6 +44,7 @@ pub fn run(args: &FanoutArgs) -> Result<Summary> {
     let traffic =
         Traffic { publishers: args.publishers, rooms: args.rooms, payload_len: args.payload, rate: args.rate.0 };
     let mut fleet = Fleet::spawn(&run.plans(traffic))?;
+    let monitor = run.monitor(&fleet);
     let mut bar = Bar::new("fanout setup", total as u64);
     let ready = fleet.wait_ready(&mut bar, run.deadline)?;
     let p = fleet.progress();
@@ -69,7 +70,8 @@ pub fn run(args: &FanoutArgs) -> Result<Summary> {
     let window_start = run.sample();
     fleet.wait_until(Run::instant_at(measure_until), |_| false)?;
     let window_end = run.sample();
-    fleet.wait_until(Instant::now() + Duration::from_secs_f64(args.drain_s.max(0.0)), |_| false)?;
+    let drain_until = Instant::now() + Duration::from_secs_f64(args.drain_s.max(0.0));
+    fleet.wait_until(drain_until, |p| all_arrived(p, &members_per_room))?;
     let totals = Totals::merge(&fleet.stop_and_collect(run.deadline + Duration::from_secs(10))?);
     let drops_after = admin.as_ref().and_then(|a| a.metric_sum("corecast_drops_total"));
 
@@ -90,11 +92,35 @@ pub fn run(args: &FanoutArgs) -> Result<Summary> {
     summary.duplicates = Some(r.duplicates);
     summary.deliveries_per_s = Some(r.received_in_window as f64 / args.duration_s);
     summary.latency_us = totals.latency.percentiles();
+    summary.latency_hist = totals.latency.to_pairs();
     summary.server_drops = drops_before.zip(drops_after).map(|(b, a)| a - b);
     if let (Some(s1), Some(s2)) = (window_start, window_end) {
         let cpu = s2.cpu_s - s1.cpu_s;
         summary.server_cpu_s = Some(cpu);
         summary.deliveries_per_server_cpu_s = (cpu > 0.0).then(|| r.received_in_window as f64 / cpu);
     }
+    summary.series = monitor.finish();
     Ok(summary)
+}
+
+/// Whether the drain can end: every worker is done publishing and every
+/// delivery expected from the window has arrived.
+pub fn all_arrived(p: &Progress, members_per_room: &[u64]) -> bool {
+    p.publish_done && p.received_in_window >= p.expected_in_window(members_per_room)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_drain_ends_only_when_publishing_is_over_and_everything_arrived() {
+        let members = [10, 20];
+        let mut p = Progress { sent_in_window_per_room: vec![2, 1], received_in_window: 40, ..Progress::default() };
+        assert!(!all_arrived(&p, &members), "a worker may still publish");
+        p.publish_done = true;
+        assert!(all_arrived(&p, &members));
+        p.received_in_window = 39;
+        assert!(!all_arrived(&p, &members), "one delivery missing");
+    }
 }

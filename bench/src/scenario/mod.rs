@@ -3,6 +3,7 @@
 //! ([`Totals`]) and turning them into the common part of a [`Summary`].
 
 pub mod broadcast;
+pub mod c1m;
 pub mod chat;
 pub mod connect;
 pub mod fanout;
@@ -15,8 +16,10 @@ use anyhow::{bail, Result};
 
 use crate::cli::Common;
 use crate::clock::{now_ns, secs_between};
+use crate::fleet::Fleet;
 use crate::latency::Latency;
 use crate::limits::Capacity;
+use crate::monitor::{Monitor, Nodes};
 use crate::plan::{WorkerPlan, WorkerResult};
 use crate::probe::{self, Sample};
 use crate::summary::Summary;
@@ -102,9 +105,10 @@ impl Run {
         for line in capacity.explain(connections) {
             eprintln!("{line}");
         }
-        if let Some(limit) = common.server_pid.and_then(probe::max_open_files) {
-            if connections as u64 + 64 > limit {
-                eprintln!("warning: the server's open-file limit is {limit}; {connections} connections may not fit");
+        if let Some(limit) = common.server_pid.iter().filter_map(|&pid| probe::max_open_files(pid)).min() {
+            let per_node = connections.div_ceil(common.server_pid.len().max(1));
+            if per_node as u64 + 64 > limit {
+                eprintln!("warning: the server's open-file limit is {limit}; {per_node} connections may not fit");
             }
         }
         let nodes = match &common.dispatch {
@@ -152,7 +156,7 @@ impl Run {
                     connect_rate: self.common.connect_rate.0.map(|r| r / workers as f64),
                     connect_concurrency: self.common.connect_concurrency.max(1),
                     connect_timeout_ms: self.common.connect_timeout_ms,
-                    heartbeat_ms: self.common.heartbeat_ms.max(100),
+                    heartbeat_ms: if self.common.no_heartbeat { 0 } else { self.common.heartbeat_ms.max(100) },
                     deadline_ns,
                 };
                 first_conn += conns;
@@ -163,14 +167,22 @@ impl Run {
 
     /// A server sample, when `--server-pid` was given and the server is readable.
     pub fn sample(&self) -> Option<Sample> {
-        let pid = self.common.server_pid?;
-        match probe::sample(pid) {
+        if self.common.server_pid.is_empty() {
+            return None;
+        }
+        match probe::sample(&self.common.server_pid) {
             Ok(s) => Some(s),
             Err(e) => {
                 eprintln!("warning: cannot sample the server: {e:#}");
                 None
             }
         }
+    }
+
+    /// Starts the per-second time series of the server nodes, the host and `fleet`.
+    pub fn monitor(&self, fleet: &Fleet) -> Monitor {
+        let nodes = Nodes { pids: self.common.server_pid.clone(), controls: self.common.node_control.clone() };
+        Monitor::start(nodes, fleet.progress_handle())
     }
 
     /// An instant `ns` on the monotonic clock corresponds to.
@@ -218,8 +230,10 @@ pub struct Totals {
     pub result: WorkerResult,
     /// Merged connect latency.
     pub connect_latency: Latency,
-    /// Merged delivery latency.
+    /// Merged delivery latency of room messages.
     pub latency: Latency,
+    /// Merged latency of the watched broadcast.
+    pub broadcast_latency: Latency,
 }
 
 fn merge(into: &mut BTreeMap<String, u64>, from: &BTreeMap<String, u64>) {
@@ -259,6 +273,7 @@ impl Totals {
             s.broadcast_last_ns = s.broadcast_last_ns.max(r.broadcast_last_ns);
             t.connect_latency.add_pairs(&r.connect_latency);
             t.latency.add_pairs(&r.latency);
+            t.broadcast_latency.add_pairs(&r.broadcast_latency);
         }
         t
     }

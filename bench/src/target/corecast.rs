@@ -70,6 +70,10 @@ impl Adapter for Corecast {
         true
     }
 
+    fn heartbeat_while_subscribing(&self) -> bool {
+        true
+    }
+
     fn publish(&self, room: &str, payload: &[u8], out: &mut Vec<u8>) {
         encode(PUBLISH_NO_REPLY | PUBLISH_EXCLUDE_SELF, &ClientRequest::Publish { room, payload }, out);
     }
@@ -94,11 +98,16 @@ impl Adapter for Corecast {
             at += header.len as usize;
             let decoded = decode_server(frame).map_err(|e| format!("undecodable frame from server: {e}"))?;
             match decoded.message {
-                ServerMessage::AuthOk { .. } | ServerMessage::Ok | ServerMessage::Pong => on(Event::Ack),
+                ServerMessage::AuthOk { heartbeat_ms, .. } => {
+                    on(Event::HeartbeatInterval(heartbeat_ms));
+                    on(Event::Ack)
+                }
+                ServerMessage::Ok => on(Event::Ack),
+                ServerMessage::Pong => on(Event::Pong),
                 ServerMessage::Push { kind: PushKind::Broadcast, payload, .. } => on(Event::Broadcast(payload)),
                 ServerMessage::Push { payload, .. } => on(Event::Message(payload)),
                 ServerMessage::Error { code, message } => on(Event::Refused(format!("error {code}: {message}"))),
-                ServerMessage::Close { code, reason, .. } => on(Event::Refused(format!("close {code}: {reason}"))),
+                ServerMessage::Close { code, reason, .. } => on(Event::Closed(format!("close {code}: {reason}"))),
                 // Replies to requests the harness never sends (persistent chat).
                 _ => {}
             }

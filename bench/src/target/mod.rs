@@ -75,8 +75,15 @@ pub enum Event<'a> {
     Broadcast(&'a [u8]),
     /// The server wants a keep-alive answer; the worker sends [`Adapter::pong`].
     ServerPing,
-    /// The server refused something or is closing the connection.
+    /// The answer to a heartbeat, told apart from [`Event::Ack`] (corecast).
+    Pong,
+    /// The heartbeat interval the server asks for, in ms (corecast's AUTH_OK).
+    HeartbeatInterval(u32),
+    /// The server refused a request; the connection stays open unless it is
+    /// still being set up.
     Refused(String),
+    /// The server is closing the connection, and why.
+    Closed(String),
 }
 
 /// A protocol adapter. Stateless per connection: a parse only consumes
@@ -94,6 +101,12 @@ pub trait Adapter {
     fn publish(&self, room: &str, payload: &[u8], out: &mut Vec<u8>);
     /// A keep-alive request, answered by [`Event::Ack`] (may append nothing).
     fn heartbeat(&self, out: &mut Vec<u8>);
+    /// Whether heartbeats may go out while a subscribe is unanswered: only
+    /// when their answer is [`Event::Pong`], not an [`Event::Ack`] that would
+    /// pass for the subscribe's.
+    fn heartbeat_while_subscribing(&self) -> bool {
+        false
+    }
     /// The answer to [`Event::ServerPing`].
     fn pong(&self, _out: &mut Vec<u8>) {}
     /// The wire name of room `room`.

@@ -82,6 +82,10 @@ impl Adapter for Mqtt {
         out.extend_from_slice(payload);
     }
 
+    fn heartbeat_while_subscribing(&self) -> bool {
+        true
+    }
+
     fn heartbeat(&self, out: &mut Vec<u8>) {
         out.extend_from_slice(&[0xc0, 0x00]);
     }
@@ -115,7 +119,7 @@ impl Adapter for Mqtt {
                     Some(_) => on(Event::Ack),
                     None => return Err("short SUBACK".into()),
                 },
-                13 => on(Event::Ack),
+                13 => on(Event::Pong),
                 3 => {
                     let qos = (first >> 1) & 3;
                     let topic_len = body.get(..2).map(|b| u16::from_be_bytes([b[0], b[1]]) as usize);

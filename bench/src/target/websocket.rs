@@ -88,6 +88,10 @@ impl<A: Adapter> Adapter for OverWebSocket<A> {
         self.wrapped(|inner, frames| inner.heartbeat(frames), out);
     }
 
+    fn heartbeat_while_subscribing(&self) -> bool {
+        self.inner.heartbeat_while_subscribing()
+    }
+
     fn pong(&self, out: &mut Vec<u8>) {
         self.wrapped(|inner, frames| inner.pong(frames), out);
     }
@@ -138,7 +142,7 @@ impl<A: Adapter> Adapter for OverWebSocket<A> {
                 }
                 0x8 => {
                     let code = payload.get(..2).map_or(1005, |c| u16::from_be_bytes([c[0], c[1]]));
-                    on(Event::Refused(format!("WebSocket close {code}")));
+                    on(Event::Closed(format!("WebSocket close {code}")));
                 }
                 _ => {} // pings and pongs: the server sends none
             }

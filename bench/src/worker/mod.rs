@@ -15,13 +15,16 @@
 //! The loop: start connects at the planned rate and concurrency, write the
 //! hello, subscribe once the hello is answered, publish on schedule (or as
 //! fast as the sockets take it), read and account for every delivery, send
-//! heartbeats spread over the heartbeat interval, time out stuck connects,
+//! heartbeats to every connection past its AUTH_OK once per heartbeat
+//! interval (the server's, from AUTH_OK) whatever else is going on, time
+//! out stuck connects,
 //! report progress every 200 ms, and stop on `Stop`, on stdin EOF (the
 //! parent died) or at the plan's deadline.
 
 mod conn;
 mod control;
 mod epoll;
+mod heartbeat;
 mod socket;
 mod stats;
 
@@ -36,6 +39,7 @@ use crate::target::{self, Adapter, Event};
 use conn::{Conn, ConnState};
 use control::StdinLines;
 use epoll::{Epoll, ERR_OR_HUP, IN, OUT};
+use heartbeat::Sweep;
 use stats::{Stats, Window};
 
 const STDIN_TOKEN: u64 = u64::MAX;
@@ -86,6 +90,8 @@ struct Worker {
     ready_sent: bool,
     next_tick_ns: u64,
     ticks: u64,
+    /// Heartbeats; `None` when the plan asks for none.
+    sweep: Option<Sweep>,
     last_progress: Progress,
     stats: Stats,
 }
@@ -127,6 +133,7 @@ impl Worker {
             ready_sent: false,
             next_tick_ns: 0,
             ticks: 0,
+            sweep: None,
             last_progress: Progress::default(),
             stats,
             plan,
@@ -137,6 +144,7 @@ impl Worker {
         self.epoll.add(0, STDIN_TOKEN, IN)?;
         self.started_ns = now_ns();
         self.next_tick_ns = self.started_ns;
+        self.sweep = (self.plan.heartbeat_ms > 0).then(|| Sweep::new(self.plan.heartbeat_ms, self.started_ns));
         while !self.stop {
             let now = now_ns();
             if now >= self.plan.deadline_ns {
@@ -281,13 +289,31 @@ impl Worker {
         conn.out = Vec::new();
         conn.partial = Vec::new();
         match was {
-            ConnState::Ready => self.stats.disconnected(reason),
+            ConnState::Ready => {
+                let phase = self.phase();
+                self.stats.disconnected(format!("{phase}: {reason}"))
+            }
             ConnState::Closed | ConnState::Waiting => {}
             _ => {
                 self.in_flight -= 1;
                 self.settled += 1;
                 self.stats.failed(reason);
             }
+        }
+    }
+
+    /// The step of the run this worker is in, as drops are reported by it:
+    /// `connect` until its connections are settled, then `hold`, then
+    /// `broadcast` once watching, then `fanout` once publishing started.
+    fn phase(&self) -> &'static str {
+        if !self.ready_sent {
+            "connect"
+        } else if self.publish.is_some() {
+            "fanout"
+        } else if self.watching {
+            "broadcast"
+        } else {
+            "hold"
         }
     }
 
@@ -324,13 +350,16 @@ impl Worker {
             partial.extend_from_slice(&rbuf[..n]);
         }
         let data: &[u8] = if buffered { &partial } else { &rbuf[..n] };
-        let (mut acks, mut pings, mut refused) = (0usize, 0usize, Vec::new());
+        let (mut acks, mut pings, mut refused, mut closed, mut interval) = (0usize, 0usize, Vec::new(), None, None);
         let (role, state, rooms, window, watching) = (conn.role, conn.state, plan.rooms, *window, *watching);
         let (seqs, broadcast_seen) = (&mut conn.seqs, &mut conn.broadcast_seen);
         let used = adapter.parse(data, &mut |event| match event {
             Event::Ack => acks += 1,
             Event::ServerPing => pings += 1,
+            Event::Pong => {}
+            Event::HeartbeatInterval(ms) => interval = Some(ms),
             Event::Refused(message) => refused.push(message),
+            Event::Closed(reason) => closed = closed.take().or(Some(reason)),
             Event::Message(payload) => {
                 let (Role::Member { room }, ConnState::Ready) = (role, state) else { return };
                 match Stamp::read(payload) {
@@ -345,7 +374,7 @@ impl Worker {
                     *broadcast_seen = true;
                     stats.result.broadcast_received += 1;
                     stats.result.broadcast_last_ns = stats.result.broadcast_last_ns.max(now);
-                    stats.latency.record(now.saturating_sub(stamp.sent_ns));
+                    stats.broadcast_latency.record(now.saturating_sub(stamp.sent_ns));
                 }
             }
         })?;
@@ -361,6 +390,14 @@ impl Worker {
         };
         for _ in 0..pings {
             adapter.pong(&mut conn.out);
+        }
+        if let (Some(ms), Some(sweep)) = (interval.filter(|&ms| ms > 0), self.sweep.as_mut()) {
+            if u64::from(ms) != sweep.interval_ms() {
+                sweep.set_interval(ms.into(), now);
+            }
+        }
+        if let Some(reason) = closed {
+            return Err(reason);
         }
         for message in refused {
             if state == ConnState::Ready {
@@ -426,7 +463,15 @@ impl Worker {
             }
         }
         if let Some(e) = error {
-            return self.fail(idx, socket::reason(&e));
+            // A server that closed the connection often said why first (a
+            // CLOSE frame not read yet): read what is there, so the drop is
+            // counted under that reason rather than as a broken pipe.
+            conn.out = Vec::new();
+            self.on_readable(idx);
+            if self.conns[idx].state != ConnState::Closed {
+                self.fail(idx, socket::reason(&e));
+            }
+            return;
         }
         if conn.out.is_empty() && !matches!(conn.role, Role::Publisher { .. }) {
             conn.out = Vec::new();
@@ -507,16 +552,7 @@ impl Worker {
                 }
             }
         }
-        let slots = (self.plan.heartbeat_ms / (TICK_NS / 1_000_000)).max(1) as usize;
-        let mut idx = (self.ticks % slots as u64) as usize;
-        while idx < self.conns.len() {
-            let conn = &mut self.conns[idx];
-            if conn.state == ConnState::Ready && conn.out.len() < MAX_BURST {
-                self.adapter.heartbeat(&mut conn.out);
-                self.flush(idx);
-            }
-            idx += slots;
-        }
+        self.heartbeats(now);
         self.ticks += 1;
         if !self.ready_sent && self.settled == self.conns.len() {
             self.ready_sent = true;
@@ -531,13 +567,46 @@ impl Worker {
         }
         if self.ticks.is_multiple_of(2) {
             let r = &self.stats.result;
-            let received = if self.watching { r.broadcast_received } else { r.received_total };
-            let progress = Progress { ready: r.ready, failed: r.failed.values().sum(), received };
+            let publish_done = self.publishers.is_empty() || self.publish.is_some_and(|(_, until)| now >= until);
+            let progress = Progress {
+                ready: r.ready,
+                failed: r.failed.values().sum(),
+                dropped: r.disconnected.values().sum(),
+                broadcast_received: r.broadcast_received,
+                received: r.received_total,
+                received_in_window: r.received_in_window,
+                sent_in_window_per_room: if self.publishers.is_empty() {
+                    Vec::new()
+                } else {
+                    r.sent_in_window_per_room.clone()
+                },
+                publish_done,
+            };
             if progress != self.last_progress {
                 control::send(&WorkerMsg::Progress(progress.clone()));
                 self.last_progress = progress;
             }
         }
+    }
+
+    /// Pings the connections whose heartbeat is due: every one past its
+    /// AUTH_OK, whatever the scenario is doing.
+    fn heartbeats(&mut self, now: u64) {
+        let Some(mut sweep) = self.sweep.take() else { return };
+        let while_subscribing = self.adapter.heartbeat_while_subscribing();
+        for idx in sweep.due(now, self.conns.len()) {
+            let conn = &mut self.conns[idx];
+            let authenticated = match conn.state {
+                ConnState::Ready => true,
+                ConnState::Subscribing => while_subscribing,
+                _ => false,
+            };
+            if authenticated && conn.out.len() < MAX_BURST {
+                self.adapter.heartbeat(&mut conn.out);
+                self.flush(idx);
+            }
+        }
+        self.sweep = Some(sweep);
     }
 
     fn on_stdin(&mut self) -> Result<()> {

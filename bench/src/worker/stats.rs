@@ -36,8 +36,10 @@ pub struct Stats {
     pub result: WorkerResult,
     /// Connect + handshake latency.
     pub connect_latency: Latency,
-    /// Delivery latency.
+    /// Delivery latency of room messages.
     pub latency: Latency,
+    /// Latency of the watched broadcast, one sample per connection.
+    pub broadcast_latency: Latency,
 }
 
 fn count(map: &mut BTreeMap<String, u64>, mut reason: String) {
@@ -92,6 +94,7 @@ impl Stats {
     pub fn finish(mut self) -> WorkerResult {
         self.result.connect_latency = self.connect_latency.to_pairs();
         self.result.latency = self.latency.to_pairs();
+        self.result.broadcast_latency = self.broadcast_latency.to_pairs();
         self.result
     }
 }
