@@ -54,4 +54,9 @@ pub struct DispatchAnswer {
     pub nodes: Vec<DispatchEntry>,
     /// How to back off between reconnect attempts.
     pub reconnect: ReconnectHints,
+    /// True when the router could not read the registered nodes from Redis
+    /// at its last try: the nodes are the last ones it read, those of them
+    /// its health pulls still find healthy. Always false on a single node.
+    #[serde(default)]
+    pub stale: bool,
 }

@@ -59,7 +59,8 @@ pub fn rank(
         ranked.push((per_weight, fill, entry));
     }
     ranked.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.total_cmp(&b.1)).then_with(|| a.2.node.cmp(&b.2.node)));
-    DispatchAnswer { nodes: ranked.into_iter().map(|(_, _, entry)| entry).collect(), reconnect: *hints }
+    let nodes = ranked.into_iter().map(|(_, _, entry)| entry).collect();
+    DispatchAnswer { nodes, reconnect: *hints, stale: false }
 }
 
 #[cfg(test)]
@@ -216,6 +217,7 @@ mod tests {
                     "weight": 3, "connections": 7, "ceiling": 100,
                 }],
                 "reconnect": { "base_ms": 500, "factor": 2.0, "jitter": 0.5, "max_ms": 30000 },
+                "stale": false,
             })
         );
     }

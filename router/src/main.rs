@@ -12,6 +12,8 @@ use metrics_exporter_prometheus::PrometheusBuilder;
 use serde::Serialize;
 
 use corecast_router::tier::config::{RouterConfig, StoreChoice};
+use corecast_settings::build_info::VERSION_LINE;
+use corecast_settings::logs::LogFormat;
 
 #[cfg(feature = "mimalloc")]
 #[global_allocator]
@@ -24,7 +26,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 /// CORECAST_ROUTER_ADMIN_KEY, CORECAST_ROUTER_REDIS_URL), then these flags.
 /// `--check-config` prints every setting in force, defaults included.
 #[derive(Parser)]
-#[command(version, about)]
+#[command(version = VERSION_LINE, about)]
 struct Cli {
     /// TOML configuration file.
     #[arg(long, env = "CORECAST_ROUTER_CONFIG")]
@@ -77,6 +79,10 @@ struct Overrides {
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     health_pull_ms: Option<u32>,
+    /// Log lines as text or JSON.
+    #[arg(long, value_enum)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    log_format: Option<LogFormat>,
 }
 
 fn random_key() -> String {
@@ -85,15 +91,9 @@ fn random_key() -> String {
 }
 
 fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
     let cli = Cli::parse();
     let config = corecast_settings::load::<RouterConfig>(cli.config.as_deref(), &cli.overrides)?;
+    corecast_settings::logs::init(config.log_format);
     if cli.check_config {
         let mut shown = config.clone();
         shown.admin_key = shown.admin_key.map(|_| "<redacted>".into());
@@ -111,6 +111,7 @@ fn main() -> anyhow::Result<()> {
         }
     };
     let prometheus = PrometheusBuilder::new().install_recorder().context("installing the metrics recorder")?;
+    corecast_settings::build_info::record_metric();
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(corecast_router::tier::run(config, admin_key, prometheus))
 }

@@ -1,8 +1,10 @@
 //! The addresses a node publishes for dispatch: where TCP clients connect
 //! and the WebSocket URL browsers connect to, each configured or derived
-//! from the listeners.
+//! from the listeners. A listener on a wildcard address (0.0.0.0, ::) is
+//! published as the host's primary address ([`reachable`]), never as the
+//! wildcard, which no client can connect to.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket};
 
 use crate::config::Config;
 
@@ -19,7 +21,7 @@ impl Advertised {
     /// The configured addresses, or: the client listener's address, and a
     /// WebSocket URL on the same host as that (advertised) address.
     pub fn new(config: &Config, listen: SocketAddr, ws_listen: SocketAddr) -> Advertised {
-        let client = config.advertise_addr.clone().unwrap_or_else(|| listen.to_string());
+        let client = config.advertise_addr.clone().unwrap_or_else(|| reachable(listen).to_string());
         let ws_url = config.advertise_ws_url.clone().unwrap_or_else(|| {
             // `rsplit` keeps an IPv6 host's brackets and colons together.
             let host = client.rsplit_once(':').map_or(client.as_str(), |(host, _port)| host);
@@ -30,9 +32,46 @@ impl Advertised {
     }
 }
 
+/// `addr`, or, when its IP is a wildcard (0.0.0.0, ::), the same port on
+/// an address other hosts can connect to: the host's primary address, the
+/// source address the kernel picks for a route to the Internet (found by
+/// connecting a UDP socket to a documentation address; nothing is sent),
+/// or loopback when the host has no such route.
+pub fn reachable(addr: SocketAddr) -> SocketAddr {
+    if !addr.ip().is_unspecified() {
+        return addr;
+    }
+    let (probe, loopback): (IpAddr, IpAddr) = match addr {
+        SocketAddr::V4(_) => (Ipv4Addr::new(192, 0, 2, 1).into(), Ipv4Addr::LOCALHOST.into()),
+        SocketAddr::V6(_) => (Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 1).into(), Ipv6Addr::LOCALHOST.into()),
+    };
+    let primary = UdpSocket::bind(SocketAddr::new(addr.ip(), 0))
+        .and_then(|socket| {
+            socket.connect(SocketAddr::new(probe, 9))?;
+            socket.local_addr()
+        })
+        .map(|local| local.ip())
+        .ok()
+        .filter(|ip| !ip.is_unspecified());
+    SocketAddr::new(primary.unwrap_or(loopback), addr.port())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_wildcard_listener_is_published_as_an_address_that_reaches_it() {
+        let listener = std::net::TcpListener::bind("0.0.0.0:0").unwrap();
+        let published = reachable(listener.local_addr().unwrap());
+        assert!(!published.ip().is_unspecified(), "{published}");
+        assert_eq!(published.port(), listener.local_addr().unwrap().port());
+        std::net::TcpStream::connect(published).expect("a client reaches the published address");
+        assert_eq!(reachable(addr("10.0.0.5:7100")), addr("10.0.0.5:7100"));
+        let got = Advertised::new(&Config::default(), listener.local_addr().unwrap(), addr("0.0.0.0:7101"));
+        assert_eq!(got.client, published.to_string());
+        assert_eq!(got.ws_url, format!("ws://{}:7101/ws", published.ip()));
+    }
 
     fn addr(s: &str) -> SocketAddr {
         s.parse().unwrap()

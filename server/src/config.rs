@@ -10,6 +10,7 @@ use std::path::PathBuf;
 
 use corecast_storage::embedded::Durability;
 
+use corecast_settings::logs::LogFormat;
 use corecast_settings::{Settings, SettingsError};
 use serde::{Deserialize, Serialize};
 
@@ -194,6 +195,8 @@ pub struct Config {
     /// Serve `POST /demo/token`, which mints a token for any name. For demos
     /// and development only; on by itself when the JWT secret is generated.
     pub demo_tokens: bool,
+    /// Log lines as readable text or as JSON objects (for log shippers).
+    pub log_format: LogFormat,
 }
 
 impl Default for Config {
@@ -262,6 +265,7 @@ impl Default for Config {
             ws_max_message_len: 1 << 20,
             web_listen: None,
             demo_tokens: false,
+            log_format: LogFormat::Text,
         }
     }
 }

@@ -10,6 +10,8 @@ use serde::Serialize;
 
 use corecast_server::config::{Config, DriverChoice};
 use corecast_server::{auth, node};
+use corecast_settings::build_info::VERSION_LINE;
+use corecast_settings::logs::LogFormat;
 
 #[cfg(feature = "mimalloc")]
 #[global_allocator]
@@ -22,7 +24,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 /// CORECAST_ADMIN_KEY, CORECAST_HEARTBEAT_MS), then these flags.
 /// `--check-config` prints every setting in force, defaults included.
 #[derive(Parser)]
-#[command(version, about)]
+#[command(version = VERSION_LINE, about)]
 struct Cli {
     /// TOML configuration file.
     #[arg(long, global = true, env = "CORECAST_CONFIG")]
@@ -229,18 +231,16 @@ struct Overrides {
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     demo_tokens: Option<bool>,
+    /// Log lines as text or JSON.
+    #[arg(long, value_enum)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    log_format: Option<LogFormat>,
 }
 
 fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
     let cli = Cli::parse();
     let config = corecast_settings::load::<Config>(cli.config.as_deref(), &cli.overrides)?;
+    corecast_settings::logs::init(config.log_format);
     match cli.command {
         Some(Command::Token { user, rooms, ttl_secs }) => {
             let Some(secret) = &config.jwt_secret else {

@@ -1,5 +1,6 @@
 //! What the node says about itself to health pulls and dispatch: its id in
-//! the cluster, its connection ceiling, and whether it is draining.
+//! the cluster, its connection ceiling and weight, and whether it is
+//! draining.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -10,13 +11,15 @@ pub struct NodeStatus {
     pub id: String,
     /// Most client connections the node accepts.
     pub ceiling: u64,
+    /// Relative share of new clients dispatch sends here.
+    pub weight: u32,
     draining: AtomicBool,
 }
 
 impl NodeStatus {
     /// A node that is not draining.
-    pub fn new(id: String, ceiling: u64) -> NodeStatus {
-        NodeStatus { id, ceiling, draining: AtomicBool::new(false) }
+    pub fn new(id: String, ceiling: u64, weight: u32) -> NodeStatus {
+        NodeStatus { id, ceiling, weight, draining: AtomicBool::new(false) }
     }
 
     /// Marks the node draining: health reports it and the uplink removes it

@@ -1,7 +1,11 @@
-//! Loading a binary's settings, the same way for the server node and the
-//! router: the struct's `Default`, then a TOML file, then environment
-//! variables, then command-line flags, later sources winning; the result
-//! is validated before anyone uses it (`--check-config` prints it).
+//! What the server node and the router share at start: loading their
+//! settings ([`load`]), their log output ([`logs`]) and the identity of the
+//! build ([`build_info`]).
+//!
+//! Settings load the same way for both binaries: the struct's `Default`,
+//! then a TOML file, then environment variables, then command-line flags,
+//! later sources winning; the result is validated before anyone uses it
+//! (`--check-config` prints it).
 //!
 //! The struct is the one source of truth. Its serde field names are the
 //! keys of the file, of the flags and of the environment
@@ -13,6 +17,9 @@
 //! share reads only its own keys from the environment. `<prefix>CONFIG`
 //! names the file (a flag of the binary) and is never read as a setting.
 #![warn(missing_docs)]
+
+pub mod build_info;
+pub mod logs;
 
 use std::path::Path;
 

@@ -6,6 +6,7 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
+use corecast_settings::logs::LogFormat;
 use corecast_settings::{Settings, SettingsError};
 use corecast_storage::embedded::Durability;
 use serde::{Deserialize, Serialize};
@@ -99,6 +100,8 @@ pub struct RouterConfig {
     pub store_timeout_ms: u32,
     /// Reconnect backoff hints given with every dispatch answer.
     pub reconnect: ReconnectHints,
+    /// Log lines as readable text or as JSON objects (for log shippers).
+    pub log_format: LogFormat,
 }
 
 impl Default for RouterConfig {
@@ -131,6 +134,7 @@ impl Default for RouterConfig {
             small_group_limit: 200,
             store_timeout_ms: 5_000,
             reconnect: ReconnectHints::default(),
+            log_format: LogFormat::Text,
         }
     }
 }

@@ -16,6 +16,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use corecast_cluster::admin_api::{api_error, require_admin_key, room_push, AdminKey, PublishQuery};
 use corecast_proto::internal::InternalFrameBytes;
+use corecast_settings::build_info;
 use serde_json::{json, Value};
 use tokio::net::TcpListener;
 
@@ -62,6 +63,8 @@ async fn health(State(tier): State<Shared>) -> Json<Value> {
         "router": tier.id,
         "epoch": tier.core.epoch(),
         "linked_nodes": tier.hub.linked_nodes().len(),
+        "version": build_info::VERSION,
+        "commit": build_info::COMMIT,
     }))
 }
 

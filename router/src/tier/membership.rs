@@ -103,19 +103,39 @@ pub async fn keep_registered(tier: Arc<Tier>, mut info: RouterInfo) {
 }
 
 /// Lists the registered server nodes and pulls each one's health, every
-/// `health_pull_ms`; dispatch answers from the latest snapshot.
+/// `health_pull_ms`; dispatch answers from the latest snapshot. While Redis
+/// does not answer, the last nodes listed stay and their health is still
+/// pulled, so dispatch keeps sending clients to those that are healthy; the
+/// answer says `stale` and `corecast_dispatch_stale` is 1.
 pub async fn watch_nodes(tier: Arc<Tier>) {
     let period = Duration::from_millis(tier.config.health_pull_ms as u64);
     let mut board = tier.health_board();
+    let mut known = Vec::new();
+    let mut stale = false;
     loop {
         match tier.registry.nodes().await {
             Ok(nodes) => {
+                if stale {
+                    tracing::info!("server nodes listed from Redis again: dispatch is current");
+                }
                 tier.routes.saw_nodes(nodes.iter().map(|n| n.id.clone()));
-                board.pull_all(&nodes).await;
-                tier.set_nodes(nodes, board.clone());
+                known = nodes;
+                stale = false;
             }
-            Err(e) => tracing::warn!("could not list the server nodes in Redis: {e}"),
+            Err(e) => {
+                if !stale {
+                    tracing::warn!(
+                        "could not list the server nodes in Redis ({e}): dispatching the {} last known, \
+                         by their health",
+                        known.len()
+                    );
+                }
+                stale = true;
+            }
         }
+        board.pull_all(&known).await;
+        metrics::gauge!("corecast_dispatch_stale").set(if stale { 1.0 } else { 0.0 });
+        tier.set_nodes(known.clone(), board.clone(), stale);
         tokio::time::sleep(period).await;
     }
 }

@@ -53,37 +53,48 @@ pub struct Tier {
     pub prometheus: PrometheusHandle,
     /// HTTP client for the nodes' admin API.
     pub http: reqwest::Client,
-    nodes: Mutex<(Vec<NodeInfo>, HealthBoard)>,
+    nodes: Mutex<NodeView>,
+}
+
+/// The server nodes as last read from Redis, their latest health pulls,
+/// and whether that read is out of date because Redis did not answer.
+struct NodeView {
+    nodes: Vec<NodeInfo>,
+    health: HealthBoard,
+    stale: bool,
 }
 
 impl Tier {
-    fn nodes_lock(&self) -> MutexGuard<'_, (Vec<NodeInfo>, HealthBoard)> {
+    fn nodes_lock(&self) -> MutexGuard<'_, NodeView> {
         // A panic while holding the lock leaves plain data behind.
         corecast_proto::sync::lock(&self.nodes)
     }
 
     /// The latest health board (its client pulls with the health timeout).
     fn health_board(&self) -> HealthBoard {
-        self.nodes_lock().1.clone()
+        self.nodes_lock().health.clone()
     }
 
-    /// Replaces the nodes and their health with a newer pull.
-    fn set_nodes(&self, nodes: Vec<NodeInfo>, health: HealthBoard) {
-        *self.nodes_lock() = (nodes, health);
+    /// Replaces the nodes and their health with a newer pull; `stale` when
+    /// the nodes are the last known ones because Redis did not answer.
+    fn set_nodes(&self, nodes: Vec<NodeInfo>, health: HealthBoard, stale: bool) {
+        *self.nodes_lock() = NodeView { nodes, health, stale };
     }
 
     /// The registered server nodes.
     pub fn nodes(&self) -> Vec<NodeInfo> {
-        self.nodes_lock().0.clone()
+        self.nodes_lock().nodes.clone()
     }
 
-    /// The nodes a client should connect to, best first.
+    /// The nodes a client should connect to, best first, marked stale
+    /// while the registry cannot be read.
     pub fn dispatch(&self) -> DispatchAnswer {
-        let guard = self.nodes_lock();
+        let view = self.nodes_lock();
         // A node not pulled successfully within three pulls is out.
         let staleness =
             Duration::from_millis(3 * self.config.health_pull_ms as u64 + self.config.health_timeout_ms as u64);
-        rank(&guard.0, &guard.1, staleness, Instant::now(), &self.config.reconnect)
+        let answer = rank(&view.nodes, &view.health, staleness, Instant::now(), &self.config.reconnect);
+        DispatchAnswer { stale: view.stale, ..answer }
     }
 }
 
@@ -186,7 +197,7 @@ pub async fn run(config: RouterConfig, admin_key: String, prometheus: Prometheus
         admin_key,
         prometheus,
         http: admin_http,
-        nodes: Mutex::new((Vec::new(), HealthBoard::new(health_http))),
+        nodes: Mutex::new(NodeView { nodes: Vec::new(), health: HealthBoard::new(health_http), stale: false }),
     });
     let link_tls = tier.config.link_tls_cert_file.is_some();
     tracing::info!(router = %id, link = %info.link_addr, link_tls, http = %info.http_addr, "router starting");
