@@ -6,7 +6,9 @@
 //! Redis registry and the route table ([`registry`]), which router owns a
 //! conversation ([`ownership`]) and how conversation ids are spelled
 //! ([`conversation`]), the answer to a dispatch request ([`dispatch`]) and
-//! the admin API's key guard and operator pushes ([`admin_api`]). Router-only
+//! the admin API's key guard and operator pushes ([`admin_api`]), and how
+//! room interest is kept and announced with a bounded wait ([`interest`]),
+//! which shards use too. Router-only
 //! code (the router core, the link hub, ranking) lives in `corecast-router`;
 //! node-only code in `corecast-server`.
 #![warn(missing_docs)]
@@ -14,6 +16,7 @@
 pub mod admin_api;
 pub mod conversation;
 pub mod dispatch;
+pub mod interest;
 pub mod link;
 pub mod ownership;
 pub mod registry;

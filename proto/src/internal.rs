@@ -92,10 +92,9 @@ pub enum InternalFrame {
 #[derive(Debug, Clone, PartialEq, Eq, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
 #[rkyv(derive(Debug))]
 pub enum ChatRequest {
-    /// A connection authenticated.
-    Online { conn_id: u64, user: String, device: String },
-    /// An authenticated connection closed.
-    Offline { conn_id: u64, user: String },
+    /// Connections that authenticated or closed since the shard's last
+    /// batch, in the order it saw them.
+    Presence { changes: Vec<PresenceChange> },
     /// SEND.
     Send {
         conn_id: u64,
@@ -113,6 +112,17 @@ pub enum ChatRequest {
     Ack { conn_id: u64, rid: u32, user: String, device: String, conv: String, seq: u64 },
     /// UNREAD.
     Unread { conn_id: u64, rid: u32, user: String, device: String },
+}
+
+/// One connection coming online (it authenticated) or going offline.
+#[derive(Debug, Clone, PartialEq, Eq, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
+#[rkyv(derive(Debug))]
+pub struct PresenceChange {
+    pub conn_id: u64,
+    pub user: String,
+    /// Empty when going offline.
+    pub device: String,
+    pub online: bool,
 }
 
 impl ArchivedInternalFrame {

@@ -10,10 +10,11 @@
 
 use std::sync::{Arc, Mutex, MutexGuard};
 
+use corecast_cluster::interest::Interest;
 use corecast_cluster::link::codec::{read_frame, write_frames, LinkError};
 use corecast_cluster::link::tls::{self, LinkReader, LinkWriter};
 use corecast_proto::internal::{ArchivedInternalFrame, InternalFrame, InternalFrameBytes};
-use rustc_hash::{FxHashMap, FxHashSet};
+use rustc_hash::FxHashMap;
 use subtle::ConstantTimeEq;
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
@@ -32,27 +33,23 @@ struct NodeLink {
 #[derive(Default)]
 struct HubState {
     nodes: FxHashMap<String, NodeLink>,
-    rooms: FxHashMap<String, FxHashSet<String>>,
+    /// Which nodes have members of which room.
+    rooms: Interest<Arc<str>>,
     next_generation: u64,
 }
 
 impl HubState {
     fn set_interest(&mut self, room: &str, node: &str, joined: bool) {
+        let node: Arc<str> = node.into();
         if joined {
-            self.rooms.entry(room.to_string()).or_default().insert(node.to_string());
-        } else if let Some(nodes) = self.rooms.get_mut(room) {
-            nodes.remove(node);
-            if nodes.is_empty() {
-                self.rooms.remove(room);
-            }
+            self.rooms.join(room, node);
+        } else {
+            self.rooms.leave(room, &node);
         }
     }
 
     fn forget_node(&mut self, node: &str) {
-        self.rooms.retain(|_, nodes| {
-            nodes.remove(node);
-            !nodes.is_empty()
-        });
+        self.rooms.forget(&Arc::from(node));
     }
 }
 
@@ -201,10 +198,8 @@ impl LinkHub {
     /// Sends a room push to every node with members of `room` except
     /// `origin`; returns how many nodes it went to.
     pub fn publish_room(&self, room: &str, frame: &InternalFrameBytes, origin: Option<&str>) -> usize {
-        let targets: Vec<String> = match self.state().rooms.get(room) {
-            Some(nodes) => nodes.iter().filter(|n| Some(n.as_str()) != origin).cloned().collect(),
-            None => Vec::new(),
-        };
+        let targets: Vec<Arc<str>> =
+            self.state().rooms.peers(room).iter().filter(|n| Some(&***n) != origin).cloned().collect();
         for node in &targets {
             self.to_node(node, frame.clone());
         }
@@ -223,7 +218,7 @@ impl LinkHub {
 
     /// Nodes with members of `room`.
     pub fn nodes_with_room(&self, room: &str) -> Vec<String> {
-        self.state().rooms.get(room).map(|nodes| nodes.iter().cloned().collect()).unwrap_or_default()
+        self.state().rooms.peers(room).iter().map(|node| node.to_string()).collect()
     }
 
     /// Every linked node.

@@ -2,31 +2,65 @@
 //! online, kept in memory. In a cluster the same questions are answered by
 //! the Redis route table; this table is what the single node uses.
 
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use corecast_cluster::registry::Route;
 use rustc_hash::FxHashMap;
+use smallvec::SmallVec;
 
 use crate::routes::RouteTable;
+
+/// One online connection, compactly: its node and device are indexes into
+/// the table's interned names. A single node holds one of these per
+/// connection, so its size is part of what a connection costs.
+#[derive(Clone, Copy, PartialEq, Eq)]
+struct Online {
+    conn_id: u64,
+    node: u32,
+    device: u32,
+}
 
 /// user → online connections, on one node.
 #[derive(Default)]
 pub struct Presence {
-    by_user: FxHashMap<String, Vec<Route>>,
+    by_user: FxHashMap<Box<str>, SmallVec<[Online; 1]>>,
+    /// Node and device names, interned (a handful of distinct values).
+    names: Vec<Arc<str>>,
+    name_ids: FxHashMap<Arc<str>, u32>,
 }
 
 impl Presence {
+    fn name_id(&mut self, name: &str) -> u32 {
+        if let Some(&id) = self.name_ids.get(name) {
+            return id;
+        }
+        let shared: Arc<str> = name.into();
+        let id = self.names.len() as u32;
+        self.names.push(shared.clone());
+        self.name_ids.insert(shared, id);
+        id
+    }
+
     /// Records a connection coming online.
     pub fn online(&mut self, user: &str, route: Route) {
-        let conns = self.by_user.entry(user.to_string()).or_default();
-        if !conns.iter().any(|c| c.conn_id == route.conn_id && c.node == route.node) {
-            conns.push(route);
+        let online =
+            Online { conn_id: route.conn_id, node: self.name_id(&route.node), device: self.name_id(&route.device) };
+        match self.by_user.get_mut(user) {
+            Some(conns) => {
+                if !conns.iter().any(|c| c.conn_id == online.conn_id && c.node == online.node) {
+                    conns.push(online);
+                }
+            }
+            None => {
+                self.by_user.insert(user.into(), SmallVec::from_elem(online, 1));
+            }
         }
     }
 
     /// Records a connection going offline.
     pub fn offline(&mut self, user: &str, node: &str, conn_id: u64) {
+        let Some(&node) = self.name_ids.get(node) else { return };
         if let Some(conns) = self.by_user.get_mut(user) {
             conns.retain(|c| !(c.conn_id == conn_id && c.node == node));
             if conns.is_empty() {
@@ -36,8 +70,16 @@ impl Presence {
     }
 
     /// The user's online connections.
-    pub fn conns(&self, user: &str) -> &[Route] {
-        self.by_user.get(user).map_or(&[], Vec::as_slice)
+    pub fn conns(&self, user: &str) -> Vec<Route> {
+        let Some(conns) = self.by_user.get(user) else { return Vec::new() };
+        conns
+            .iter()
+            .map(|c| Route {
+                node: self.names[c.node as usize].to_string(),
+                conn_id: c.conn_id,
+                device: self.names[c.device as usize].to_string(),
+            })
+            .collect()
     }
 }
 
@@ -56,7 +98,7 @@ impl InMemoryRouteTable {
 impl RouteTable for InMemoryRouteTable {
     async fn lookup(&self, users: &[String]) -> Vec<Route> {
         let presence = self.presence();
-        users.iter().flat_map(|u| presence.conns(u).iter().cloned()).collect()
+        users.iter().flat_map(|u| presence.conns(u)).collect()
     }
 
     fn online(&self, user: &str, route: Route) {

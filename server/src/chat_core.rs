@@ -13,8 +13,13 @@ use corecast_proto::internal::{ArchivedChatRequest, ArchivedInternalFrame, Inter
 use corecast_router::{ConnSink, CoreConfig, RouterCore};
 use corecast_storage::embedded::EmbeddedStore;
 
+use crate::allocator::{release_free_pages, QuietAfterBurst};
 use crate::config::Config;
 use crate::shard::{CoreCommand, Mesh};
+
+/// How often the core looks whether a burst of requests is over, to give
+/// the burst's freed memory back.
+const QUIET_PERIOD: std::time::Duration = std::time::Duration::from_millis(250);
 
 /// Name of the single node in its own route table.
 const LOCAL_NODE: &str = "local";
@@ -115,22 +120,35 @@ impl Drop for ChatCore {
 /// every other request runs as its own task so a slow store call does not
 /// hold up the rest.
 async fn run_core(core: Arc<RouterCore>, inbox: flume::Receiver<CoreCommand>) {
-    while let Ok(command) = inbox.recv_async().await {
+    let mut quiet = QuietAfterBurst::default();
+    let mut busy = false;
+    let mut period = tokio::time::interval(QUIET_PERIOD);
+    loop {
+        let command = tokio::select! {
+            command = inbox.recv_async() => match command {
+                Ok(command) => command,
+                Err(_) => return,
+            },
+            _ = period.tick() => {
+                if quiet.period(std::mem::take(&mut busy)) {
+                    release_free_pages();
+                }
+                continue;
+            }
+        };
+        busy = true;
         let frame = match command {
             CoreCommand::Request(frame) => frame,
             // A single node has no other nodes to tell about its rooms.
             CoreCommand::Publish(_) => continue,
             CoreCommand::RoomInterest { ack, .. } => {
                 if let Some(ack) = ack {
-                    let _ = ack.try_send(());
+                    ack.send();
                 }
                 continue;
             }
         };
-        let presence = matches!(
-            frame.archived(),
-            ArchivedInternalFrame::Chat(ArchivedChatRequest::Online { .. } | ArchivedChatRequest::Offline { .. })
-        );
+        let presence = matches!(frame.archived(), ArchivedInternalFrame::Chat(ArchivedChatRequest::Presence { .. }));
         if presence {
             core.handle(LOCAL_NODE, &frame).await;
         } else {

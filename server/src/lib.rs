@@ -10,6 +10,7 @@
 #![warn(missing_docs)]
 
 pub mod advertised;
+pub mod allocator;
 pub mod auth;
 pub mod chat_core;
 pub mod cluster;

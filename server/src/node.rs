@@ -12,18 +12,22 @@ use socket2::{Domain, Socket, Type};
 
 use corecast_cluster::registry::NodeInfo;
 
-use crate::advertised::Advertised;
+use crate::advertised::{reachable, Advertised};
 use crate::auth::{mint_token, TokenVerifier};
 use crate::chat_core::ChatCore;
 use crate::cluster::ClusterSettings;
 use crate::config::Config;
 use crate::control::{ChatBackend, ControlPlane, ControlState};
 use crate::revocations::Revocations;
-use crate::shard::{Mesh, ShardContext, ShardThreads};
+use crate::shard::{frame_mesh, Mesh, ShardContext, ShardThreads};
 use crate::stall::{log_stall, Pulse, Watchdog};
 use crate::status::NodeStatus;
 use crate::tls::CertStore;
 use crate::web::{WebState, WebTls};
+
+/// Frames one shard can have waiting for another before sends to it are
+/// dropped (counted).
+const FRAME_RING_CAPACITY: usize = 8192;
 
 /// The node as it registers in the cluster: its name with a random suffix
 /// (so routes of an earlier run are never taken for this run's), addresses,
@@ -86,9 +90,13 @@ fn secrets(config: &Config) -> Secrets {
     }
 }
 
-/// Prints what a newcomer needs to try a default start.
+/// Prints what a newcomer needs to try a default start, once the node
+/// serves. URLs name an address a client can reach, never a wildcard.
 fn print_banner(config: &Config, secrets: &Secrets, listen: SocketAddr) -> anyhow::Result<()> {
-    println!("corecast listening for clients on {listen}, control plane on http://{}", config.control_listen);
+    println!(
+        "corecast listening for clients on {listen}, control plane on http://{}",
+        reachable(config.control_listen)
+    );
     if secrets.jwt_generated {
         let token = mint_token(secrets.jwt.as_bytes(), "demo", 24 * 3600, None)?;
         println!(
@@ -165,6 +173,7 @@ pub fn run(config: Config) -> anyhow::Result<()> {
     }
     let config = Arc::new(config);
     let prometheus = PrometheusBuilder::new().install_recorder().context("installing the metrics recorder")?;
+    corecast_settings::build_info::record_metric();
 
     let shard_count = config.shard_count();
     let listeners = bind_listeners(config.listen_addr(), shard_count, config.listen_backlog)?;
@@ -183,13 +192,14 @@ pub fn run(config: Config) -> anyhow::Result<()> {
             }
             let settings = cluster_settings(&config, redis_url, &advertised, &secrets.admin_key)?;
             tracing::info!(node = %settings.node.id, redis = %redis_url, "joining the cluster");
-            let status = NodeStatus::new(settings.node.id.clone(), settings.node.ceiling);
-            (status, ChatBackend::Cluster(settings, core_rx), None)
+            let registry = runtime.block_on(crate::cluster::connect(&settings))?;
+            let status = NodeStatus::new(settings.node.id.clone(), settings.node.ceiling, settings.node.weight);
+            (status, ChatBackend::Cluster(Box::new(settings), registry, core_rx), None)
         }
         None => {
             let mut chat_core = ChatCore::start(&config, &mesh)?;
             chat_core.serve(core_rx);
-            let status = NodeStatus::new(config.node_name(), config.connection_ceiling());
+            let status = NodeStatus::new(config.node_name(), config.connection_ceiling(), config.weight);
             (status, ChatBackend::Single(chat_core.core()), Some(chat_core))
         }
     };
@@ -237,15 +247,17 @@ pub fn run(config: Config) -> anyhow::Result<()> {
     tracing::info!(%listen, shards = shard_count, "starting shards");
     let node_connections = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let shards = ShardThreads::start(mesh.clone(), |events| {
-        let per_shard = listeners.into_iter().zip(ws_listeners).zip(inboxes).enumerate();
+        let frames = frame_mesh(shard_count, FRAME_RING_CAPACITY);
+        let per_shard = listeners.into_iter().zip(ws_listeners).zip(inboxes).zip(frames).enumerate();
         per_shard
-            .map(|(id, ((listener, ws_listener), inbox))| ShardContext {
+            .map(|(id, (((listener, ws_listener), inbox), frames))| ShardContext {
                 id: id as u16,
                 cpu: config.pin_threads.then_some((config.first_cpu + id) % cpus),
                 listener,
                 ws_listener,
                 inbox,
                 mesh: mesh.clone(),
+                frames,
                 config: config.clone(),
                 verifier: verifier.clone(),
                 core: core_tx.clone(),
@@ -276,6 +288,7 @@ pub fn run(config: Config) -> anyhow::Result<()> {
     };
     print_banner(&config, &secrets, listen)?;
     let (ws, http) = if tls.is_some() { ("wss", "https") } else { ("ws", "http") };
+    let (ws_listen, web_listen) = (reachable(ws_listen), reachable(web_listen));
     println!("WebSocket clients on {ws}://{ws_listen}{}, demo page at {http}://{web_listen}/demo", config.ws_path);
 
     let failure = shards.wait();

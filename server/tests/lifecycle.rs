@@ -1,7 +1,8 @@
 //! Connection lifecycle against the real server: start-up (a node answers
 //! only once its shards accept connections, and refuses a client port
-//! another server listens on), idle timeout, a consumer that never reads,
-//! and graceful shutdown on SIGTERM.
+//! another server listens on), a consumer that never reads, and graceful
+//! shutdown on SIGTERM. The idle timeout is tested on the shard core with
+//! simulated time.
 
 mod common;
 
@@ -9,28 +10,6 @@ use std::time::Duration;
 
 use common::{free_ports, DataDir, Reply, Server};
 use corecast_proto::{ClientRequest, ErrorCode, PUBLISH_EXCLUDE_SELF, PUBLISH_NO_REPLY};
-
-#[test]
-fn idle_connection_gets_close_while_a_pinging_one_stays() {
-    let server = Server::start(&["--heartbeat-ms", "200", "--idle-timeout-ms", "600", "--timer-tick-ms", "50"]);
-    let (mut idle, _) = server.user("sleepy");
-    let (mut active, _) = server.user("awake");
-    // The active client pings well within the timeout for longer than it.
-    for _ in 0..8 {
-        std::thread::sleep(Duration::from_millis(150));
-        let rid = active.send(0, &ClientRequest::Ping);
-        assert_eq!(active.recv(), Reply::Pong { rid });
-    }
-    let frames = idle.recv_until_eof();
-    match frames.as_slice() {
-        [Reply::Close { code, reconnect_after_ms, .. }] => {
-            assert_eq!(*code, ErrorCode::IdleTimeout.as_u16());
-            assert!(*reconnect_after_ms > 0);
-        }
-        other => panic!("expected one CLOSE, got {other:?}"),
-    }
-    active.join("still-alive");
-}
 
 #[test]
 fn consumer_that_never_reads_is_closed_while_the_room_keeps_receiving() {

@@ -30,10 +30,10 @@ fuzz_target!(|data: &[u8]| {
             ArchivedChatRequest::Sync { conv, .. } | ArchivedChatRequest::Ack { conv, .. } => {
                 let _ = conv.as_str().len();
             }
-            ArchivedChatRequest::Online { user, device, .. } => {
-                let _ = (user.as_str().len(), device.as_str().len());
+            ArchivedChatRequest::Presence { changes } => {
+                let _ = changes.iter().map(|c| c.user.as_str().len() + c.device.as_str().len()).sum::<usize>();
             }
-            ArchivedChatRequest::Offline { user, .. } | ArchivedChatRequest::Unread { user, .. } => {
+            ArchivedChatRequest::Unread { user, .. } => {
                 let _ = user.as_str().len();
             }
         },

@@ -25,13 +25,16 @@ impl RouterCore {
         let ArchivedInternalFrame::Chat(request) = frame.archived() else { return };
         let replies = Replies { core: self, node: origin };
         match request {
-            ArchivedChatRequest::Online { conn_id, user, device } => {
-                let route =
-                    Route { node: origin.to_string(), conn_id: conn_id.to_native(), device: device.to_string() };
-                self.routes.online(user.as_str(), route)
-            }
-            ArchivedChatRequest::Offline { conn_id, user } => {
-                self.routes.offline(user.as_str(), origin, conn_id.to_native())
+            ArchivedChatRequest::Presence { changes } => {
+                for change in changes.iter() {
+                    let conn_id = change.conn_id.to_native();
+                    if change.online {
+                        let route = Route { node: origin.to_string(), conn_id, device: change.device.to_string() };
+                        self.routes.online(change.user.as_str(), route)
+                    } else {
+                        self.routes.offline(change.user.as_str(), origin, conn_id)
+                    }
+                }
             }
             ArchivedChatRequest::Send { conn_id, rid, user, kind, to, client_msg_id, payload, .. } => {
                 let (conn_id, rid) = (conn_id.to_native(), rid.to_native());

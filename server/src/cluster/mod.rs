@@ -64,21 +64,30 @@ fn ownership_key(request: &ArchivedChatRequest) -> Option<String> {
         },
         ArchivedChatRequest::Sync { conv, .. } | ArchivedChatRequest::Ack { conv, .. } => Some(conv.to_string()),
         ArchivedChatRequest::Unread { user, .. } => Some(format!("u:{user}")),
-        ArchivedChatRequest::Online { .. } | ArchivedChatRequest::Offline { .. } => None,
+        ArchivedChatRequest::Presence { .. } => None,
     }
 }
 
-/// Runs the uplink until the shards' channel closes.
+/// Connects to the cluster's Redis. The node does this before it starts
+/// its shards: a node that cannot reach Redis fails at start (exit code 1),
+/// before it says it listens.
+pub async fn connect(settings: &ClusterSettings) -> anyhow::Result<Registry> {
+    Registry::connect(&settings.redis_url, KEY_PREFIX)
+        .await
+        .map_err(|e| anyhow::anyhow!("connecting to Redis at {}: {e}", settings.redis_url))
+}
+
+/// Runs the uplink on `registry` (from [`connect`]) until the shards'
+/// channel closes. Redis and router outages after the start are retried,
+/// never fatal.
 pub async fn run(
     settings: ClusterSettings,
+    registry: Registry,
     mesh: Mesh,
     status: Arc<NodeStatus>,
     revocations: Arc<Revocations>,
     inbox: flume::Receiver<CoreCommand>,
-) -> anyhow::Result<()> {
-    let registry = Registry::connect(&settings.redis_url, KEY_PREFIX)
-        .await
-        .map_err(|e| anyhow::anyhow!("connecting to Redis at {}: {e}", settings.redis_url))?;
+) {
     let uplink = Arc::new(Uplink::new(settings.clone(), mesh));
     let routes = registration::start(uplink.clone(), registry.clone(), status);
     tokio::spawn(revocation_sync::follow(registry.clone(), revocations, settings.registry_ttl / 3));
@@ -90,18 +99,22 @@ pub async fn run(
             CoreCommand::RoomInterest { room, shard, joined, ack } => uplink.room_interest(&room, shard, joined, ack),
         }
     }
-    Ok(())
 }
 
 fn handle_request(uplink: &Arc<Uplink>, routes: &registration::RouteWriter, frame: InternalFrameBytes) {
     let ArchivedInternalFrame::Chat(request) = frame.archived() else { return };
     match request {
-        ArchivedChatRequest::Online { conn_id, user, device } => {
-            let route =
-                Route { node: uplink.node_id().to_string(), conn_id: conn_id.to_native(), device: device.to_string() };
-            routes.online(user.to_string(), route);
+        ArchivedChatRequest::Presence { changes } => {
+            for change in changes.iter() {
+                let (conn_id, user) = (change.conn_id.to_native(), change.user.to_string());
+                if change.online {
+                    let device = change.device.to_string();
+                    routes.online(user, Route { node: uplink.node_id().to_string(), conn_id, device });
+                } else {
+                    routes.offline(user, conn_id);
+                }
+            }
         }
-        ArchivedChatRequest::Offline { conn_id, user } => routes.offline(user.to_string(), conn_id.to_native()),
         _ => {
             if let Some(key) = ownership_key(request) {
                 uplink.forward_request(&key, frame.clone());

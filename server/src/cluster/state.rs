@@ -7,13 +7,14 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
+use corecast_cluster::interest::{Announcements, Interest};
 use corecast_cluster::ownership::owner_of;
 use corecast_proto::internal::{ArchivedChatRequest, ArchivedInternalFrame, InternalFrame, InternalFrameBytes};
 use corecast_proto::{encode_server, ErrorCode, ServerMessage};
 use rustc_hash::FxHashMap;
 
 use super::ClusterSettings;
-use crate::shard::Mesh;
+use crate::shard::{InterestAck, Mesh};
 
 /// How long a JOIN waits for the routers to acknowledge its room's first
 /// member on this node before it is answered anyway (a router that does not
@@ -25,20 +26,14 @@ struct RouterPeer {
     generation: u64,
 }
 
-struct Waiting {
-    room: String,
-    remaining: usize,
-    acks: Vec<flume::Sender<()>>,
-}
-
 #[derive(Default)]
 struct State {
     routers: BTreeMap<String, RouterPeer>,
-    rooms: FxHashMap<String, u128>,
-    announcing: FxHashMap<String, u64>,
-    waiting: FxHashMap<u64, Waiting>,
+    /// Which of this node's shards have members of which room.
+    rooms: Interest<u16>,
+    /// First-member announcements waiting for the routers.
+    announcements: Announcements<InterestAck>,
     pending: FxHashMap<(u64, u32), String>,
-    next_id: u64,
 }
 
 /// The node's uplink to the router tier.
@@ -49,9 +44,9 @@ pub struct Uplink {
 }
 
 /// Lets every waiting JOIN go on.
-fn answer(acks: Vec<flume::Sender<()>>) {
+fn answer(acks: impl IntoIterator<Item = InterestAck>) {
     for ack in acks {
-        let _ = ack.try_send(());
+        ack.send();
     }
 }
 
@@ -98,7 +93,7 @@ impl Uplink {
     /// slip between the hello and the link joining the set.
     pub fn link_up(&self, router: &str, frames: flume::Sender<InternalFrameBytes>, generation: u64) {
         let mut state = self.state();
-        let rooms: Vec<String> = state.rooms.keys().cloned().collect();
+        let rooms: Vec<String> = state.rooms.rooms().map(str::to_string).collect();
         let hello = InternalFrame::NodeHello {
             node: self.settings.node.id.clone(),
             key: self.settings.cluster_key.clone(),
@@ -178,14 +173,10 @@ impl Uplink {
     /// A shard gained its first or lost its last member of `room`. The
     /// node's own first member is announced to every router and `ack`
     /// answered once they all acknowledged (or after a timeout).
-    pub fn room_interest(self: &Arc<Self>, room: &str, shard: u16, joined: bool, ack: Option<flume::Sender<()>>) {
-        let bit = 1u128 << (shard % 128);
+    pub fn room_interest(self: &Arc<Self>, room: &str, shard: u16, joined: bool, ack: Option<InterestAck>) {
         let mut state = self.state();
         if !joined {
-            let Some(mask) = state.rooms.get_mut(room) else { return };
-            *mask &= !bit;
-            if *mask == 0 {
-                state.rooms.remove(room);
+            if state.rooms.leave(room, &shard) {
                 let frame = InternalFrameBytes::encode(&InternalFrame::RoomInterest {
                     room: room.to_string(),
                     joined: false,
@@ -195,33 +186,40 @@ impl Uplink {
             }
             return;
         }
-        let mask = state.rooms.entry(room.to_string()).or_insert(0);
-        let first = *mask == 0;
-        *mask |= bit;
-        let acks: Vec<flume::Sender<()>> = ack.into_iter().collect();
-        if !first {
-            match state.announcing.get(room).copied() {
+        if !state.rooms.join(room, shard) {
+            // The routers know, or are being told: wait for that.
+            let Some(ack) = ack else { return };
+            match state.announcements.in_flight(room) {
                 Some(id) => {
-                    if let Some(waiting) = state.waiting.get_mut(&id) {
-                        waiting.acks.extend(acks);
+                    if let Err(ack) = state.announcements.wait(id, ack) {
+                        ack.send();
                     }
                 }
-                None => answer(acks),
+                None => ack.send(),
             }
             return;
         }
-        state.next_id += 1;
-        let id = state.next_id;
+        let expected = state.routers.len();
+        if expected == 0 {
+            drop(state);
+            answer(ack);
+            return;
+        }
+        // The uplink times announcements out itself (below): no deadline here.
+        let id = state.announcements.start(room, expected, u64::MAX);
+        if let Some(ack) = ack {
+            let _ = state.announcements.wait(id, ack);
+        }
         let frame =
             InternalFrameBytes::encode(&InternalFrame::RoomInterest { room: room.to_string(), joined: true, id });
         let sent = self.to_every_router(&state, &frame);
-        if sent == 0 {
-            answer(acks);
+        // Routers whose queue was full will not acknowledge.
+        let done = (sent..expected).filter_map(|_| state.announcements.ack(id)).next();
+        drop(state);
+        if let Some(done) = done {
+            answer(done.waiters);
             return;
         }
-        state.announcing.insert(room.to_string(), id);
-        state.waiting.insert(id, Waiting { room: room.to_string(), remaining: sent, acks });
-        drop(state);
         let uplink = self.clone();
         tokio::spawn(async move {
             tokio::time::sleep(INTEREST_ACK_TIMEOUT).await;
@@ -230,12 +228,12 @@ impl Uplink {
     }
 
     fn finish_announcement(&self, id: u64) {
-        let mut state = self.state();
-        if let Some(waiting) = state.waiting.remove(&id) {
-            if state.announcing.get(&waiting.room) == Some(&id) {
-                state.announcing.remove(&waiting.room);
+        let done = self.state().announcements.finish(id);
+        if let Some(done) = done {
+            if done.missing > 0 {
+                tracing::warn!(room = %done.room, missing = done.missing, "routers did not acknowledge a room in time");
             }
-            answer(waiting.acks);
+            answer(done.waiters);
         }
     }
 
@@ -245,19 +243,9 @@ impl Uplink {
         metrics::counter!("corecast_uplink_frames_in_total", "kind" => archived.kind()).increment(1);
         match archived {
             ArchivedInternalFrame::InterestAck { id } => {
-                let id = id.to_native();
-                let done = {
-                    let mut state = self.state();
-                    match state.waiting.get_mut(&id) {
-                        Some(waiting) => {
-                            waiting.remaining = waiting.remaining.saturating_sub(1);
-                            waiting.remaining == 0
-                        }
-                        None => false,
-                    }
-                };
-                if done {
-                    self.finish_announcement(id);
+                let done = self.state().announcements.ack(id.to_native());
+                if let Some(done) = done {
+                    answer(done.waiters);
                 }
             }
             ArchivedInternalFrame::ConnFrames { conn_ids, frames, reply } => {
@@ -270,7 +258,8 @@ impl Uplink {
                 self.mesh.deliver(&frame, |_| 0);
             }
             ArchivedInternalFrame::RoomPush { .. } => {
-                let rooms = |room: &str| self.state().rooms.get(room).copied().unwrap_or(0);
+                let rooms =
+                    |room: &str| self.state().rooms.peers(room).iter().fold(0u128, |mask, s| mask | 1 << (s % 128));
                 self.mesh.deliver(&frame, rooms);
             }
             ArchivedInternalFrame::Broadcast { .. } => self.mesh.deliver(&frame, |_| 0),

@@ -22,7 +22,10 @@ use metrics_exporter_prometheus::PrometheusHandle;
 use serde_json::json;
 
 use corecast_cluster::admin_api::{require_admin_key, AdminKey};
+use corecast_cluster::dispatch::{DispatchAnswer, DispatchEntry, ReconnectHints};
+use corecast_cluster::registry::redis::Registry;
 use corecast_router::RouterCore;
+use corecast_settings::build_info;
 
 use crate::advertised::Advertised;
 use crate::auth::TokenVerifier;
@@ -71,9 +74,10 @@ pub enum ChatBackend {
     /// runtime ([`crate::chat_core`]); the control plane serves its admin
     /// routes.
     Single(Arc<RouterCore>),
-    /// The routers of a cluster, through the uplink the control plane runs,
-    /// fed the shards' commands.
-    Cluster(ClusterSettings, flume::Receiver<CoreCommand>),
+    /// The routers of a cluster, through the uplink the control plane runs
+    /// on the registry it connected to before the node started, fed the
+    /// shards' commands.
+    Cluster(Box<ClusterSettings>, Registry, flume::Receiver<CoreCommand>),
 }
 
 /// A running control plane.
@@ -100,20 +104,10 @@ impl ControlPlane {
         web_listener.set_nonblocking(true)?;
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel();
         let thread = std::thread::Builder::new().name("corecast-control".into()).spawn(move || {
-            if let ChatBackend::Cluster(settings, core_inbox) = backend {
+            if let ChatBackend::Cluster(settings, registry, core_inbox) = backend {
                 let (mesh, status) = (state.mesh.clone(), state.status.clone());
                 let revocations = state.verifier.revocations().clone();
-                runtime.spawn(async move {
-                    let uplink = crate::cluster::run(settings, mesh.clone(), status, revocations, core_inbox);
-                    if let Err(e) = uplink.await {
-                        // Without the uplink the node cannot serve chat:
-                        // stop rather than run half a node.
-                        tracing::error!("cluster uplink failed: {e:#}");
-                        for (_, sender) in mesh.all() {
-                            let _ = sender.send_async(ShardCommand::Shutdown).await;
-                        }
-                    }
-                });
+                runtime.spawn(crate::cluster::run(*settings, registry, mesh, status, revocations, core_inbox));
             }
             match runtime.block_on(async { tokio::net::TcpListener::from_std(web_listener) }) {
                 Ok(listener) => {
@@ -204,11 +198,17 @@ async fn shutdown_on_signal(mesh: Mesh, status: Arc<NodeStatus>) {
     }
 }
 
-/// The node's health, as routers pull it: status, connections, ceiling.
-async fn health(State(state): State<ControlState>) -> Json<serde_json::Value> {
-    let connections: usize = admin::ask_shards(&state, |reply| ShardCommand::CountConnections { reply })
+/// Client connections on every shard; 0 when a shard does not answer.
+async fn node_connections(state: &ControlState) -> u64 {
+    admin::ask_shards(state, |reply| ShardCommand::CountConnections { reply })
         .await
-        .map_or(0, |counts| counts.iter().sum());
+        .map_or(0, |counts| counts.iter().map(|&n| n as u64).sum())
+}
+
+/// The node's health, as routers pull it: status, connections, ceiling,
+/// and the build it runs.
+async fn health(State(state): State<ControlState>) -> Json<serde_json::Value> {
+    let connections = node_connections(&state).await;
     let status = if state.status.is_draining() { "draining" } else { "ok" };
     Json(json!({
         "status": status,
@@ -216,21 +216,32 @@ async fn health(State(state): State<ControlState>) -> Json<serde_json::Value> {
         "shards": state.mesh.len(),
         "connections": connections,
         "ceiling": state.status.ceiling,
+        "version": build_info::VERSION,
+        "commit": build_info::COMMIT,
     }))
 }
 
-/// A single node's dispatch answer: itself, unless it is draining. In a
+/// A single node's dispatch answer, in the routers' shape: itself with its
+/// connections, ceiling and weight, unless it is draining or full. In a
 /// cluster the routers answer dispatch for every node.
 async fn dispatch(State(state): State<ControlState>) -> impl IntoResponse {
-    let hints = corecast_cluster::dispatch::ReconnectHints::default();
-    let nodes = if state.status.is_draining() {
-        Vec::new()
-    } else {
-        let advertised = &state.advertised;
-        vec![json!({ "node": state.status.id, "addr": advertised.client, "ws_url": advertised.ws_url, "weight": 1 })]
-    };
+    let connections = node_connections(&state).await;
+    let status = &state.status;
+    let takes_clients = !status.is_draining() && connections < status.ceiling && status.weight > 0;
+    let nodes = takes_clients
+        .then(|| DispatchEntry {
+            node: status.id.clone(),
+            addr: state.advertised.client.clone(),
+            ws_url: Some(state.advertised.ws_url.clone()),
+            weight: status.weight,
+            connections,
+            ceiling: status.ceiling,
+        })
+        .into_iter()
+        .collect();
+    let answer = DispatchAnswer { nodes, reconnect: ReconnectHints::default(), stale: false };
     // Public and read-only: pages served from any origin may ask.
-    ([(header::ACCESS_CONTROL_ALLOW_ORIGIN, "*")], Json(json!({ "nodes": nodes, "reconnect": hints })))
+    ([(header::ACCESS_CONTROL_ALLOW_ORIGIN, "*")], Json(answer))
 }
 
 async fn metrics(State(state): State<ControlState>) -> String {

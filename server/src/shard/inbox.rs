@@ -9,6 +9,8 @@ use std::sync::Arc;
 
 use corecast_proto::internal::{shard_of, ArchivedInternalFrame, InternalFrameBytes};
 
+pub use super::core::InterestAck;
+
 /// A command in a shard's inbox.
 pub enum ShardCommand {
     /// Deliver a room push or a broadcast to local connections.
@@ -22,8 +24,14 @@ pub enum ShardCommand {
         shard: u16,
         /// First member joined (true) or last member left (false).
         joined: bool,
-        /// Acknowledgement channel of the waiting JOIN.
-        ack: Option<flume::Sender<()>>,
+        /// Acknowledgement for the waiting JOIN.
+        ack: Option<InterestAck>,
+    },
+    /// Another shard (or the uplink) acknowledged this shard's room
+    /// interest announcement `id`.
+    InterestAcked {
+        /// The announcement.
+        id: u64,
     },
     /// How many local members `room` has.
     CountRoomMembers {
@@ -66,8 +74,8 @@ pub enum CoreCommand {
         shard: u16,
         /// First member joined (true) or last member left (false).
         joined: bool,
-        /// Acknowledgement channel of the waiting JOIN.
-        ack: Option<flume::Sender<()>>,
+        /// Acknowledgement for the waiting JOIN, once the routers know.
+        ack: Option<InterestAck>,
     },
 }
 

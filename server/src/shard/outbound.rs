@@ -103,14 +103,6 @@ impl OutboundQueue {
     pub fn is_empty(&self) -> bool {
         self.frames.is_empty()
     }
-
-    /// Gives back the ring buffer's memory once the queue has drained, so
-    /// an idle connection holds no queue allocation.
-    pub fn release_if_empty(&mut self) {
-        if self.frames.is_empty() && self.frames.capacity() > 0 {
-            self.frames = VecDeque::new();
-        }
-    }
 }
 
 #[cfg(test)]

@@ -3,51 +3,16 @@
 //! shards and none to the rest), and each room's recent message rate (so hot
 //! rooms are flushed on a tick).
 //!
-//! A room's first local member is announced to every other shard, and the
-//! JOIN is answered only once all have acknowledged, so a message published
-//! anywhere after a JOIN's OK reaches the new member. Later joiners on the
-//! same shard wait for that same announcement if it is still in flight.
+//! A room's first local member is announced to every other shard (see
+//! `core::interest`); this map only says who has members.
 
-use std::cell::{Cell, RefCell};
-use std::future::poll_fn;
 use std::rc::Rc;
-use std::task::{Poll, Waker};
 
 use indexmap::IndexSet;
 use rustc_hash::{FxBuildHasher, FxHashMap};
 
 /// A set of shards as a bit mask (shard ids are below [`super::MAX_SHARDS`]).
 pub type ShardMask = u128;
-
-/// Completion of a room's first-member announcement to the other shards.
-#[derive(Default)]
-pub struct Announcement {
-    done: Cell<bool>,
-    waiters: RefCell<Vec<Waker>>,
-}
-
-impl Announcement {
-    /// Marks the announcement acknowledged and wakes every waiting JOIN.
-    pub fn complete(&self) {
-        self.done.set(true);
-        for waker in self.waiters.borrow_mut().drain(..) {
-            waker.wake();
-        }
-    }
-
-    /// Resolves once [`Announcement::complete`] has been called.
-    pub async fn wait(&self) {
-        poll_fn(|cx| {
-            if self.done.get() {
-                Poll::Ready(())
-            } else {
-                self.waiters.borrow_mut().push(cx.waker().clone());
-                Poll::Pending
-            }
-        })
-        .await
-    }
-}
 
 /// One room as this shard sees it.
 #[derive(Default)]
@@ -56,8 +21,6 @@ pub struct Room {
     pub members: IndexSet<u32, FxBuildHasher>,
     /// Other shards with members.
     pub remote_shards: ShardMask,
-    /// Set while this shard's first-member announcement is unacknowledged.
-    pub announcing: Option<Rc<Announcement>>,
     rate_window_tick: u64,
     rate_window_count: u32,
 }
@@ -78,7 +41,7 @@ impl Room {
     }
 
     fn is_unused(&self) -> bool {
-        self.members.is_empty() && self.remote_shards == 0 && self.announcing.is_none()
+        self.members.is_empty() && self.remote_shards == 0
     }
 }
 
@@ -86,11 +49,10 @@ impl Room {
 pub enum JoinOutcome {
     /// The connection was already a member.
     AlreadyMember,
-    /// Joined; other shards already know this shard has members (or an
-    /// announcement is in flight: wait for it if given).
-    Joined(Option<Rc<Announcement>>),
-    /// Joined as the first local member: announce to the other shards, then
-    /// call [`Rooms::announced`].
+    /// Joined; other shards know (or are being told) this shard has
+    /// members.
+    Joined,
+    /// Joined as the first local member: announce to the other shards.
     FirstLocalMember,
 }
 
@@ -135,23 +97,10 @@ impl Rooms {
             return (shared, JoinOutcome::AlreadyMember);
         }
         if !was_empty {
-            return (shared, JoinOutcome::Joined(room.announcing.clone()));
+            return (shared, JoinOutcome::Joined);
         }
-        room.announcing = Some(Rc::new(Announcement::default()));
         self.with_local_members += 1;
         (shared, JoinOutcome::FirstLocalMember)
-    }
-
-    /// Marks the first-member announcement of `name` acknowledged.
-    pub fn announced(&mut self, name: &str) {
-        if let Some(room) = self.map.get_mut(name) {
-            if let Some(announcement) = room.announcing.take() {
-                announcement.complete();
-            }
-            if room.is_unused() {
-                self.map.remove(name);
-            }
-        }
     }
 
     /// Removes a member. Returns true when it was the last local member, so
@@ -206,10 +155,9 @@ mod tests {
         let (_, outcome) = rooms.join("r", 1);
         assert!(matches!(outcome, JoinOutcome::FirstLocalMember));
         let (_, outcome) = rooms.join("r", 2);
-        assert!(matches!(outcome, JoinOutcome::Joined(Some(_))));
-        rooms.announced("r");
+        assert!(matches!(outcome, JoinOutcome::Joined));
         let (_, outcome) = rooms.join("r", 3);
-        assert!(matches!(outcome, JoinOutcome::Joined(None)));
+        assert!(matches!(outcome, JoinOutcome::Joined));
         assert!(matches!(rooms.join("r", 3).1, JoinOutcome::AlreadyMember));
         assert!(!rooms.leave("r", 1));
         assert!(!rooms.leave("r", 2));

@@ -2,33 +2,22 @@
 //! idle), instead of a timer object per connection.
 //!
 //! The wheel is lazy: activity on a connection only updates a tick number in
-//! the connection's record, never the wheel. When a slot comes due, each
-//! entry's connection is asked for its real deadline; entries not yet due are
-//! moved to the slot of that deadline. A connection therefore costs one
+//! the connection's record, never the wheel. When a slot comes due, its
+//! entries are handed to the owner, which asks each connection for its real
+//! deadline and inserts the entry again at that deadline if it is not due. A connection therefore costs one
 //! 12-byte entry, and a busy connection is looked at about once per idle
 //! timeout. Written by hand because the wheel crates on crates.io keep a
 //! handle per timer and re-insert on every reset, which is the cost this
 //! design avoids.
 
-/// A connection slot key with the connection id it was armed for, so an
+/// A connection slot key with the slot generation it was armed for, so an
 /// entry that outlives its connection (and a reused slot) is recognised.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TimerEntry {
     /// Slab key of the connection.
     pub key: u32,
-    /// Id of the connection when armed.
-    pub conn_id: u64,
-}
-
-/// What the owner says about an entry whose slot came due.
-pub enum Due {
-    /// The connection is gone, or this entry was superseded by an earlier
-    /// deadline armed later; forget the entry.
-    Gone,
-    /// The deadline has passed; the owner has acted; forget the entry.
-    Fired,
-    /// The connection's real deadline is this later tick.
-    Later(u64),
+    /// Generation of the slot when armed.
+    pub generation: u32,
 }
 
 /// A hashed wheel of `slots` ticks.
@@ -58,25 +47,13 @@ impl TimerWheel {
         self.slots[index].push((entry, due_tick));
     }
 
-    /// Processes every tick up to and including `now_tick`, asking
-    /// `check(entry, armed_due, tick)` about each entry whose slot comes up.
-    pub fn advance(&mut self, now_tick: u64, mut check: impl FnMut(TimerEntry, u64, u64) -> Due) {
+    /// Takes every entry whose slot comes up in the ticks up to and
+    /// including `now_tick`, with the deadline it was armed for.
+    pub fn take_due(&mut self, now_tick: u64, due: &mut Vec<(TimerEntry, u64)>) {
         while self.next_tick <= now_tick {
-            let tick = self.next_tick;
-            let index = (tick % self.slots.len() as u64) as usize;
-            let entries = std::mem::take(&mut self.slots[index]);
+            let index = (self.next_tick % self.slots.len() as u64) as usize;
             self.next_tick += 1;
-            for &(entry, due) in &entries {
-                if let Due::Later(later) = check(entry, due, tick) {
-                    self.insert(entry, later);
-                }
-            }
-            // Keep the slot's allocation for the next lap.
-            let mut entries = entries;
-            entries.clear();
-            if self.slots[index].is_empty() {
-                self.slots[index] = entries;
-            }
+            due.append(&mut self.slots[index]);
         }
     }
 
@@ -92,25 +69,32 @@ mod tests {
     use super::*;
 
     fn entry(key: u32) -> TimerEntry {
-        TimerEntry { key, conn_id: key as u64 }
+        TimerEntry { key, generation: key }
+    }
+
+    /// Drives the wheel like its owner: entries not yet at their real
+    /// deadline `deadline(key)` go back in.
+    fn run(wheel: &mut TimerWheel, to: u64, deadline: impl Fn(u32) -> Option<u64>) -> Vec<(u32, u64)> {
+        let mut fired = Vec::new();
+        for now in 0..=to {
+            let mut due = Vec::new();
+            wheel.take_due(now, &mut due);
+            for (e, _) in due {
+                match deadline(e.key) {
+                    Some(at) if now >= at => fired.push((e.key, now)),
+                    Some(at) => wheel.insert(e, at),
+                    None => {}
+                }
+            }
+        }
+        fired
     }
 
     #[test]
     fn entry_fires_at_its_deadline_not_before() {
         let mut wheel = TimerWheel::new(8);
         wheel.insert(entry(1), 5);
-        let mut fired = Vec::new();
-        for now in 0..=10 {
-            wheel.advance(now, |e, _, tick| {
-                if tick >= 5 {
-                    fired.push((e.key, tick));
-                    Due::Fired
-                } else {
-                    Due::Later(5)
-                }
-            });
-        }
-        assert_eq!(fired, vec![(1, 5)]);
+        assert_eq!(run(&mut wheel, 10, |_| Some(5)), vec![(1, 5)]);
         assert_eq!(wheel.len(), 0);
     }
 
@@ -118,20 +102,7 @@ mod tests {
     fn deadline_beyond_one_lap_is_rechecked_and_fires_late_enough() {
         let mut wheel = TimerWheel::new(4);
         wheel.insert(entry(1), 11);
-        let mut fired_at = None;
-        let mut checks = 0;
-        wheel.advance(20, |_, due, tick| {
-            assert_eq!(due, 11);
-            checks += 1;
-            if tick >= 11 {
-                fired_at = Some(tick);
-                Due::Fired
-            } else {
-                Due::Later(11)
-            }
-        });
-        assert_eq!(fired_at, Some(11));
-        assert!(checks >= 2);
+        assert_eq!(run(&mut wheel, 20, |_| Some(11)), vec![(1, 11)]);
     }
 
     #[test]
@@ -140,13 +111,7 @@ mod tests {
         wheel.insert(entry(1), 3);
         wheel.insert(entry(2), 3);
         // Connection 1 was active and now expires at 9; connection 2 left.
-        wheel.advance(3, |e, _, _| if e.key == 1 { Due::Later(9) } else { Due::Gone });
-        assert_eq!(wheel.len(), 1);
-        let mut fired = Vec::new();
-        wheel.advance(9, |e, _, tick| {
-            fired.push((e.key, tick));
-            Due::Fired
-        });
+        let fired = run(&mut wheel, 12, |key| (key == 1).then_some(9));
         assert_eq!(fired, vec![(1, 9)]);
     }
 }

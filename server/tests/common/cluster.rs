@@ -21,7 +21,7 @@ pub const REGISTRY_TTL_MS: &str = "900";
 pub const HEALTH_PULL_MS: &str = "200";
 
 /// The router binary, built beside the server binary by `cargo test --workspace`.
-fn router_binary() -> PathBuf {
+pub fn router_binary() -> PathBuf {
     let path = Path::new(env!("CARGO_BIN_EXE_corecast-server")).with_file_name("corecast-router");
     assert!(
         path.exists(),
