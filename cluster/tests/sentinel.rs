@@ -59,6 +59,27 @@ async fn eventually<F: std::future::Future<Output = bool>>(what: &str, mut check
     }
 }
 
+/// Runs `op` until the store stops refusing it as unavailable (a replica
+/// that acknowledged after the 500 ms wait, as happens on a loaded machine
+/// right after it came back), for up to a minute; panics naming `what` on
+/// any other error.
+async fn once_available<T, F: std::future::Future<Output = Result<T, StoreError>>>(
+    what: &str,
+    mut op: impl FnMut() -> F,
+) -> T {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        match op().await {
+            Ok(value) => return value,
+            Err(StoreError::Unavailable(e)) if Instant::now() < deadline => {
+                eprintln!("{what}: {e}; retrying");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Err(e) => panic!("{what}: {e}"),
+        }
+    }
+}
+
 /// The next announcement equal to `wanted`, skipping others, within a minute.
 async fn announced(changes: &mut mpsc::Receiver<String>, wanted: &str) {
     let wait = async {
@@ -171,7 +192,8 @@ async fn registry_subscription_and_store_follow_a_failover() {
     })
     .await;
     eventually("the store writes again", || async { store.fence("accepted", 1).await.is_ok() }).await;
-    assert!(store.next_epoch("r1").await.unwrap() > store_epoch, "store epochs still grow");
+    let epoch = once_available("the next store epoch", || store.next_epoch("r1")).await;
+    assert!(epoch > store_epoch, "store epochs still grow");
     assert_eq!(append(&store, 21).await.unwrap(), AppendOutcome::Stored);
 
     // Traffic resumed, and nothing it was told stored is missing.
