@@ -1,6 +1,8 @@
 //! Server-side measurements taken from `/proc` while a scenario runs, for a
 //! server on this host given by `--server-pid`: resident memory
-//! (`/proc/PID/status` VmRSS), CPU time (`/proc/PID/stat` utime + stime),
+//! (`/proc/PID/status` VmRSS), proportional memory (`/proc/PID/smaps_rollup`
+//! Pss: pages shared between processes, such as the code of many nodes
+//! running one binary, divided among them), CPU time (`/proc/PID/stat` utime + stime),
 //! the kernel's TCP buffer memory (`/proc/net/sockstat`, pages) and the
 //! kernel's slab memory (`/proc/meminfo`, where socket structures live).
 //! Differences between two samples give per-connection and per-CPU-second
@@ -14,6 +16,9 @@ use anyhow::{anyhow, Context, Result};
 pub struct Sample {
     /// Server resident set size in bytes.
     pub rss_bytes: u64,
+    /// Server proportional set size in bytes: resident memory with every
+    /// shared page counted once over the processes that share it.
+    pub pss_bytes: u64,
     /// Server user + system CPU time in seconds.
     pub cpu_s: f64,
     /// Host-wide TCP socket buffer memory in bytes (sockstat `mem` × page size).
@@ -29,6 +34,7 @@ pub fn sample(pids: &[u32]) -> Result<Sample> {
     for &pid in pids {
         let (rss_bytes, cpu_s) = process(pid)?;
         sample.rss_bytes += rss_bytes;
+        sample.pss_bytes += proportional_set(pid)?;
         sample.cpu_s += cpu_s;
     }
     Ok(sample)
@@ -41,6 +47,13 @@ pub fn process(pid: u32) -> Result<(u64, f64)> {
     let rss = kib_field(&status, "VmRSS:").ok_or_else(|| anyhow!("no VmRSS for pid {pid}"))? * 1024;
     let cpu = cpu_seconds(&stat).ok_or_else(|| anyhow!("unreadable /proc/{pid}/stat"))?;
     Ok((rss, cpu))
+}
+
+/// Proportional set size in bytes of process `pid`.
+pub fn proportional_set(pid: u32) -> Result<u64> {
+    let rollup =
+        std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup")).with_context(|| format!("server pid {pid}"))?;
+    Ok(kib_field(&rollup, "Pss:").ok_or_else(|| anyhow!("no Pss for pid {pid}"))? * 1024)
 }
 
 /// The host's kernel socket memory: TCP buffers (sockstat) and slab (meminfo).
@@ -130,6 +143,7 @@ mod tests {
         let me = std::process::id();
         let (one, two) = (sample(&[me]).unwrap(), sample(&[me, me]).unwrap());
         assert!(one.rss_bytes > 0 && two.rss_bytes >= one.rss_bytes, "two pids are summed");
+        assert!(one.pss_bytes > 0 && one.pss_bytes <= one.rss_bytes, "PSS never exceeds RSS");
         assert!(one.slab_bytes > 0);
         assert!(max_open_files(std::process::id()).is_some());
     }

@@ -94,6 +94,9 @@ pub struct Summary {
     /// Hold: the nodes' whole resident memory over the connections held
     /// (user space per connection including each node's fixed costs).
     pub server_rss_total_bytes_per_conn: Option<f64>,
+    /// Hold: the same with pages the nodes share (their one binary's code)
+    /// counted once, not once per node (proportional set size).
+    pub server_pss_total_bytes_per_conn: Option<f64>,
     /// What fails the run: connections failed, refused or closed (and for
     /// c1m, deliveries lost); empty when it passed.
     pub problems: Vec<String>,
@@ -188,6 +191,7 @@ impl Summary {
         if self.held.is_some() {
             rows.push(("held", opt(self.held)));
             rows.push(("server RSS total / conn", num(self.server_rss_total_bytes_per_conn)));
+            rows.push(("server PSS total / conn", num(self.server_pss_total_bytes_per_conn)));
         }
         rows.extend([
             ("server RSS bytes", opt(self.server_rss_bytes)),

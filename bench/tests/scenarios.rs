@@ -317,6 +317,9 @@ fn c1m_runs_every_step_on_one_set_of_connections_and_its_report_renders() {
     assert_eq!(names, ["connect", "hold", "broadcast", "fanout"]);
     assert_eq!(steps[1]["held"].as_u64(), Some(400), "{}", steps[1]);
     assert!(number(&steps[1], "server_rss_total_bytes_per_conn") > 0.0);
+    let (pss, rss) =
+        (number(&steps[1], "server_pss_total_bytes_per_conn"), number(&steps[1], "server_rss_total_bytes_per_conn"));
+    assert!(pss > 0.0 && pss <= rss, "shared pages counted once can only be less: PSS {pss}, RSS {rss}");
     assert_eq!((steps[2]["received"].as_u64(), steps[2]["lost"].as_u64()), (Some(400), Some(0)), "{}", steps[2]);
     let expected = steps[3]["expected"].as_u64().unwrap();
     assert!(expected > 0);

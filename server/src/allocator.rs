@@ -5,6 +5,13 @@
 //! keep the burst's transient memory for as long as it stays quiet, which
 //! shows up as bytes per idle connection. Threads call
 //! [`release_free_pages`] once they go quiet after a burst.
+//!
+//! The process also refuses transparent huge pages
+//! ([`refuse_transparent_huge_pages`]): mimalloc asks the kernel for them on
+//! its arenas, and then one touched byte costs a 2 MiB page. An idle node
+//! measured 22.7 MB of anonymous memory with them and 3.5 MB without, and
+//! a one-host cluster runs dozens of nodes. Redis turns them off for the
+//! same reason (`disable-thp`).
 
 /// Returns this thread's free allocator pages to the system (a no-op with
 /// the system allocator).
@@ -14,6 +21,17 @@ pub fn release_free_pages() {
     unsafe {
         libmimalloc_sys::mi_collect(false)
     };
+}
+
+/// Stops the kernel from backing this process's memory with transparent
+/// huge pages from now on. Call it first thing in `main`, before the
+/// threads and arenas that would be touched sparsely. On a kernel without
+/// the setting the process keeps the system's policy, which only costs
+/// memory.
+pub fn refuse_transparent_huge_pages() {
+    // SAFETY: PR_SET_THP_DISABLE sets one flag on this process's address
+    // space and touches no memory of ours.
+    unsafe { libc::prctl(libc::PR_SET_THP_DISABLE, 1, 0, 0, 0) };
 }
 
 /// Whether a thread had a burst in the last period and is quiet now: the
@@ -35,6 +53,14 @@ impl QuietAfterBurst {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn transparent_huge_pages_stay_off_once_refused() {
+        refuse_transparent_huge_pages();
+        // SAFETY: PR_GET_THP_DISABLE only reads that flag.
+        let flag = unsafe { libc::prctl(libc::PR_GET_THP_DISABLE, 0, 0, 0, 0) };
+        assert_eq!(flag, 1, "the kernel keeps the refusal for this process");
+    }
 
     #[test]
     fn release_once_on_the_first_quiet_period_after_a_busy_one() {

@@ -238,6 +238,7 @@ struct Overrides {
 }
 
 fn main() -> anyhow::Result<()> {
+    corecast_server::allocator::refuse_transparent_huge_pages();
     let cli = Cli::parse();
     let config = corecast_settings::load::<Config>(cli.config.as_deref(), &cli.overrides)?;
     corecast_settings::logs::init(config.log_format);
