@@ -100,10 +100,10 @@ async fn routes_are_written_read_refreshed_and_pruned() {
     assert!(found[1].1.is_empty());
 
     // Routes expire unless refreshed.
-    let dave = vec![("dave".to_string(), route("n", 9, ""))];
-    registry.refresh_routes(&dave, TTL).await.unwrap();
+    let dave = [("dave", 9, "")];
+    registry.refresh_node_routes("n", &dave, TTL).await.unwrap();
     tokio::time::sleep(TTL / 2).await;
-    registry.refresh_routes(&dave, TTL).await.unwrap();
+    registry.refresh_node_routes("n", &dave, TTL).await.unwrap();
     tokio::time::sleep(TTL / 2).await;
     assert_eq!(registry.routes(&["dave".to_string()]).await.unwrap()[0].1.len(), 1, "refreshed route lives");
     tokio::time::sleep(TTL * 2).await;

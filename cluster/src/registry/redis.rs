@@ -171,14 +171,21 @@ impl Registry {
         format!("{node}/{conn_id}")
     }
 
-    /// Writes routes (user, route) and sets each user's route key to expire
-    /// after `ttl`, pipelined.
-    pub async fn refresh_routes(&self, routes: &[(String, Route)], ttl: Duration) -> Result<(), RegistryError> {
+    /// Writes the routes `(user, conn_id, device)` of the connections on
+    /// `node` and sets each user's route key to expire after `ttl`,
+    /// pipelined. A node passes its connections' routes without repeating
+    /// its own id in each.
+    pub async fn refresh_node_routes(
+        &self,
+        node: &str,
+        routes: &[(&str, u64, &str)],
+        ttl: Duration,
+    ) -> Result<(), RegistryError> {
         for chunk in routes.chunks(PIPELINE_ROUTES) {
             let mut pipe = redis::pipe();
-            for (user, route) in chunk {
+            for &(user, conn_id, device) in chunk {
                 let key = self.key(&["route", user]);
-                pipe.hset(&key, Self::route_field(&route.node, route.conn_id), &route.device)
+                pipe.hset(&key, Self::route_field(node, conn_id), device)
                     .ignore()
                     .pexpire(&key, millis(ttl) as i64)
                     .ignore();
@@ -190,7 +197,7 @@ impl Registry {
 
     /// Writes one route.
     pub async fn add_route(&self, user: &str, route: &Route, ttl: Duration) -> Result<(), RegistryError> {
-        self.refresh_routes(&[(user.to_string(), route.clone())], ttl).await
+        self.refresh_node_routes(&route.node, &[(user, route.conn_id, &route.device)], ttl).await
     }
 
     /// Removes one route.

@@ -28,7 +28,7 @@ use std::time::Duration;
 
 use corecast_cluster::conversation::{Conversation, KIND_DIRECT, KIND_GROUP};
 use corecast_cluster::registry::redis::Registry;
-use corecast_cluster::registry::{NodeInfo, Route, KEY_PREFIX};
+use corecast_cluster::registry::{NodeInfo, KEY_PREFIX};
 use corecast_proto::internal::{ArchivedChatRequest, ArchivedInternalFrame, InternalFrameBytes};
 
 use crate::revocations::Revocations;
@@ -106,10 +106,9 @@ fn handle_request(uplink: &Arc<Uplink>, routes: &registration::RouteWriter, fram
     match request {
         ArchivedChatRequest::Presence { changes } => {
             for change in changes.iter() {
-                let (conn_id, user) = (change.conn_id.to_native(), change.user.to_string());
+                let (conn_id, user) = (change.conn_id.to_native(), change.user.as_str());
                 if change.online {
-                    let device = change.device.to_string();
-                    routes.online(user, Route { node: uplink.node_id().to_string(), conn_id, device });
+                    routes.online(user, conn_id, change.device.as_str());
                 } else {
                     routes.offline(user, conn_id);
                 }
