@@ -83,8 +83,14 @@ fi
 WORK=$(mktemp -d /tmp/corecast-c1m.XXXXXX)
 PIDS=()
 cleanup() {
+    local status=$?
     for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
     wait 2>/dev/null || true
+    # A failed run keeps the servers' logs beside its results.
+    if [ "$status" -ne 0 ] && [ -n "${OUT:-}" ] && [ -d "$OUT" ]; then
+        mkdir -p "$OUT/logs" && cp "$WORK"/*.log "$OUT/logs/" 2>/dev/null || true
+        echo "c1m: the servers' logs are in $OUT/logs" >&2
+    fi
     rm -rf "$WORK"
 }
 trap cleanup EXIT

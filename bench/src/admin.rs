@@ -89,6 +89,36 @@ impl Admin {
     }
 }
 
+/// Sums of a Prometheus counter by the value of one of its labels, added
+/// into `into`; false when the metrics endpoint at `control` cannot be read.
+pub fn add_metric_by_label(
+    control: SocketAddr,
+    name: &str,
+    label: &str,
+    into: &mut std::collections::BTreeMap<String, f64>,
+) -> bool {
+    let agent: ureq::Agent = ureq::Agent::config_builder().timeout_global(Some(Duration::from_secs(10))).build().into();
+    let url = format!("http://{control}/metrics");
+    let Some(text) = agent.get(&url).call().ok().and_then(|mut r| r.body_mut().read_to_string().ok()) else {
+        return false;
+    };
+    for (value, n) in metric_by_label(&text, name, label) {
+        *into.entry(value).or_default() += n;
+    }
+    true
+}
+
+fn metric_by_label(text: &str, name: &str, label: &str) -> Vec<(String, f64)> {
+    let key = format!("{label}=\"");
+    text.lines()
+        .filter(|l| l.starts_with(name) && l[name.len()..].starts_with('{'))
+        .filter_map(|l| {
+            let value = l.split_once(&key)?.1.split('"').next()?.to_string();
+            Some((value, l.rsplit(' ').next()?.parse::<f64>().ok()?))
+        })
+        .collect()
+}
+
 fn sum_metric(text: &str, name: &str) -> f64 {
     text.lines()
         .filter(|l| l.starts_with(name) && l[name.len()..].starts_with(['{', ' ']))
@@ -102,5 +132,12 @@ mod tests {
     fn sums_a_metric_over_labels_only() {
         let text = "# TYPE x counter\nx{shard=\"0\"} 3\nx{shard=\"1\"} 4\nx_total 100\nx 1\n";
         assert_eq!(super::sum_metric(text, "x"), 8.0);
+    }
+
+    #[test]
+    fn splits_a_metric_by_one_label() {
+        let text = "x{shard=\"0\",reason=\"inbox_full\"} 3\nx{reason=\"slow_consumer\",shard=\"1\"} 4\nx_total 100\n";
+        let by = super::metric_by_label(text, "x", "reason");
+        assert_eq!(by, vec![("inbox_full".to_string(), 3.0), ("slow_consumer".to_string(), 4.0)]);
     }
 }

@@ -23,7 +23,7 @@ use anyhow::{bail, Result};
 
 use super::fanout::all_arrived;
 use super::{Run, Totals, Traffic};
-use crate::admin::Admin;
+use crate::admin::{add_metric_by_label, Admin};
 use crate::cli::C1mArgs;
 use crate::clock::{now_ns, secs_between};
 use crate::fleet::Fleet;
@@ -96,6 +96,7 @@ pub fn run(args: &C1mArgs) -> Result<Vec<Summary>> {
         args.duration_s,
         args.drain_s
     );
+    let drops_before = node_drops(&args.common.node_control);
     let publish_from = now_ns() + 200_000_000;
     let measure_from = publish_from + (args.warmup_s.max(0.0) * 1e9) as u64;
     let measure_until = measure_from + (args.duration_s * 1e9) as u64;
@@ -107,6 +108,7 @@ pub fn run(args: &C1mArgs) -> Result<Vec<Summary>> {
     let drain_until = (Instant::now() + Duration::from_secs_f64(args.drain_s.max(0.0))).min(run.deadline);
     fleet.wait_until(drain_until, |p| all_arrived(p, &members_per_room))?;
 
+    let drops_after = node_drops(&args.common.node_control);
     let totals = Totals::merge(&fleet.stop_and_collect(run.deadline + Duration::from_secs(30))?);
     let series = monitor.finish();
     let by_step = split_by_step(&totals.result.disconnected);
@@ -166,6 +168,21 @@ pub fn run(args: &C1mArgs) -> Result<Vec<Summary>> {
     fanout.latency_hist = totals.latency.to_pairs();
     cpu_between(&mut fanout, f1, f2, r.received_in_window);
     fanout.problems = [verdict::connection_problems(&fanout), verdict::delivery_problems(&fanout)].concat();
+    if let (Some(before), Some(after)) = (drops_before, drops_after) {
+        let grown: BTreeMap<String, f64> = after
+            .into_iter()
+            .map(|(reason, n)| {
+                let since = n - before.get(&reason).copied().unwrap_or(0.0);
+                (reason, since)
+            })
+            .filter(|(_, since)| *since > 0.0)
+            .collect();
+        fanout.server_drops = Some(grown.values().sum());
+        if !grown.is_empty() {
+            // Not a verdict by itself (a lost delivery is), but where to look.
+            eprintln!("c1m: the nodes dropped frames during fanout, by reason: {grown:?}");
+        }
+    }
     if published == 0 {
         // Nothing expected is nothing lost: say so, or a run whose publishers
         // were gone would read "lost 0".
@@ -173,6 +190,14 @@ pub fn run(args: &C1mArgs) -> Result<Vec<Summary>> {
     }
 
     Ok(vec![connect, hold, broadcast, fanout])
+}
+
+/// The nodes' `corecast_drops_total` summed by reason, or `None` when
+/// there are no node control addresses or one cannot be read.
+fn node_drops(controls: &[std::net::SocketAddr]) -> Option<BTreeMap<String, f64>> {
+    let mut by_reason = BTreeMap::new();
+    let all_read = controls.iter().all(|&c| add_metric_by_label(c, "corecast_drops_total", "reason", &mut by_reason));
+    (!controls.is_empty() && all_read).then_some(by_reason)
 }
 
 /// Connections set up and not lost since.
