@@ -177,7 +177,7 @@ pub fn run(args: &C1mArgs) -> Result<Vec<Summary>> {
             })
             .filter(|(_, since)| *since > 0.0)
             .collect();
-        fanout.server_drops = Some(grown.values().sum());
+        fanout.server_drops = Some(grown.values().fold(0.0, |total, n| total + n));
         if !grown.is_empty() {
             // Not a verdict by itself (a lost delivery is), but where to look.
             eprintln!("c1m: the nodes dropped frames during fanout, by reason: {grown:?}");
