@@ -1,7 +1,8 @@
 //! Persistent chat against the real server with the embedded store on disk:
 //! offline delivery with UNREAD/SYNC/ACK, multi-device echo, idempotent
-//! resends, small (write fan-out) and large (read fan-out) groups, and
-//! refusal of non-members.
+//! resends, small (write fan-out) and large (read fan-out) groups,
+//! refusal of non-members, and of malformed conversation ids in the admin
+//! history.
 
 mod common;
 
@@ -207,6 +208,28 @@ fn admin_sends_as_a_user_and_manages_groups() {
     server.admin_post_json("/v1/admin/groups/ops/members", r#"{"add":["c"],"remove":["a"]}"#);
     assert_eq!(server.admin_get("/v1/admin/groups/ops")["members"], serde_json::json!(["b", "c"]));
     assert_eq!(server.admin_get("/v1/admin/groups")["groups"], serde_json::json!(["ops"]));
+}
+
+#[test]
+fn admin_history_refuses_malformed_conversation_ids_and_says_why() {
+    let server = Server::start(&[]);
+    let history = |conv: &str| server.admin_get_status(&format!("/v1/admin/conversations/{conv}/messages"));
+    for (conv, why) in [
+        ("d:alice:shop", "'alice' is not the length of the first user id"),
+        ("d:4:shopalice", "'shop' sorts after 'alice'; the lesser user id comes first"),
+        ("d:40:aliceshop", "40 bytes do not split 'aliceshop' into two user ids"),
+        ("alice", "must start with 'd:' (direct) or 'g:' (group)"),
+        ("g:", "no group id after 'g:'"),
+    ] {
+        let (status, body) = history(conv);
+        assert_eq!(status, 400, "{conv}: {body}");
+        let error = body["error"].as_str().unwrap_or_default();
+        assert!(error.contains(&format!("conversation id '{conv}': {why}")), "{conv}: {error}");
+    }
+    // Well-formed ids without messages are empty, not errors.
+    for conv in ["d:5:aliceshop", "g:nobody"] {
+        assert_eq!(history(conv), (200, serde_json::json!({ "conv": conv, "messages": [] })), "{conv}");
+    }
 }
 
 #[test]

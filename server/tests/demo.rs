@@ -37,6 +37,10 @@ fn the_page_the_module_and_the_config_are_served() {
     assert_eq!(status, 200);
     assert!(kind.starts_with("text/html"), "{kind}");
     assert!(page.contains("/corecast.js"), "the page loads the client module");
+    let (status, kind, icon) = get(&server, "/favicon.ico");
+    assert_eq!(status, 200);
+    assert_eq!(kind, "image/svg+xml");
+    assert!(icon.starts_with("<svg"), "{icon}");
     let (status, kind, module) = get(&server, "/corecast.js");
     assert_eq!(status, 200);
     assert!(kind.starts_with("text/javascript"), "{kind}");
@@ -49,7 +53,18 @@ fn the_page_the_module_and_the_config_are_served() {
 #[test]
 fn demo_tokens_only_where_allowed_and_they_authenticate() {
     let production = Server::start(&[]);
-    assert_eq!(mint(&production, "alice").unwrap_err(), 404);
+    let refused = ureq::post(&format!("http://{}/demo/token", production.web))
+        .config()
+        .http_status_as_error(false)
+        .build()
+        .header("Content-Type", "application/json")
+        .send("{\"name\":\"alice\"}")
+        .unwrap();
+    assert_eq!(refused.status(), 404);
+    let why: serde_json::Value = serde_json::from_str(&refused.into_body().read_to_string().unwrap()).unwrap();
+    let why = why["error"].as_str().unwrap();
+    assert!(why.contains("demo_tokens = true") && why.contains("CORECAST_DEMO_TOKENS=true"), "{why}");
+    assert!(why.contains("development only"), "{why}");
 
     let demo = Server::start(&["--demo-tokens", "true"]);
     assert_eq!(mint(&demo, "no spaces allowed").unwrap_err(), 400);

@@ -16,6 +16,8 @@
 //! ([`Settings::ENV_PREFIX_OWNED`]); a binary whose prefix other programs
 //! share reads only its own keys from the environment. `<prefix>CONFIG`
 //! names the file (a flag of the binary) and is never read as a setting.
+//! An unknown key is named as written, with the closest known key as a
+//! suggestion ([`SettingsError::UnknownKey`]).
 #![warn(missing_docs)]
 
 pub mod build_info;
@@ -31,9 +33,21 @@ use serde::Serialize;
 /// Why settings could not be loaded.
 #[derive(Debug, thiserror::Error)]
 pub enum SettingsError {
-    /// A source could not be read or parsed, or names an unknown key.
+    /// A source could not be read or parsed. (Not a `source()`: the
+    /// message already holds figment's, and printing both repeats it.)
     #[error("configuration could not be loaded: {0}")]
-    Load(#[from] Box<figment::Error>),
+    Load(Box<figment::Error>),
+    /// A source names a key the settings do not have.
+    #[error("unknown key '{key}' in {location}{}", .suggestion.as_ref().map(|s| format!("; did you mean '{s}'?")).unwrap_or_default())]
+    UnknownKey {
+        /// The key as written (`listenn`).
+        key: String,
+        /// Where it was written (`bad.toml TOML file`, `` `CORECAST_`
+        /// environment variable(s)``).
+        location: String,
+        /// The known key closest to it, when one is close.
+        suggestion: Option<String>,
+    },
     /// A value is out of its allowed range.
     #[error("invalid configuration: {0}")]
     Invalid(String),
@@ -78,9 +92,37 @@ pub fn load<S: Settings>(file: Option<&Path>, flags: &impl Serialize) -> Result<
         let keys = setting_keys::<S>();
         env.only(&keys.iter().map(String::as_str).collect::<Vec<_>>())
     };
-    let settings: S = figment.merge(env).merge(Serialized::defaults(flags)).extract().map_err(Box::new)?;
+    let settings: S = figment.merge(env).merge(Serialized::defaults(flags)).extract().map_err(load_error)?;
     settings.validate()?;
     Ok(settings)
+}
+
+/// An unknown key as [`SettingsError::UnknownKey`] (figment would name it
+/// with its profile, `default.listenn`, and list every known key); any
+/// other failure as [`SettingsError::Load`].
+fn load_error(error: figment::Error) -> SettingsError {
+    let figment::error::Kind::UnknownField(field, known) = &error.kind else {
+        return SettingsError::Load(Box::new(error));
+    };
+    let location = match &error.metadata {
+        Some(md) => match &md.source {
+            Some(source) => format!("{source} {}", md.name),
+            None => md.name.to_string(),
+        },
+        None => "the configuration".to_string(),
+    };
+    SettingsError::UnknownKey { key: field.clone(), location, suggestion: closest(field, known).map(str::to_string) }
+}
+
+/// The known key most like `key` (Jaro-Winkler similarity, which favours a
+/// shared start), if it is alike enough to be a likely typo.
+fn closest<'k>(key: &str, known: &[&'k str]) -> Option<&'k str> {
+    known
+        .iter()
+        .map(|k| (strsim::jaro_winkler(key, k), *k))
+        .filter(|(similarity, _)| *similarity >= 0.8)
+        .max_by(|a, b| a.0.total_cmp(&b.0))
+        .map(|(_, k)| k)
 }
 
 #[cfg(test)]
@@ -134,6 +176,15 @@ mod tests {
     }
 
     #[test]
+    fn the_closest_known_key_only_when_close() {
+        let known = ["listen", "listen_ws", "max_connections", "jwt_secret"];
+        assert_eq!(closest("listenn", &known), Some("listen"));
+        assert_eq!(closest("max_conections", &known), Some("max_connections"));
+        assert_eq!(closest("jwt-secret", &known), Some("jwt_secret"));
+        assert_eq!(closest("colour", &known), None);
+    }
+
+    #[test]
     #[allow(clippy::result_large_err)] // Jail's closure returns figment's error type
     fn file_then_environment_then_flags_and_unknown_keys_refused() {
         Jail::expect_with(|jail| {
@@ -148,13 +199,17 @@ mod tests {
             assert_eq!(loaded.name.as_deref(), Some("file"));
 
             let refused = load::<Owned>(None, &Flags { name: None }).unwrap_err().to_string();
-            assert!(refused.contains("found `other_tool`"), "{refused}");
+            assert_eq!(refused, "unknown key 'other_tool' in `DEMO_` environment variable(s)");
             jail.clear_env();
             jail.set_env("DEMO_CONFIG", "demo.toml");
             jail.set_env("DEMO_PORT", "7200");
             assert_eq!(load::<Owned>(None, &Flags { name: None }).unwrap(), Owned { port: 7200 });
             jail.create_file("bad.toml", "port = 1\ncolour = \"red\"\n")?;
-            assert!(load::<Shared>(Some(Path::new("bad.toml")), &Flags { name: None }).is_err());
+            let refused = load::<Shared>(Some(Path::new("bad.toml")), &Flags { name: None }).unwrap_err().to_string();
+            assert_eq!(refused, "unknown key 'colour' in bad.toml TOML file");
+            jail.create_file("typo.toml", "portt = 1\n")?;
+            let refused = load::<Shared>(Some(Path::new("typo.toml")), &Flags { name: None }).unwrap_err().to_string();
+            assert_eq!(refused, "unknown key 'portt' in typo.toml TOML file; did you mean 'port'?");
             jail.create_file("zero.toml", "port = 0\n")?;
             jail.set_env("DEMO_PORT", "0");
             let invalid = load::<Shared>(Some(Path::new("zero.toml")), &Flags { name: None }).unwrap_err();

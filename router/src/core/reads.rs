@@ -26,8 +26,7 @@ impl RouterCore {
     /// most `limit` (capped). Only the conversation's owner answers: it
     /// alone knows which seqs are still pending.
     pub async fn sync(&self, user: &str, conv_id: &str, after_seq: u64, limit: u16) -> Result<SyncAnswer, ChatError> {
-        let conv =
-            Conversation::parse(conv_id).ok_or_else(|| ChatError::NotFound(format!("conversation {conv_id}")))?;
+        let conv = Conversation::parse(conv_id).map_err(|_| ChatError::NotFound(format!("conversation {conv_id}")))?;
         self.participants(&conv, user).await?;
         self.require_owner(conv_id)?;
         let epoch = self.ensure_fenced(conv_id).await?;
@@ -51,8 +50,7 @@ impl RouterCore {
     /// Moves `device`'s cursor in `conv` forward to `seq`; only a
     /// participant of an existing conversation has a cursor in it.
     pub async fn ack(&self, user: &str, device: &str, conv_id: &str, seq: u64) -> Result<(), ChatError> {
-        let conv =
-            Conversation::parse(conv_id).ok_or_else(|| ChatError::NotFound(format!("conversation {conv_id}")))?;
+        let conv = Conversation::parse(conv_id).map_err(|_| ChatError::NotFound(format!("conversation {conv_id}")))?;
         self.participants(&conv, user).await?;
         self.store_call(self.store.set_cursor(user, device, conv_id, seq)).await
     }
@@ -96,6 +94,7 @@ impl RouterCore {
 
     /// Stored messages of any conversation (admin history).
     pub async fn history(&self, conv: &str, after_seq: u64, limit: usize) -> Result<Vec<StoredMessage>, ChatError> {
+        Conversation::parse(conv).map_err(|e| ChatError::Invalid(e.to_string()))?;
         self.store_call(self.store.read_timeline(conv, after_seq, limit)).await
     }
 

@@ -2,8 +2,9 @@
 //! stored message reaches every online device but the sender's connection
 //! as one frame per node, a conversation another router owns is refused,
 //! and a store that can no longer write makes SEND fail with `unavailable`
-//! while reads keep working. The ordering tests put a gate in front of the
-//! real store's appends ([`GatedStore`]) to finish them out of order.
+//! while reads keep working; admin history refuses malformed conversation
+//! ids. The ordering tests put a gate in front of the real store's appends
+//! ([`GatedStore`]) to finish them out of order.
 
 mod gated_store;
 mod ordering;
@@ -134,4 +135,17 @@ async fn a_store_that_cannot_write_makes_send_unavailable_and_reads_still_work()
     // Nothing of the refused message was stored; the first one still reads.
     let history = core.history(&first.conv, 0, 10).await.unwrap();
     assert_eq!(history.iter().map(|m| m.client_msg_id).collect::<Vec<_>>(), vec![1]);
+}
+
+#[tokio::test]
+async fn history_refuses_a_malformed_conversation_id_and_reads_an_empty_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(EmbeddedStore::open(dir.path(), Durability::Strict).unwrap());
+    let (core, _sink, _routes) = core_on(store).await;
+    let refused = core.history("d:alice:shop", 0, 10).await;
+    assert!(
+        matches!(&refused, Err(ChatError::Invalid(why)) if why.contains("'alice' is not the length")),
+        "{refused:?}"
+    );
+    assert!(core.history("d:5:aliceshop", 0, 10).await.unwrap().is_empty());
 }

@@ -60,6 +60,7 @@ impl WebTls {
 pub fn routes(state: WebState) -> Router {
     Router::new()
         .route("/demo", get(demo::page))
+        .route("/favicon.ico", get(demo::icon))
         .route("/corecast.js", get(demo::client_module))
         .route("/demo/config", get(demo::config))
         .route("/demo/token", post(demo::token))

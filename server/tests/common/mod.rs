@@ -192,6 +192,18 @@ impl Server {
         serde_json::from_str(&resp.body_mut().read_to_string().unwrap()).unwrap()
     }
 
+    /// `GET path` on the admin API whatever the status: status and JSON body.
+    pub fn admin_get_status(&self, path: &str) -> (u16, serde_json::Value) {
+        let mut resp = ureq::get(&format!("http://{}{}", self.control, path))
+            .header("Authorization", &format!("Bearer {ADMIN_KEY}"))
+            .config()
+            .http_status_as_error(false)
+            .build()
+            .call()
+            .expect("admin GET");
+        (resp.status().as_u16(), serde_json::from_str(&resp.body_mut().read_to_string().unwrap()).unwrap())
+    }
+
     pub fn admin_post(&self, path: &str, body: &[u8]) -> serde_json::Value {
         let mut resp = ureq::post(&format!("http://{}{}", self.control, path))
             .header("Authorization", &format!("Bearer {ADMIN_KEY}"))
