@@ -20,6 +20,9 @@ use crate::shard::{InterestAck, Mesh};
 /// member on this node before it is answered anyway (a router that does not
 /// answer is down, and learns the room from the node's hello when back).
 const INTEREST_ACK_TIMEOUT: Duration = Duration::from_secs(2);
+/// How often a room announcement a router's full queue refused is offered
+/// to it again.
+const INTEREST_RESEND_EVERY: Duration = Duration::from_millis(500);
 
 struct RouterPeer {
     frames: flume::Sender<InternalFrameBytes>,
@@ -162,12 +165,42 @@ impl Uplink {
     /// Sends a frame to every linked router.
     pub fn to_routers(&self, frame: &InternalFrameBytes) {
         let state = self.state();
-        self.to_every_router(&state, frame);
+        let refused = self.to_every_router(&state, frame);
+        if !refused.is_empty() {
+            // Such a router keeps its cached routes until it evicts them.
+            metrics::counter!("corecast_uplink_frames_refused_total").increment(refused.len() as u64);
+        }
     }
 
-    /// Sends a frame to every linked router; returns how many took it.
-    fn to_every_router(&self, state: &State, frame: &InternalFrameBytes) -> usize {
-        state.routers.values().filter(|peer| peer.frames.try_send(frame.clone()).is_ok()).count()
+    /// Sends a frame to every linked router; returns the routers whose
+    /// queue refused it.
+    fn to_every_router(&self, state: &State, frame: &InternalFrameBytes) -> Vec<String> {
+        state
+            .routers
+            .iter()
+            .filter(|(_, peer)| peer.frames.try_send(frame.clone()).is_err())
+            .map(|(router, _)| router.clone())
+            .collect()
+    }
+
+    /// Offers `room`'s announcement again to the routers whose full queue
+    /// refused it, until each took it, its link went down (the next hello
+    /// carries every room) or the room has no member here any more.
+    /// Without this a router would never send the room's messages here.
+    async fn resend_interest(self: Arc<Self>, room: String, mut owed: Vec<String>) {
+        metrics::counter!("corecast_uplink_interest_resends_total").increment(owed.len() as u64);
+        let frame =
+            InternalFrameBytes::encode(&InternalFrame::RoomInterest { room: room.clone(), joined: true, id: 0 });
+        while !owed.is_empty() {
+            tokio::time::sleep(INTEREST_RESEND_EVERY).await;
+            let state = self.state();
+            if state.rooms.peers(&room).is_empty() {
+                return;
+            }
+            owed.retain(|router| {
+                state.routers.get(router).is_some_and(|peer| peer.frames.try_send(frame.clone()).is_err())
+            });
+        }
     }
 
     /// A shard gained its first or lost its last member of `room`. The
@@ -212,10 +245,14 @@ impl Uplink {
         }
         let frame =
             InternalFrameBytes::encode(&InternalFrame::RoomInterest { room: room.to_string(), joined: true, id });
-        let sent = self.to_every_router(&state, &frame);
-        // Routers whose queue was full will not acknowledge.
-        let done = (sent..expected).filter_map(|_| state.announcements.ack(id)).next();
+        let refused = self.to_every_router(&state, &frame);
+        // Routers whose queue was full will not acknowledge; they are
+        // offered the room again.
+        let done = refused.iter().filter_map(|_| state.announcements.ack(id)).next();
         drop(state);
+        if !refused.is_empty() {
+            tokio::spawn(self.clone().resend_interest(room.to_string(), refused));
+        }
         if let Some(done) = done {
             answer(done.waiters);
             return;

@@ -31,6 +31,7 @@ impl ShardCore {
             self.check_deadline(entry, armed);
         }
         self.expire_announcements();
+        self.resend_interest();
     }
 
     /// Acts on a connection whose armed deadline came up.

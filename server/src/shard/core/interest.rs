@@ -7,6 +7,11 @@
 //! the cluster crate's `Announcements`, the same one the uplink uses for
 //! the routers: a shard that does not answer in time delays a first JOIN by
 //! that long, counted and logged, instead of forever.
+//!
+//! An announcement that finds a peer's inbox full is not lost: the peer
+//! would otherwise never forward this room's messages here. It is kept and
+//! sent again every tick (without a JOIN waiting on it) for as long as the
+//! room has members here.
 
 use std::rc::Rc;
 
@@ -19,6 +24,15 @@ use crate::shard::inbox::{CoreCommand, ShardCommand};
 
 /// The JOINs waiting on this shard's announcements: connection and rid.
 pub type JoinWaits = Announcements<(u64, u32)>;
+
+/// Who an announcement that could not be sent is still owed to.
+#[derive(Clone, Copy, PartialEq, Debug)]
+pub enum InterestPeer {
+    /// The uplink (and through it the routers).
+    Core,
+    /// Another shard of this node.
+    Shard(u16),
+}
 
 /// The acknowledgement a receiver of a room-interest announcement sends
 /// back: a command into the announcing shard's inbox.
@@ -54,6 +68,7 @@ impl ShardCore {
                 CoreCommand::RoomInterest { room: room.as_ref().into(), shard: self.id, joined: true, ack: ack() };
             if self.links.core.try_send(command).is_err() {
                 self.metrics.drops_core_inbox_full.increment(1);
+                self.unsent_interest.push((room.clone(), InterestPeer::Core));
                 unsent += 1;
             }
         }
@@ -65,6 +80,7 @@ impl ShardCore {
                 ShardCommand::RoomInterest { room: room.as_ref().into(), shard: self.id, joined: true, ack: ack() };
             if sender.try_send(command).is_err() {
                 self.metrics.drops_inbox_full.increment(1);
+                self.unsent_interest.push((room.clone(), InterestPeer::Shard(shard)));
                 unsent += 1;
             }
         }
@@ -76,6 +92,40 @@ impl ShardCore {
             }
         }
         Some(id)
+    }
+
+    /// Sends again the announcements that found a peer's inbox full, for
+    /// rooms that still have members here; keeps those that fail again.
+    pub(super) fn resend_interest(&mut self) {
+        let owed = std::mem::take(&mut self.unsent_interest);
+        for (room, peer) in owed {
+            if self.rooms.get(&room).is_none_or(|r| r.members.is_empty()) {
+                continue;
+            }
+            let sent = match peer {
+                InterestPeer::Core => {
+                    let command = CoreCommand::RoomInterest {
+                        room: room.as_ref().into(),
+                        shard: self.id,
+                        joined: true,
+                        ack: None,
+                    };
+                    self.links.core.try_send(command).is_ok()
+                }
+                InterestPeer::Shard(shard) => {
+                    let command = ShardCommand::RoomInterest {
+                        room: room.as_ref().into(),
+                        shard: self.id,
+                        joined: true,
+                        ack: None,
+                    };
+                    self.links.mesh.to(shard).try_send(command).is_ok()
+                }
+            };
+            if !sent {
+                self.unsent_interest.push((room, peer));
+            }
+        }
     }
 
     /// One acknowledgement of announcement `id` arrived.

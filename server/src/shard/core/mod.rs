@@ -52,7 +52,7 @@ use crate::auth::TokenVerifier;
 use crate::config::Config;
 use crate::metrics::ShardMetrics;
 use conn::{key_of, Conn, MAX_KEYS};
-use interest::JoinWaits;
+use interest::{InterestPeer, JoinWaits};
 use presence::PresenceBatch;
 
 /// The time of an event: milliseconds on the shard's monotonic clock (from
@@ -159,6 +159,8 @@ pub struct ShardCore {
     rooms: Rooms,
     wheel: TimerWheel,
     announcements: JoinWaits,
+    /// Announcements a full inbox refused, to send again (interest.rs).
+    unsent_interest: Vec<(Rc<str>, InterestPeer)>,
     presence: PresenceBatch,
     now_tick: u64,
     wall_ms: u64,
@@ -219,6 +221,7 @@ impl ShardCore {
             rooms: Rooms::default(),
             wheel: TimerWheel::new(wheel_slots.min(1 << 16)),
             announcements: JoinWaits::default(),
+            unsent_interest: Vec::new(),
             presence: PresenceBatch::default(),
             now_tick: 0,
             wall_ms: 0,

@@ -53,6 +53,45 @@ fn a_shard_that_never_acknowledges_delays_a_first_join_by_a_bounded_time() {
 }
 
 #[test]
+fn an_announcement_that_found_a_full_inbox_is_sent_again_until_it_gets_through() {
+    // Shard 1's inbox holds one command: the first room's announcement
+    // fills it, the second room's finds it full.
+    let mut h = Harness::with_inbox_capacity(2, config(), 1);
+    let (a, b) = (h.user("a"), h.user("b"));
+    h.send(a, &ClientRequest::Join { room: "first" });
+    h.send(b, &ClientRequest::Join { room: "second" });
+    let rooms = |h: &Harness| -> Vec<String> {
+        h.inboxes[1]
+            .try_iter()
+            .filter_map(|c| match c {
+                ShardCommand::RoomInterest { room, joined: true, .. } => Some(room.to_string()),
+                _ => None,
+            })
+            .collect()
+    };
+    assert_eq!(rooms(&h), ["first"], "the second announcement did not fit");
+    h.advance(u64::from(h.config.timer_tick_ms));
+    assert_eq!(rooms(&h), ["second"], "sent again on the next tick, now that there is room");
+    h.advance(u64::from(h.config.timer_tick_ms) * 3);
+    assert!(rooms(&h).is_empty(), "and only until it got through");
+}
+
+#[test]
+fn an_unsent_announcement_is_dropped_once_the_room_has_no_member_here() {
+    let mut h = Harness::with_inbox_capacity(2, config(), 1);
+    let (a, b) = (h.user("a"), h.user("b"));
+    h.send(a, &ClientRequest::Join { room: "first" });
+    h.send(b, &ClientRequest::Join { room: "second" });
+    h.send(b, &ClientRequest::Leave { room: "second" });
+    // Empty the inbox (the first announcement, and the leave's notice if it fitted).
+    let _: Vec<_> = h.inboxes[1].try_iter().collect();
+    h.advance(u64::from(h.config.timer_tick_ms) * 2);
+    let joined: Vec<_> =
+        h.inboxes[1].try_iter().filter(|c| matches!(c, ShardCommand::RoomInterest { joined: true, .. })).collect();
+    assert!(joined.is_empty(), "a room nobody here is in is not announced");
+}
+
+#[test]
 fn a_publisher_excluded_on_another_shard_does_not_exclude_a_connection_here() {
     use corecast_proto::internal::{InternalFrame, InternalFrameBytes};
     let mut h = Harness::new(1, config());

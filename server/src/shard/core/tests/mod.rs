@@ -83,8 +83,13 @@ pub struct Harness {
 impl Harness {
     /// A core on a node of `shards` shards with `config`.
     pub fn new(shards: usize, config: Config) -> Harness {
+        Harness::with_inbox_capacity(shards, config, 1024)
+    }
+
+    /// The same with shard inboxes of `capacity` commands.
+    pub fn with_inbox_capacity(shards: usize, config: Config, capacity: usize) -> Harness {
         let config = Arc::new(config);
-        let (mesh, inboxes) = Mesh::new(shards, 1024);
+        let (mesh, inboxes) = Mesh::new(shards, capacity);
         let (core_tx, core_inbox) = flume::unbounded();
         let frames = crate::shard::frame_mesh(shards, 1024).swap_remove(0);
         let links = Links { mesh, frames, core: core_tx, node_connections: Arc::default() };
