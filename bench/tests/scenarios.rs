@@ -29,22 +29,7 @@ const SERVER_LOG: &str = "server.log";
 fn server_binary() -> &'static Path {
     static PATH: OnceLock<PathBuf> = OnceLock::new();
     PATH.get_or_init(|| {
-        let profile_dir = Path::new(BENCH).parent().expect("bench binary has a directory");
-        let beside = profile_dir.join("corecast-server");
-        if beside.exists() {
-            return beside;
-        }
-        let target_dir = profile_dir.parent().expect("profile directory has a parent").join("bench-test-server");
-        let cargo = std::env::var("CARGO").ok().or(option_env!("CARGO").map(String::from));
-        let cargo = cargo.unwrap_or_else(|| "cargo".into());
-        let status = Command::new(cargo)
-            .args(["build", "-p", "corecast-server", "--target-dir"])
-            .arg(&target_dir)
-            .current_dir(env!("CARGO_MANIFEST_DIR"))
-            .status()
-            .expect("run cargo build -p corecast-server");
-        assert!(status.success(), "cargo build -p corecast-server failed");
-        target_dir.join("debug").join("corecast-server")
+        corecast_testkit::server_binary::corecast_server(BENCH, env!("CARGO_MANIFEST_DIR"), "bench-test-server")
     })
 }
 

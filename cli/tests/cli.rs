@@ -29,21 +29,7 @@ const WAIT: Duration = Duration::from_secs(20);
 fn server_binary() -> &'static Path {
     static PATH: OnceLock<PathBuf> = OnceLock::new();
     PATH.get_or_init(|| {
-        let profile_dir = Path::new(CLI).parent().expect("the cli binary has a directory");
-        let beside = profile_dir.join("corecast-server");
-        if beside.exists() {
-            return beside;
-        }
-        let target_dir = profile_dir.parent().expect("profile directory has a parent").join("cli-test-server");
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let status = Command::new(cargo)
-            .args(["build", "-p", "corecast-server", "--target-dir"])
-            .arg(&target_dir)
-            .current_dir(env!("CARGO_MANIFEST_DIR"))
-            .status()
-            .expect("run cargo build -p corecast-server");
-        assert!(status.success(), "cargo build -p corecast-server failed");
-        target_dir.join("debug").join("corecast-server")
+        corecast_testkit::server_binary::corecast_server(CLI, env!("CARGO_MANIFEST_DIR"), "cli-test-server")
     })
 }
 

@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Result};
 
-use super::fanout::all_arrived;
+use super::fanout::{all_arrived, window_figures};
 use super::{Run, Totals, Traffic};
 use crate::admin::{add_metric_by_label, Admin};
 use crate::cli::C1mArgs;
@@ -152,20 +152,8 @@ pub fn run(args: &C1mArgs) -> Result<Vec<Summary>> {
     broadcast.problems = [verdict::connection_problems(&broadcast), verdict::delivery_problems(&broadcast)].concat();
 
     let mut fanout = step("fanout");
-    let expected: u64 = r.sent_in_window_per_room.iter().zip(&members_per_room).map(|(s, m)| s * m).sum();
-    let published: u64 = r.sent_in_window_per_room.iter().sum();
-    fanout.window_s = Some(args.duration_s);
-    fanout.published = Some(published);
-    fanout.publish_rate_per_s = Some(published as f64 / args.duration_s);
-    fanout.publish_skipped = Some(r.publish_skipped);
-    fanout.expected = Some(expected);
-    fanout.received = Some(r.received_in_window);
-    fanout.lost = Some(expected.saturating_sub(r.received_in_window));
-    fanout.seq_gaps = Some(r.seq_gaps);
-    fanout.duplicates = Some(r.duplicates);
-    fanout.deliveries_per_s = Some(r.received_in_window as f64 / args.duration_s);
-    fanout.latency_us = totals.latency.percentiles();
-    fanout.latency_hist = totals.latency.to_pairs();
+    window_figures(&mut fanout, &totals, &members_per_room, args.duration_s);
+    let published = fanout.published.unwrap_or(0);
     cpu_between(&mut fanout, f1, f2, r.received_in_window);
     fanout.problems = [verdict::connection_problems(&fanout), verdict::delivery_problems(&fanout)].concat();
     if let (Some(before), Some(after)) = (drops_before, drops_after) {

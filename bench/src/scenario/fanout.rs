@@ -78,21 +78,7 @@ pub fn run(args: &FanoutArgs) -> Result<Summary> {
     let mut summary = run.base_summary("fanout", &totals);
     memory_per_conn(&mut summary, before, after_setup);
     let r = &totals.result;
-    let expected: u64 =
-        r.sent_in_window_per_room.iter().zip(&members_per_room).map(|(sent, members)| sent * members).sum();
-    let published: u64 = r.sent_in_window_per_room.iter().sum();
-    summary.window_s = Some(args.duration_s);
-    summary.published = Some(published);
-    summary.publish_rate_per_s = Some(published as f64 / args.duration_s);
-    summary.publish_skipped = Some(r.publish_skipped);
-    summary.expected = Some(expected);
-    summary.received = Some(r.received_in_window);
-    summary.lost = Some(expected.saturating_sub(r.received_in_window));
-    summary.seq_gaps = Some(r.seq_gaps);
-    summary.duplicates = Some(r.duplicates);
-    summary.deliveries_per_s = Some(r.received_in_window as f64 / args.duration_s);
-    summary.latency_us = totals.latency.percentiles();
-    summary.latency_hist = totals.latency.to_pairs();
+    window_figures(&mut summary, &totals, &members_per_room, args.duration_s);
     summary.server_drops = drops_before.zip(drops_after).map(|(b, a)| a - b);
     if let (Some(s1), Some(s2)) = (window_start, window_end) {
         let cpu = s2.cpu_s - s1.cpu_s;
@@ -105,6 +91,27 @@ pub fn run(args: &FanoutArgs) -> Result<Summary> {
 
 /// Whether the drain can end: every worker is done publishing and every
 /// delivery expected from the window has arrived.
+/// What the measured window published, delivered and lost, and the
+/// delivery latency: the figures every fan-out step reports.
+pub fn window_figures(summary: &mut Summary, totals: &Totals, members_per_room: &[u64], window_s: f64) {
+    let r = &totals.result;
+    let expected: u64 =
+        r.sent_in_window_per_room.iter().zip(members_per_room).map(|(sent, members)| sent * members).sum();
+    let published: u64 = r.sent_in_window_per_room.iter().sum();
+    summary.window_s = Some(window_s);
+    summary.published = Some(published);
+    summary.publish_rate_per_s = Some(published as f64 / window_s);
+    summary.publish_skipped = Some(r.publish_skipped);
+    summary.expected = Some(expected);
+    summary.received = Some(r.received_in_window);
+    summary.lost = Some(expected.saturating_sub(r.received_in_window));
+    summary.seq_gaps = Some(r.seq_gaps);
+    summary.duplicates = Some(r.duplicates);
+    summary.deliveries_per_s = Some(r.received_in_window as f64 / window_s);
+    summary.latency_us = totals.latency.percentiles();
+    summary.latency_hist = totals.latency.to_pairs();
+}
+
 pub fn all_arrived(p: &Progress, members_per_room: &[u64]) -> bool {
     p.publish_done && p.received_in_window >= p.expected_in_window(members_per_room)
 }

@@ -59,19 +59,8 @@ impl OutboundQueue {
 
     /// After a write of `written` bytes from `batch`, puts the unwritten rest
     /// back at the front, in order. Returns the number of whole frames sent.
-    pub fn return_unwritten(&mut self, batch: &mut Vec<Bytes>, mut written: usize) -> usize {
-        let mut sent = 0;
-        let mut rest = Vec::new();
-        for mut frame in batch.drain(..) {
-            if written >= frame.len() {
-                written -= frame.len();
-                sent += 1;
-            } else {
-                frame.advance(written);
-                written = 0;
-                rest.push(frame);
-            }
-        }
+    pub fn return_unwritten(&mut self, batch: &mut Vec<Bytes>, written: usize) -> usize {
+        let (sent, rest) = split_written(batch, written);
         self.front_partial = !rest.is_empty();
         for frame in rest.into_iter().rev() {
             self.bytes += frame.len();
@@ -103,6 +92,24 @@ impl OutboundQueue {
     pub fn is_empty(&self) -> bool {
         self.frames.is_empty()
     }
+}
+
+/// Splits a written batch: how many whole frames went, and the unwritten
+/// rest in order (the tail of a partly written frame first).
+pub fn split_written(batch: &mut Vec<Bytes>, mut written: usize) -> (usize, Vec<Bytes>) {
+    let mut sent = 0;
+    let mut rest = Vec::new();
+    for mut frame in batch.drain(..) {
+        if written >= frame.len() {
+            written -= frame.len();
+            sent += 1;
+        } else {
+            frame.advance(written);
+            written = 0;
+            rest.push(frame);
+        }
+    }
+    (sent, rest)
 }
 
 #[cfg(test)]

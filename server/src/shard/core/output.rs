@@ -10,6 +10,7 @@ use corecast_proto::{encode_server, ErrorCode, ServerMessage};
 
 use super::conn::{Closing, Conn};
 use super::ShardCore;
+use crate::shard::outbound::split_written;
 use crate::shard::ws_codec::message_header;
 
 /// Frames per batch (well under IOV_MAX).
@@ -69,11 +70,29 @@ impl ShardCore {
     /// dropped so the CLOSE gets through), and arms the deadline after
     /// which the socket is released whether or not the CLOSE was written.
     pub(super) fn begin_close(&mut self, id: u64, code: ErrorCode, reason: &str, reconnect_after_ms: u32) {
-        let Some(key) = self.live_key(id) else { return };
+        let Some(key) = self.start_closing(id) else { return };
+        let conn = &mut self.conns[key];
+        if code == ErrorCode::SlowConsumer {
+            let dropped = conn.queue.as_mut().map_or(0, |q| q.clear_unstarted());
+            self.metrics.drops_slow_consumer.increment(dropped as u64);
+            self.metrics.slow_consumer_closes.increment(1);
+        }
+        let close = ServerMessage::Close { code: code.as_u16(), reason, reconnect_after_ms };
+        conn.queue_mut().push(encode_reply(0, &close));
+        self.metrics.closed_by_server(code);
+        self.want_write(key);
+    }
+
+    /// Marks connection `id` as flushing toward its close, arms the deadline
+    /// after which its socket goes regardless, and takes it out of its
+    /// rooms at once (a closing connection gets nothing more from them).
+    /// `None` when it is gone or already closing.
+    fn start_closing(&mut self, id: u64) -> Option<usize> {
+        let key = self.live_key(id)?;
         let deadline = self.now_tick + self.settings.linger_ticks;
         let conn = &mut self.conns[key];
         if conn.is_closing() {
-            return;
+            return None;
         }
         conn.closing = Closing::Flushing { deadline: deadline as u32 };
         conn.paused = false;
@@ -84,46 +103,19 @@ impl ShardCore {
             // the unauthenticated limit while it lingers.
             self.unauthenticated = self.unauthenticated.saturating_sub(1);
         }
-        if code == ErrorCode::SlowConsumer {
-            let dropped = conn.queue.as_mut().map_or(0, |q| q.clear_unstarted());
-            self.metrics.drops_slow_consumer.increment(dropped as u64);
-            self.metrics.slow_consumer_closes.increment(1);
-        }
-        let close = ServerMessage::Close { code: code.as_u16(), reason, reconnect_after_ms };
-        conn.queue_mut().push(encode_reply(0, &close));
-        self.metrics.closed_by_server(code);
-        self.want_write(key);
         self.arm_deadline(key, deadline);
-        self.leave_rooms(key, rooms);
-    }
-
-    /// A closing connection gets nothing more from its rooms: it leaves
-    /// them at once, not when its socket finally goes.
-    fn leave_rooms(&mut self, key: usize, rooms: smallvec::SmallVec<[std::rc::Rc<str>; 1]>) {
         for room in rooms {
             self.leave_room(&room, key as u32);
         }
+        Some(key)
     }
 
     /// Starts closing a connection without a CLOSE frame (the client is
     /// the one leaving): what is queued is flushed, then the socket shut.
     pub(super) fn begin_close_quietly(&mut self, id: u64) {
-        let Some(key) = self.live_key(id) else { return };
-        let deadline = self.now_tick + self.settings.linger_ticks;
-        let conn = &mut self.conns[key];
-        if conn.is_closing() {
-            return;
+        if let Some(key) = self.start_closing(id) {
+            self.want_write(key);
         }
-        conn.closing = Closing::Flushing { deadline: deadline as u32 };
-        conn.paused = false;
-        conn.input = None;
-        let rooms = std::mem::take(&mut conn.rooms);
-        if conn.identity.is_none() {
-            self.unauthenticated = self.unauthenticated.saturating_sub(1);
-        }
-        self.want_write(key);
-        self.arm_deadline(key, deadline);
-        self.leave_rooms(key, rooms);
     }
 
     /// Fills `batch` with what connection `id` should write next.
@@ -201,24 +193,6 @@ impl ShardCore {
             self.want_write(key);
         }
     }
-}
-
-/// Splits a written batch: how many whole frames went, and the unwritten
-/// rest (the tail of a partly written frame first).
-fn split_written(batch: &mut Vec<Bytes>, mut written: usize) -> (usize, Vec<Bytes>) {
-    let mut sent = 0;
-    let mut rest = Vec::new();
-    for mut frame in batch.drain(..) {
-        if written >= frame.len() {
-            written -= frame.len();
-            sent += 1;
-        } else {
-            let _ = frame.split_to(written);
-            written = 0;
-            rest.push(frame);
-        }
-    }
-    (sent, rest)
 }
 
 /// An idle connection holds no queue allocation.
