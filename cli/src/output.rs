@@ -32,6 +32,10 @@ impl Printer {
             PushKind::Direct => ("direct", format!("[{conv} #{seq}] {from}: {payload}")),
             PushKind::Group => ("group", format!("[{conv} #{seq}] {from}: {payload}")),
             PushKind::Broadcast => ("broadcast", format!("[broadcast] {payload}")),
+            PushKind::Presence => {
+                let event = if payload == "\u{1}" { "joined" } else { "left" };
+                ("presence", format!("[{conv}] {from} {event}"))
+            }
         };
         let json = serde_json::json!({
             "type": "push", "kind": kind, "conv": conv, "from": from, "seq": seq, "ts_ms": ts_ms, "payload": payload,

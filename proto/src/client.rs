@@ -1,5 +1,6 @@
 //! Frames a client sends to the server: AUTH, PING, JOIN, LEAVE, PUBLISH,
-//! and for persistent chat SEND, SYNC, ACK and UNREAD.
+//! HISTORY and PRESENCE for rooms, and for persistent chat SEND, SYNC, ACK
+//! and UNREAD.
 //!
 //! [`decode_client`] borrows strings and payloads from the frame it is given
 //! (no copies); [`encode_client`] appends a frame to a buffer and is what the
@@ -14,7 +15,7 @@ pub mod op {
     pub const AUTH: u8 = 0x01;
     /// `PING {}`
     pub const PING: u8 = 0x02;
-    /// `JOIN {room: str}`
+    /// `JOIN {room: str, since: u64 (optional)}`
     pub const JOIN: u8 = 0x03;
     /// `LEAVE {room: str}`
     pub const LEAVE: u8 = 0x04;
@@ -28,6 +29,10 @@ pub mod op {
     pub const ACK: u8 = 0x08;
     /// `UNREAD {}`
     pub const UNREAD: u8 = 0x09;
+    /// `HISTORY {room: str, since: u64, limit: u16}`
+    pub const HISTORY: u8 = 0x0A;
+    /// `PRESENCE {room: str, after: str, limit: u16}`
+    pub const PRESENCE: u8 = 0x0B;
 }
 
 /// PUBLISH flag bit 0: the client wants no OK reply.
@@ -53,6 +58,10 @@ pub enum ClientRequest<'a> {
     Join {
         /// Room name.
         room: &'a str,
+        /// In a room with a stream: the position of the last message the
+        /// client has (the PUSH `seq`), to receive what it missed; 0 when
+        /// it has none (the field is optional on the wire).
+        since: u64,
     },
     /// Leave a room.
     Leave {
@@ -96,6 +105,26 @@ pub enum ClientRequest<'a> {
     },
     /// List conversations with messages past this device's cursors.
     Unread,
+    /// A room's stored messages: after `since`, or the last `limit` when
+    /// `since` is 0.
+    History {
+        /// Room name.
+        room: &'a str,
+        /// Position to continue from, or 0 for the newest messages.
+        since: u64,
+        /// At most this many.
+        limit: u16,
+    },
+    /// Who is in a room: users after `after` in id order, with their
+    /// device counts, and the room's totals.
+    Presence {
+        /// Room name.
+        room: &'a str,
+        /// Continue after this user id (empty: from the start).
+        after: &'a str,
+        /// At most this many users (0: totals only).
+        limit: u16,
+    },
 }
 
 impl ClientRequest<'_> {
@@ -111,6 +140,8 @@ impl ClientRequest<'_> {
             ClientRequest::Sync { .. } => op::SYNC,
             ClientRequest::Ack { .. } => op::ACK,
             ClientRequest::Unread => op::UNREAD,
+            ClientRequest::History { .. } => op::HISTORY,
+            ClientRequest::Presence { .. } => op::PRESENCE,
         }
     }
 }
@@ -150,8 +181,15 @@ pub fn decode_client(frame: &[u8]) -> Result<ClientFrame<'_>, FrameError> {
         }
         op::JOIN => {
             let room = r.str("room")?;
+            // Optional; when present it is a position, never 0, so every
+            // frame has exactly one encoding.
+            let present = !r.is_empty();
+            let since = if present { r.u64("since")? } else { 0 };
+            if present && since == 0 {
+                return Err(FrameError::BadValue("since"));
+            }
             r.finish()?;
-            ClientRequest::Join { room }
+            ClientRequest::Join { room, since }
         }
         op::LEAVE => {
             let room = r.str("room")?;
@@ -185,6 +223,20 @@ pub fn decode_client(frame: &[u8]) -> Result<ClientFrame<'_>, FrameError> {
             r.finish()?;
             ClientRequest::Unread
         }
+        op::HISTORY => {
+            let room = r.str("room")?;
+            let since = r.u64("since")?;
+            let limit = r.u16("limit")?;
+            r.finish()?;
+            ClientRequest::History { room, since, limit }
+        }
+        op::PRESENCE => {
+            let room = r.str("room")?;
+            let after = r.str("after")?;
+            let limit = r.u16("limit")?;
+            r.finish()?;
+            ClientRequest::Presence { room, after, limit }
+        }
         other => return Err(FrameError::UnknownOp(other)),
     };
     Ok(ClientFrame { rid: header.rid, flags: header.flags, request })
@@ -195,7 +247,10 @@ pub fn encode_client(rid: u32, flags: u16, request: &ClientRequest<'_>, out: &mu
     let hint = match request {
         ClientRequest::Auth { token, device } => 4 + token.len() + device.len(),
         ClientRequest::Ping | ClientRequest::Unread => 0,
-        ClientRequest::Join { room } | ClientRequest::Leave { room } => 2 + room.len(),
+        ClientRequest::Join { room, .. } => 10 + room.len(),
+        ClientRequest::Leave { room } => 2 + room.len(),
+        ClientRequest::History { room, .. } => 12 + room.len(),
+        ClientRequest::Presence { room, after, .. } => 6 + room.len() + after.len(),
         ClientRequest::Publish { room, payload } => 2 + room.len() + payload.len(),
         ClientRequest::Send { to, payload, .. } => 11 + to.len() + payload.len(),
         ClientRequest::Sync { conv, .. } => 12 + conv.len(),
@@ -210,7 +265,23 @@ pub fn encode_client(rid: u32, flags: u16, request: &ClientRequest<'_>, out: &mu
                 }
             }
             ClientRequest::Ping | ClientRequest::Unread => {}
-            ClientRequest::Join { room } | ClientRequest::Leave { room } => w.str(room, "room")?,
+            ClientRequest::Join { room, since } => {
+                w.str(room, "room")?;
+                if *since != 0 {
+                    w.u64(*since);
+                }
+            }
+            ClientRequest::Leave { room } => w.str(room, "room")?,
+            ClientRequest::History { room, since, limit } => {
+                w.str(room, "room")?;
+                w.u64(*since);
+                w.u16(*limit);
+            }
+            ClientRequest::Presence { room, after, limit } => {
+                w.str(room, "room")?;
+                w.str(after, "after")?;
+                w.u16(*limit);
+            }
             ClientRequest::Publish { room, payload } => {
                 w.str(room, "room")?;
                 w.payload(payload);
@@ -264,6 +335,32 @@ mod tests {
     }
 
     #[test]
+    fn join_since_is_optional_but_never_zero_when_present() {
+        let mut buf = Vec::new();
+        encode_client(1, 0, &ClientRequest::Join { room: "r", since: 9 }, &mut buf).unwrap();
+        assert_eq!(buf.len(), 12 + 3 + 8);
+        assert_eq!(decode_client(&buf).unwrap().request, ClientRequest::Join { room: "r", since: 9 });
+        let mut buf = Vec::new();
+        encode_client(1, 0, &ClientRequest::Join { room: "r", since: 0 }, &mut buf).unwrap();
+        assert_eq!(buf.len(), 12 + 3);
+        buf.extend_from_slice(&[0; 8]);
+        buf[3] += 8;
+        assert_eq!(decode_client(&buf), Err(FrameError::BadValue("since")));
+    }
+
+    #[test]
+    fn history_and_presence_round_trip() {
+        for request in [
+            ClientRequest::History { room: "live-1", since: 5 << 40 | 7, limit: 50 },
+            ClientRequest::Presence { room: "live-1", after: "bob", limit: 100 },
+        ] {
+            let mut buf = Vec::new();
+            encode_client(3, 0, &request, &mut buf).unwrap();
+            assert_eq!(decode_client(&buf).unwrap().request, request);
+        }
+    }
+
+    #[test]
     fn unknown_op_and_trailing_bytes_are_refused() {
         let mut buf = Vec::new();
         encode_client(1, 0, &ClientRequest::Ping, &mut buf).unwrap();
@@ -271,7 +368,7 @@ mod tests {
         assert_eq!(decode_client(&buf), Err(FrameError::UnknownOp(0x7e)));
 
         let mut buf = Vec::new();
-        encode_client(1, 0, &ClientRequest::Join { room: "a" }, &mut buf).unwrap();
+        encode_client(1, 0, &ClientRequest::Leave { room: "a" }, &mut buf).unwrap();
         buf.push(0);
         buf[3] += 1;
         assert_eq!(decode_client(&buf), Err(FrameError::TrailingBytes(1)));
@@ -280,7 +377,7 @@ mod tests {
     #[test]
     fn bad_utf8_room_is_refused() {
         let mut buf = Vec::new();
-        encode_client(1, 0, &ClientRequest::Join { room: "ab" }, &mut buf).unwrap();
+        encode_client(1, 0, &ClientRequest::Join { room: "ab", since: 0 }, &mut buf).unwrap();
         let last = buf.len() - 1;
         buf[last] = 0xff;
         assert_eq!(decode_client(&buf), Err(FrameError::BadUtf8("room")));
@@ -290,7 +387,7 @@ mod tests {
     fn too_long_string_leaves_buffer_untouched() {
         let mut buf = vec![1, 2, 3];
         let room = "x".repeat(70_000);
-        let err = encode_client(1, 0, &ClientRequest::Join { room: &room }, &mut buf).unwrap_err();
+        let err = encode_client(1, 0, &ClientRequest::Join { room: &room, since: 0 }, &mut buf).unwrap_err();
         assert_eq!(err, EncodeError::StringTooLong("room"));
         assert_eq!(buf, vec![1, 2, 3]);
     }

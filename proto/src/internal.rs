@@ -85,6 +85,75 @@ pub enum InternalFrame {
         /// User id.
         user: String,
     },
+    /// A message for a room with a stream, on its way to the room's owner
+    /// (its owner shard, or in a cluster its owner router), which gives it
+    /// the next position and sends it to every member as a `RoomPush`.
+    RoomPublish {
+        /// The room.
+        room: String,
+        /// Publisher's user id.
+        from: String,
+        /// Connection that must not receive it, or 0.
+        except_conn: u64,
+        /// Payload, as published.
+        payload: Vec<u8>,
+    },
+    /// To a room's owner: answer connection `conn_id` from the room's
+    /// stream. For a JOIN (`join`), the messages after `since` (none when 0)
+    /// then JOINED; for a HISTORY, up to `limit` messages then HISTORY_END.
+    /// The owner also records that the sender has members of the room, so
+    /// the live messages after the answer follow it on the same path.
+    StreamRequest {
+        /// The room.
+        room: String,
+        /// Who asked.
+        conn_id: u64,
+        /// The request's rid.
+        rid: u32,
+        /// Position to continue after, or 0.
+        since: u64,
+        /// HISTORY's limit (a JOIN takes everything after `since`).
+        limit: u16,
+        /// A JOIN (true) or a HISTORY (false).
+        join: bool,
+    },
+    /// Owner → the asker's shard: the answer to a `StreamRequest`, whole
+    /// client frames. After a JOIN's answer the connection takes the room's
+    /// live messages.
+    StreamReply {
+        /// The room.
+        room: String,
+        /// Who asked.
+        conn_id: u64,
+        /// Whole encoded client frames.
+        frames: Vec<u8>,
+        /// Answers a JOIN.
+        join: bool,
+    },
+    /// To the owner of a room with presence: one of `user`'s connections
+    /// joined or left it.
+    RoomPresence {
+        /// The room.
+        room: String,
+        /// User id.
+        user: String,
+        /// Joined (true) or left (false).
+        joined: bool,
+    },
+    /// To the owner of a room with presence: a PRESENCE request, answered
+    /// with `ConnFrames`.
+    PresenceQuery {
+        /// The room.
+        room: String,
+        /// Who asked.
+        conn_id: u64,
+        /// The request's rid.
+        rid: u32,
+        /// Users after this id.
+        after: String,
+        /// At most this many users.
+        limit: u16,
+    },
 }
 
 /// What a shard asks of the router core for persistent chat. `conn_id` and
@@ -138,6 +207,11 @@ impl ArchivedInternalFrame {
             ArchivedInternalFrame::RoomInterest { .. } => "room_interest",
             ArchivedInternalFrame::InterestAck { .. } => "interest_ack",
             ArchivedInternalFrame::RouteChanged { .. } => "route_changed",
+            ArchivedInternalFrame::RoomPublish { .. } => "room_publish",
+            ArchivedInternalFrame::StreamRequest { .. } => "stream_request",
+            ArchivedInternalFrame::StreamReply { .. } => "stream_reply",
+            ArchivedInternalFrame::RoomPresence { .. } => "room_presence",
+            ArchivedInternalFrame::PresenceQuery { .. } => "presence_query",
         }
     }
 }
@@ -196,6 +270,7 @@ impl InternalFrameBytes {
             ArchivedInternalFrame::RoomPush { push, .. } => push.as_slice(),
             ArchivedInternalFrame::Broadcast { push } => push.as_slice(),
             ArchivedInternalFrame::ConnFrames { frames, .. } => frames.as_slice(),
+            ArchivedInternalFrame::StreamReply { frames, .. } => frames.as_slice(),
             _ => &[],
         };
         if push.is_empty() {

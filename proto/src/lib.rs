@@ -22,5 +22,8 @@ pub mod ws;
 pub use client::{decode_client, encode_client, ClientFrame, ClientRequest, PUBLISH_EXCLUDE_SELF, PUBLISH_NO_REPLY};
 pub use error_code::ErrorCode;
 pub use frame::{peek_frame, FrameError, Header, Peek, DEFAULT_MAX_FRAME_LEN, HEADER_LEN, VERSION};
-pub use server::{decode_server, encode_server, PushKind, ServerFrame, ServerMessage, UnreadEntry};
+pub use server::{
+    decode_server, encode_server, position, position_epoch, position_offset, PresenceEntry, PushKind, ServerFrame,
+    ServerMessage, UnreadEntry,
+};
 pub use wire::EncodeError;

@@ -1,5 +1,10 @@
 //! Frames the server sends to a client: AUTH_OK, PONG, OK, PUSH, CLOSE and
-//! ERROR, and for persistent chat SENT, SYNC_END and UNREAD_LIST.
+//! ERROR; for rooms with a stream JOINED, HISTORY_END and PRESENCE_LIST;
+//! and for persistent chat SENT, SYNC_END and UNREAD_LIST.
+//!
+//! A room's stream position is one `u64`, laid out like a conversation's
+//! seq: the epoch in the top 24 bits, the offset in the low 40
+//! ([`position`], [`position_epoch`], [`position_offset`]).
 //!
 //! The server encodes with [`encode_server`]; clients (the bench harness,
 //! tests, third-party clients written from `docs/PROTOCOL.md`) decode with
@@ -16,6 +21,12 @@ pub mod op {
     pub const PONG: u8 = 0x82;
     /// `OK {}`
     pub const OK: u8 = 0x83;
+    /// `JOINED {room: str, position: u64, recovered: u8}`
+    pub const JOINED: u8 = 0x84;
+    /// `HISTORY_END {room: str, position: u64, complete: u8}`
+    pub const HISTORY_END: u8 = 0x85;
+    /// `PRESENCE_LIST {room: str, users: u32, conns: u32, count: u16, count x {user: str, devices: u16}, next: str}`
+    pub const PRESENCE_LIST: u8 = 0x88;
     /// `SENT {conv: str, seq: u64, ts_ms: u64}`
     pub const SENT: u8 = 0x86;
     /// `SYNC_END {conv: str, last_seq: u64, more: u8, visible_seq: u64}`
@@ -42,6 +53,27 @@ pub enum PushKind {
     Group = 3,
     /// An operator broadcast to every connection.
     Broadcast = 4,
+    /// A user's first device joined (payload `1`) or last device left
+    /// (payload `0`) a room with join and leave events.
+    Presence = 5,
+}
+
+/// Bits of a position's offset; the epoch is above them.
+pub const POSITION_OFFSET_BITS: u32 = 40;
+
+/// A room stream position from its epoch (24 bits) and offset (40 bits).
+pub fn position(epoch: u32, offset: u64) -> u64 {
+    (epoch as u64) << POSITION_OFFSET_BITS | (offset & ((1 << POSITION_OFFSET_BITS) - 1))
+}
+
+/// The epoch of a position.
+pub fn position_epoch(position: u64) -> u32 {
+    (position >> POSITION_OFFSET_BITS) as u32
+}
+
+/// The offset of a position within its epoch.
+pub fn position_offset(position: u64) -> u64 {
+    position & ((1 << POSITION_OFFSET_BITS) - 1)
 }
 
 impl PushKind {
@@ -52,6 +84,7 @@ impl PushKind {
             2 => Some(PushKind::Direct),
             3 => Some(PushKind::Group),
             4 => Some(PushKind::Broadcast),
+            5 => Some(PushKind::Presence),
             _ => None,
         }
     }
@@ -66,6 +99,15 @@ pub struct UnreadEntry<'a> {
     pub last_seq: u64,
     /// This device's cursor (0 if it never acknowledged anything).
     pub read_seq: u64,
+}
+
+/// One user in a PRESENCE_LIST.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PresenceEntry<'a> {
+    /// User id.
+    pub user: &'a str,
+    /// How many of the user's connections are in the room.
+    pub devices: u16,
 }
 
 /// A server-to-client message, borrowing strings and payload.
@@ -86,6 +128,43 @@ pub enum ServerMessage<'a> {
     Pong,
     /// Success reply to JOIN, LEAVE or PUBLISH.
     Ok,
+    /// Reply to JOIN in a room with a stream: the member is in, every
+    /// message it missed (when it asked with `since`) came before this, and
+    /// live messages follow from `position`.
+    Joined {
+        /// Room name.
+        room: &'a str,
+        /// The room's position at the switch to live messages: the next
+        /// live message has the next offset in this epoch.
+        position: u64,
+        /// Every message after the JOIN's `since` was delivered before this
+        /// frame. False when `since` was absent, too old for the history or
+        /// of another epoch.
+        recovered: bool,
+    },
+    /// Ends the PUSH frames answering a HISTORY.
+    HistoryEnd {
+        /// Room name.
+        room: &'a str,
+        /// The room's current position.
+        position: u64,
+        /// No message between the request's start and the first PUSH sent
+        /// was lost from the history.
+        complete: bool,
+    },
+    /// Answer to PRESENCE.
+    PresenceList {
+        /// Room name.
+        room: &'a str,
+        /// Distinct users in the room.
+        users: u32,
+        /// Connections in the room.
+        conns: u32,
+        /// Users after the request's `after`, in id order.
+        entries: Vec<PresenceEntry<'a>>,
+        /// Ask again after this user id for more; empty at the end.
+        next: &'a str,
+    },
     /// A message delivered to the client.
     Push {
         /// What kind of conversation it belongs to.
@@ -159,6 +238,9 @@ impl ServerMessage<'_> {
             ServerMessage::AuthOk { .. } => op::AUTH_OK,
             ServerMessage::Pong => op::PONG,
             ServerMessage::Ok => op::OK,
+            ServerMessage::Joined { .. } => op::JOINED,
+            ServerMessage::HistoryEnd { .. } => op::HISTORY_END,
+            ServerMessage::PresenceList { .. } => op::PRESENCE_LIST,
             ServerMessage::Push { .. } => op::PUSH,
             ServerMessage::Sent { .. } => op::SENT,
             ServerMessage::SyncEnd { .. } => op::SYNC_END,
@@ -208,6 +290,37 @@ pub fn decode_server(frame: &[u8]) -> Result<ServerFrame<'_>, FrameError> {
         op::OK => {
             r.finish()?;
             ServerMessage::Ok
+        }
+        op::JOINED => {
+            let room = r.str("room")?;
+            let position = r.u64("position")?;
+            let recovered = read_bool(&mut r, "recovered")?;
+            r.finish()?;
+            ServerMessage::Joined { room, position, recovered }
+        }
+        op::HISTORY_END => {
+            let room = r.str("room")?;
+            let position = r.u64("position")?;
+            let complete = read_bool(&mut r, "complete")?;
+            r.finish()?;
+            ServerMessage::HistoryEnd { room, position, complete }
+        }
+        op::PRESENCE_LIST => {
+            let room = r.str("room")?;
+            let users = r.u32("users")?;
+            let conns = r.u32("conns")?;
+            let count = r.u16("count")?;
+            // Each entry takes at least 4 bytes: never trust `count` to size
+            // an allocation.
+            let mut entries = Vec::with_capacity((count as usize).min(r.remaining() / 4));
+            for _ in 0..count {
+                let user = r.str("user")?;
+                let devices = r.u16("devices")?;
+                entries.push(PresenceEntry { user, devices });
+            }
+            let next = r.str("next")?;
+            r.finish()?;
+            ServerMessage::PresenceList { room, users, conns, entries, next }
         }
         op::PUSH => {
             let kind = PushKind::from_u8(r.u8("kind")?).ok_or(FrameError::BadValue("kind"))?;
@@ -270,6 +383,10 @@ pub fn encode_server(rid: u32, flags: u16, message: &ServerMessage<'_>, out: &mu
     let hint = match message {
         ServerMessage::AuthOk { user, .. } => 16 + user.len(),
         ServerMessage::Pong | ServerMessage::Ok => 0,
+        ServerMessage::Joined { room, .. } | ServerMessage::HistoryEnd { room, .. } => 11 + room.len(),
+        ServerMessage::PresenceList { room, entries, next, .. } => {
+            14 + room.len() + next.len() + entries.iter().map(|e| 4 + e.user.len()).sum::<usize>()
+        }
         ServerMessage::Push { conv, from, payload, .. } => 21 + conv.len() + from.len() + payload.len(),
         ServerMessage::Close { reason, .. } => 8 + reason.len(),
         ServerMessage::Sent { conv, .. } => 18 + conv.len(),
@@ -286,6 +403,24 @@ pub fn encode_server(rid: u32, flags: u16, message: &ServerMessage<'_>, out: &mu
                 w.str(user, "user")?;
             }
             ServerMessage::Pong | ServerMessage::Ok => {}
+            ServerMessage::Joined { room, position, recovered: flag }
+            | ServerMessage::HistoryEnd { room, position, complete: flag } => {
+                w.str(room, "room")?;
+                w.u64(*position);
+                w.u8(u8::from(*flag));
+            }
+            ServerMessage::PresenceList { room, users, conns, entries, next } => {
+                w.str(room, "room")?;
+                w.u32(*users);
+                w.u32(*conns);
+                let count = u16::try_from(entries.len()).map_err(|_| EncodeError::StringTooLong("entries"))?;
+                w.u16(count);
+                for entry in entries {
+                    w.str(entry.user, "user")?;
+                    w.u16(entry.devices);
+                }
+                w.str(next, "next")?;
+            }
             ServerMessage::Push { kind, conv, from, seq, ts_ms, payload } => {
                 w.u8(*kind as u8);
                 w.str(conv, "conv")?;
@@ -346,6 +481,28 @@ mod tests {
         let mut buf = Vec::new();
         encode_server(0, 0, &msg, &mut buf).unwrap();
         assert_eq!(decode_server(&buf).unwrap().message, msg);
+    }
+
+    #[test]
+    fn stream_frames_round_trip() {
+        let entries = vec![PresenceEntry { user: "alice", devices: 2 }, PresenceEntry { user: "bob", devices: 1 }];
+        for msg in [
+            ServerMessage::Joined { room: "live-1", position: position(3, 17), recovered: true },
+            ServerMessage::HistoryEnd { room: "live-1", position: position(3, 20), complete: false },
+            ServerMessage::PresenceList { room: "live-1", users: 2, conns: 3, entries, next: "bob" },
+        ] {
+            let mut buf = Vec::new();
+            encode_server(4, 0, &msg, &mut buf).unwrap();
+            assert_eq!(decode_server(&buf).unwrap().message, msg);
+        }
+    }
+
+    #[test]
+    fn position_packs_epoch_above_offset() {
+        let p = position(0xab_cdef, 12_345);
+        assert_eq!(position_epoch(p), 0xab_cdef);
+        assert_eq!(position_offset(p), 12_345);
+        assert!(position(1, 2) < position(1, 3) && position(1, u32::MAX as u64) < position(2, 1));
     }
 
     #[test]

@@ -5,7 +5,7 @@
 
 use corecast_proto::{
     decode_client, decode_server, encode_client, encode_server, peek_frame, ClientFrame, ClientRequest, FrameError,
-    Header, Peek, PushKind, ServerFrame, ServerMessage, UnreadEntry, DEFAULT_MAX_FRAME_LEN, HEADER_LEN, VERSION,
+    Header, Peek, PresenceEntry, PushKind, ServerFrame, ServerMessage, UnreadEntry, DEFAULT_MAX_FRAME_LEN, HEADER_LEN, VERSION,
 };
 use proptest::prelude::*;
 use proptest::sample::Index;
@@ -19,13 +19,15 @@ use proptest::sample::Index;
 enum OwnedRequest {
     Auth { token: String, device: String },
     Ping,
-    Join { room: String },
+    Join { room: String, since: u64 },
     Leave { room: String },
     Publish { room: String, payload: Vec<u8> },
     Send { kind: u8, to: String, client_msg_id: u64, payload: Vec<u8> },
     Sync { conv: String, after_seq: u64, limit: u16 },
     Ack { conv: String, seq: u64 },
     Unread,
+    History { room: String, since: u64, limit: u16 },
+    Presence { room: String, after: String, limit: u16 },
 }
 
 impl OwnedRequest {
@@ -33,7 +35,7 @@ impl OwnedRequest {
         match self {
             OwnedRequest::Auth { token, device } => ClientRequest::Auth { token, device },
             OwnedRequest::Ping => ClientRequest::Ping,
-            OwnedRequest::Join { room } => ClientRequest::Join { room },
+            OwnedRequest::Join { room, since } => ClientRequest::Join { room, since: *since },
             OwnedRequest::Leave { room } => ClientRequest::Leave { room },
             OwnedRequest::Publish { room, payload } => ClientRequest::Publish { room, payload },
             OwnedRequest::Send { kind, to, client_msg_id, payload } => {
@@ -44,6 +46,10 @@ impl OwnedRequest {
             }
             OwnedRequest::Ack { conv, seq } => ClientRequest::Ack { conv, seq: *seq },
             OwnedRequest::Unread => ClientRequest::Unread,
+            OwnedRequest::History { room, since, limit } => {
+                ClientRequest::History { room, since: *since, limit: *limit }
+            }
+            OwnedRequest::Presence { room, after, limit } => ClientRequest::Presence { room, after, limit: *limit },
         }
     }
 }
@@ -61,7 +67,9 @@ fn every_client_variant_has_a_strategy(request: &ClientRequest<'_>) {
         | ClientRequest::Send { .. }
         | ClientRequest::Sync { .. }
         | ClientRequest::Ack { .. }
-        | ClientRequest::Unread => {}
+        | ClientRequest::Unread
+        | ClientRequest::History { .. }
+        | ClientRequest::Presence { .. } => {}
     }
 }
 
@@ -76,6 +84,9 @@ enum OwnedMessage {
     Sent { conv: String, seq: u64, ts_ms: u64 },
     SyncEnd { conv: String, last_seq: u64, more: bool, visible_seq: u64 },
     UnreadList { entries: Vec<(String, u64, u64)>, more: bool },
+    Joined { room: String, position: u64, recovered: bool },
+    HistoryEnd { room: String, position: u64, complete: bool },
+    PresenceList { room: String, users: u32, conns: u32, entries: Vec<(String, u16)>, next: String },
 }
 
 impl OwnedMessage {
@@ -104,6 +115,19 @@ impl OwnedMessage {
                     .collect(),
                 more: *more,
             },
+            OwnedMessage::Joined { room, position, recovered } => {
+                ServerMessage::Joined { room, position: *position, recovered: *recovered }
+            }
+            OwnedMessage::HistoryEnd { room, position, complete } => {
+                ServerMessage::HistoryEnd { room, position: *position, complete: *complete }
+            }
+            OwnedMessage::PresenceList { room, users, conns, entries, next } => ServerMessage::PresenceList {
+                room,
+                users: *users,
+                conns: *conns,
+                entries: entries.iter().map(|(user, devices)| PresenceEntry { user, devices: *devices }).collect(),
+                next,
+            },
         }
     }
 }
@@ -120,9 +144,12 @@ fn every_server_variant_has_a_strategy(message: &ServerMessage<'_>) {
         | ServerMessage::Error { .. }
         | ServerMessage::Sent { .. }
         | ServerMessage::SyncEnd { .. }
-        | ServerMessage::UnreadList { .. } => {}
+        | ServerMessage::UnreadList { .. }
+        | ServerMessage::Joined { .. }
+        | ServerMessage::HistoryEnd { .. }
+        | ServerMessage::PresenceList { .. } => {}
         ServerMessage::Push { kind, .. } => match kind {
-            PushKind::Room | PushKind::Direct | PushKind::Group | PushKind::Broadcast => {}
+            PushKind::Room | PushKind::Direct | PushKind::Group | PushKind::Broadcast | PushKind::Presence => {}
         },
     }
 }
@@ -148,7 +175,7 @@ fn request() -> impl Strategy<Value = OwnedRequest> {
     prop_oneof![
         (text(), text()).prop_map(|(token, device)| OwnedRequest::Auth { token, device }),
         Just(OwnedRequest::Ping),
-        text().prop_map(|room| OwnedRequest::Join { room }),
+        (text(), prop_oneof![Just(0u64), 1..=u64::MAX]).prop_map(|(room, since)| OwnedRequest::Join { room, since }),
         text().prop_map(|room| OwnedRequest::Leave { room }),
         (text(), payload()).prop_map(|(room, payload)| OwnedRequest::Publish { room, payload }),
         (any::<u8>(), text(), any::<u64>(), payload())
@@ -160,11 +187,14 @@ fn request() -> impl Strategy<Value = OwnedRequest> {
         }),
         (text(), any::<u64>()).prop_map(|(conv, seq)| OwnedRequest::Ack { conv, seq }),
         Just(OwnedRequest::Unread),
+        (text(), any::<u64>(), any::<u16>())
+            .prop_map(|(room, since, limit)| OwnedRequest::History { room, since, limit }),
+        (text(), text(), any::<u16>()).prop_map(|(room, after, limit)| OwnedRequest::Presence { room, after, limit }),
     ]
 }
 
 fn push_kind() -> impl Strategy<Value = PushKind> {
-    prop_oneof![Just(PushKind::Room), Just(PushKind::Direct), Just(PushKind::Group), Just(PushKind::Broadcast)]
+    prop_oneof![Just(PushKind::Room), Just(PushKind::Direct), Just(PushKind::Group), Just(PushKind::Broadcast), Just(PushKind::Presence)]
 }
 
 fn message() -> impl Strategy<Value = OwnedMessage> {
@@ -189,6 +219,13 @@ fn message() -> impl Strategy<Value = OwnedMessage> {
         }),
         (prop::collection::vec((text(), any::<u64>(), any::<u64>()), 0..8), any::<bool>())
             .prop_map(|(entries, more)| OwnedMessage::UnreadList { entries, more }),
+        (text(), any::<u64>(), any::<bool>())
+            .prop_map(|(room, position, recovered)| OwnedMessage::Joined { room, position, recovered }),
+        (text(), any::<u64>(), any::<bool>())
+            .prop_map(|(room, position, complete)| OwnedMessage::HistoryEnd { room, position, complete }),
+        (text(), any::<u32>(), any::<u32>(), prop::collection::vec((text(), any::<u16>()), 0..8), text()).prop_map(
+            |(room, users, conns, entries, next)| OwnedMessage::PresenceList { room, users, conns, entries, next }
+        ),
     ]
 }
 
@@ -502,7 +539,7 @@ proptest! {
 fn stream_reader_yields_frames_and_waits_for_the_rest() {
     let mut stream = Vec::new();
     encode_client(1, 0, &ClientRequest::Ping, &mut stream).unwrap();
-    encode_client(2, 0, &ClientRequest::Join { room: "lobby" }, &mut stream).unwrap();
+    encode_client(2, 0, &ClientRequest::Join { room: "lobby", since: 0 }, &mut stream).unwrap();
     let mut reader = StreamReader::default();
     assert_eq!(reader.feed(&stream[..16], DEFAULT_MAX_FRAME_LEN), Ok(Some(19)));
     assert_eq!(reader.frames.len(), 1);

@@ -56,7 +56,7 @@ fn rooms_outside_the_token_grant_are_forbidden() {
     client.auth(&token("carol", 3600, Some(vec!["lobby", "game-*"])));
     client.join("lobby");
     client.join("game-42");
-    let rid = client.send(0, &ClientRequest::Join { room: "staff" });
+    let rid = client.send(0, &ClientRequest::Join { room: "staff", since: 0 });
     assert_eq!(expect_error(client.recv(), ErrorCode::Forbidden), rid);
     // Publishing to a room the connection is not in is refused too.
     let rid = client.send(0, &ClientRequest::Publish { room: "staff", payload: b"x" });
@@ -70,7 +70,7 @@ fn rooms_outside_the_token_grant_are_forbidden() {
 fn requests_before_auth_are_refused_but_ping_works() {
     let server = Server::start(&[]);
     let mut client = server.connect();
-    let rid = client.send(0, &ClientRequest::Join { room: "lobby" });
+    let rid = client.send(0, &ClientRequest::Join { room: "lobby", since: 0 });
     assert_eq!(expect_error(client.recv(), ErrorCode::NotAuthenticated), rid);
     let rid = client.send(0, &ClientRequest::Ping);
     assert_eq!(client.recv(), Reply::Pong { rid });

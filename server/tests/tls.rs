@@ -99,7 +99,7 @@ fn tls_handshake_auth_join_publish_and_receive() {
     for (client, user) in [(&mut alice, "alice"), (&mut bob, "bob")] {
         client.send(&ClientRequest::Auth { token: &token(user, 600, None), device: "" });
         assert_eq!(client.recv().0, corecast_proto::server::op::AUTH_OK);
-        client.send(&ClientRequest::Join { room: "secure" });
+        client.send(&ClientRequest::Join { room: "secure", since: 0 });
         assert_eq!(client.recv().0, corecast_proto::server::op::OK);
     }
     alice.send(&ClientRequest::Publish { room: "secure", payload: b"over tls" });
@@ -254,7 +254,7 @@ fn the_demo_and_the_http_fallback_speak_https_on_a_tls_node() {
     let session = String::from_utf8(session).unwrap();
     assert_eq!(next_event().1[5], corecast_proto::server::op::AUTH_OK);
     let mut join = Vec::new();
-    encode_client(2, 0, &ClientRequest::Join { room: "secure-sse" }, &mut join).unwrap();
+    encode_client(2, 0, &ClientRequest::Join { room: "secure-sse", since: 0 }, &mut join).unwrap();
     let post = format!(
         "POST /v1/send?session={session} HTTP/1.1\r\nHost: localhost\r\nContent-Length: {}\r\n\r\n",
         join.len()
@@ -265,7 +265,7 @@ fn the_demo_and_the_http_fallback_speak_https_on_a_tls_node() {
     let mut publisher = TlsClient::connect(&server);
     publisher.send(&ClientRequest::Auth { token: &token("publisher", 600, None), device: "" });
     assert_eq!(publisher.recv().0, corecast_proto::server::op::AUTH_OK);
-    publisher.send(&ClientRequest::Join { room: "secure-sse" });
+    publisher.send(&ClientRequest::Join { room: "secure-sse", since: 0 });
     assert_eq!(publisher.recv().0, corecast_proto::server::op::OK);
     publisher.send(&ClientRequest::Publish { room: "secure-sse", payload: b"hello over https" });
     let (name, frame) = next_event();

@@ -94,7 +94,7 @@ fn websocket_clients_auth_join_publish_and_receive() {
     let mut alice = authenticated(&server, "alice");
     let mut bob = authenticated(&server, "bob");
     for ws in [&mut alice, &mut bob] {
-        send(ws, &ClientRequest::Join { room: "stage" });
+        send(ws, &ClientRequest::Join { room: "stage", since: 0 });
         assert_eq!(next_op(ws), op::OK);
     }
     // A TCP client publishes; both WebSocket members receive it.
@@ -180,7 +180,7 @@ fn a_receiver_on_the_http_fallback_gets_room_messages() {
     assert_eq!(decode(&auth_ok)[5], op::AUTH_OK);
 
     let mut join = Vec::new();
-    encode_client(2, 0, &ClientRequest::Join { room: "lobby" }, &mut join).unwrap();
+    encode_client(2, 0, &ClientRequest::Join { room: "lobby", since: 0 }, &mut join).unwrap();
     let post = ureq::post(&format!("http://{}/v1/send?session={session}", server.web)).send(&join[..]).unwrap();
     assert_eq!(post.status(), 204);
     let (_, ok) = next_event();

@@ -63,7 +63,7 @@ impl Adapter for Corecast {
     }
 
     fn subscribe(&self, room: &str, out: &mut Vec<u8>) {
-        encode(0, &ClientRequest::Join { room }, out);
+        encode(0, &ClientRequest::Join { room, since: 0 }, out);
     }
 
     fn publisher_subscribes(&self) -> bool {

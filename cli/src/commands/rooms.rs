@@ -15,7 +15,7 @@ use crate::output::Printer;
 pub fn sub(conn: &mut Conn, out: Printer, rooms: &[String], count: Option<u64>) -> Result<()> {
     let mut joining = HashSet::new();
     for room in rooms {
-        joining.insert(conn.request(0, &ClientRequest::Join { room })?);
+        joining.insert(conn.request(0, &ClientRequest::Join { room, since: 0 })?);
     }
     let mut received = 0;
     while count.is_none_or(|count| received < count) {
@@ -37,7 +37,7 @@ pub fn sub(conn: &mut Conn, out: Printer, rooms: &[String], count: Option<u64>) 
 
 /// Publishes `message` to `room`; returns once the server said OK.
 pub fn publish(conn: &mut Conn, out: Printer, room: &str, message: &str) -> Result<()> {
-    expect_ok(conn, 0, &ClientRequest::Join { room })?;
+    expect_ok(conn, 0, &ClientRequest::Join { room, since: 0 })?;
     let payload = message.as_bytes();
     expect_ok(conn, PUBLISH_EXCLUDE_SELF, &ClientRequest::Publish { room, payload })?;
     let json = serde_json::json!({ "type": "published", "room": room, "bytes": payload.len() });

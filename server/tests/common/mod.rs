@@ -338,6 +338,26 @@ pub enum Reply {
         entries: Vec<(String, u64, u64)>,
         more: bool,
     },
+    Joined {
+        rid: u32,
+        room: String,
+        position: u64,
+        recovered: bool,
+    },
+    HistoryEnd {
+        rid: u32,
+        room: String,
+        position: u64,
+        complete: bool,
+    },
+    /// (user, devices) entries.
+    Presence {
+        rid: u32,
+        users: u32,
+        conns: u32,
+        entries: Vec<(String, u16)>,
+        next: String,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -480,7 +500,7 @@ impl Client {
     }
 
     pub fn join(&mut self, room: &str) {
-        self.expect_ok(&ClientRequest::Join { room });
+        self.expect_ok(&ClientRequest::Join { room, since: 0 });
     }
 
     pub fn next_push(&mut self) -> Push {
@@ -515,6 +535,19 @@ fn to_reply(frame: &[u8]) -> Reply {
             rid,
             entries: entries.iter().map(|e| (e.conv.to_string(), e.last_seq, e.read_seq)).collect(),
             more,
+        },
+        ServerMessage::Joined { room, position, recovered } => {
+            Reply::Joined { rid, room: room.into(), position, recovered }
+        }
+        ServerMessage::HistoryEnd { room, position, complete } => {
+            Reply::HistoryEnd { rid, room: room.into(), position, complete }
+        }
+        ServerMessage::PresenceList { users, conns, entries, next, .. } => Reply::Presence {
+            rid,
+            users,
+            conns,
+            entries: entries.iter().map(|e| (e.user.to_string(), e.devices)).collect(),
+            next: next.into(),
         },
     }
 }

@@ -242,7 +242,7 @@ impl ShardCore {
             ClientRequest::Auth { token, device } => self.authenticate(id, rid, token, device, authenticated),
             ClientRequest::Ping => self.reply(id, encode_reply(rid, &ServerMessage::Pong)),
             _ if !authenticated => self.error(id, rid, ErrorCode::NotAuthenticated, "send AUTH first"),
-            ClientRequest::Join { room } => return self.join(key, id, rid, room),
+            ClientRequest::Join { room, since: 0 } => return self.join(key, id, rid, room),
             ClientRequest::Leave { room } => self.leave(key, id, rid, room),
             ClientRequest::Publish { .. } | ClientRequest::Send { .. } if !self.within_rate(id, rid, bytes.len()) => {}
             ClientRequest::Publish { room, payload } => self.publish(key, id, rid, frame.flags, room, payload),

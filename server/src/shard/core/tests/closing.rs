@@ -12,7 +12,7 @@ fn after_close_the_write_side_is_shut_and_input_discarded_until_the_linger_deadl
     let config = Config { publish_rate_per_sec: 1, publish_burst: 1, rate_limit_close_after: 2, ..config() };
     let mut h = Harness::new(1, config);
     let id = h.user("flood");
-    h.send(id, &ClientRequest::Join { room: "r" });
+    h.send(id, &ClientRequest::Join { room: "r", since: 0 });
     h.written(id);
     for _ in 0..3 {
         h.send(id, &ClientRequest::Publish { room: "r", payload: b"x" });
@@ -36,7 +36,7 @@ fn a_peer_that_closes_first_is_released_at_once_and_leaves_its_rooms() {
     let a = h.user("a");
     let b = h.user("b");
     for id in [a, b] {
-        h.send(id, &ClientRequest::Join { room: "r" });
+        h.send(id, &ClientRequest::Join { room: "r", since: 0 });
         h.written(id);
     }
     let now = h.now();
@@ -54,10 +54,10 @@ fn a_peer_that_closes_first_is_released_at_once_and_leaves_its_rooms() {
 fn a_partly_written_frame_is_finished_before_anything_else() {
     let mut h = Harness::new(1, config());
     let id = h.user("u");
-    h.send(id, &ClientRequest::Join { room: "r" });
+    h.send(id, &ClientRequest::Join { room: "r", since: 0 });
     h.written(id);
     let sender = h.user("s");
-    h.send(sender, &ClientRequest::Join { room: "r" });
+    h.send(sender, &ClientRequest::Join { room: "r", since: 0 });
     h.written(sender);
     h.send(sender, &ClientRequest::Publish { room: "r", payload: &[1; 300] });
     h.send(sender, &ClientRequest::Publish { room: "r", payload: &[2; 300] });

@@ -40,7 +40,7 @@ fn a_slow_consumer_loses_messages_then_is_closed_while_others_get_everything() {
     let fast = h.user("fast");
     let publisher = h.user("pub");
     for id in [slow, fast, publisher] {
-        h.send(id, &ClientRequest::Join { room: "live" });
+        h.send(id, &ClientRequest::Join { room: "live", since: 0 });
         h.written(id);
     }
     h.stalled.push(slow);

@@ -16,7 +16,7 @@ fn announcement(h: &Harness, shard: usize) -> Option<ShardCommand> {
 fn a_first_join_is_answered_after_every_shard_acknowledged_and_later_frames_wait() {
     let mut h = Harness::new(3, config());
     let id = h.user("u");
-    let join = h.send(id, &ClientRequest::Join { room: "r" });
+    let join = h.send(id, &ClientRequest::Join { room: "r", since: 0 });
     let ping = h.send(id, &ClientRequest::Ping);
     assert_eq!(h.written(id), vec![], "neither the JOIN nor the PING after it is answered yet");
     let acks: Vec<_> = (1..3).map(|shard| announcement(&h, shard).expect("every other shard is told")).collect();
@@ -36,7 +36,7 @@ fn a_first_join_is_answered_after_every_shard_acknowledged_and_later_frames_wait
     assert_eq!(h.written(id), vec![Got::Ok(join), Got::Pong(ping)], "answered in order");
     // A second member on this shard needs no announcement.
     let other = h.user("v");
-    let rid = h.send(other, &ClientRequest::Join { room: "r" });
+    let rid = h.send(other, &ClientRequest::Join { room: "r", since: 0 });
     assert_eq!(h.written(other), vec![Got::Ok(rid)]);
 }
 
@@ -44,7 +44,7 @@ fn a_first_join_is_answered_after_every_shard_acknowledged_and_later_frames_wait
 fn a_shard_that_never_acknowledges_delays_a_first_join_by_a_bounded_time() {
     let mut h = Harness::new(2, config());
     let id = h.user("u");
-    let join = h.send(id, &ClientRequest::Join { room: "r" });
+    let join = h.send(id, &ClientRequest::Join { room: "r", since: 0 });
     assert!(announcement(&h, 1).is_some());
     h.advance(super::super::INTEREST_WAIT_MS as u64 - 200);
     assert_eq!(h.written(id), vec![]);
@@ -58,8 +58,8 @@ fn an_announcement_that_found_a_full_inbox_is_sent_again_until_it_gets_through()
     // fills it, the second room's finds it full.
     let mut h = Harness::with_inbox_capacity(2, config(), 1);
     let (a, b) = (h.user("a"), h.user("b"));
-    h.send(a, &ClientRequest::Join { room: "first" });
-    h.send(b, &ClientRequest::Join { room: "second" });
+    h.send(a, &ClientRequest::Join { room: "first", since: 0 });
+    h.send(b, &ClientRequest::Join { room: "second", since: 0 });
     let rooms = |h: &Harness| -> Vec<String> {
         h.inboxes[1]
             .try_iter()
@@ -80,8 +80,8 @@ fn an_announcement_that_found_a_full_inbox_is_sent_again_until_it_gets_through()
 fn an_unsent_announcement_is_dropped_once_the_room_has_no_member_here() {
     let mut h = Harness::with_inbox_capacity(2, config(), 1);
     let (a, b) = (h.user("a"), h.user("b"));
-    h.send(a, &ClientRequest::Join { room: "first" });
-    h.send(b, &ClientRequest::Join { room: "second" });
+    h.send(a, &ClientRequest::Join { room: "first", since: 0 });
+    h.send(b, &ClientRequest::Join { room: "second", since: 0 });
     h.send(b, &ClientRequest::Leave { room: "second" });
     // Empty the inbox (the first announcement, and the leave's notice if it fitted).
     let _: Vec<_> = h.inboxes[1].try_iter().collect();
@@ -96,7 +96,7 @@ fn a_publisher_excluded_on_another_shard_does_not_exclude_a_connection_here() {
     use corecast_proto::internal::{InternalFrame, InternalFrameBytes};
     let mut h = Harness::new(1, config());
     let member = h.user("m");
-    h.send(member, &ClientRequest::Join { room: "r" });
+    h.send(member, &ClientRequest::Join { room: "r", since: 0 });
     h.written(member);
     // The same slot and generation on shard 1: another connection.
     let (key, generation) = super::super::conn::key_of(member);

@@ -10,7 +10,7 @@ fn a_flooding_publisher_gets_errors_then_close_and_recovers_tokens_with_time() {
     let config = Config { publish_rate_per_sec: 10, publish_burst: 5, rate_limit_close_after: 4, ..config() };
     let mut h = Harness::new(1, config);
     let id = h.user("flood");
-    h.send(id, &ClientRequest::Join { room: "r" });
+    h.send(id, &ClientRequest::Join { room: "r", since: 0 });
     h.written(id);
     for _ in 0..5 {
         h.send(id, &ClientRequest::Publish { room: "r", payload: b"x" });
