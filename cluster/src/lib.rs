@@ -8,7 +8,8 @@
 //! ([`conversation`]), the answer to a dispatch request ([`dispatch`]) and
 //! the admin API's key guard and operator pushes ([`admin_api`]), and how
 //! room interest is kept and announced with a bounded wait ([`interest`]),
-//! which shards use too. Router-only
+//! which shards use too, and what a room's owner keeps for rooms with
+//! history or presence ([`room_stream`]). Router-only
 //! code (the router core, the link hub, ranking) lives in `corecast-router`;
 //! node-only code in `corecast-server`.
 #![warn(missing_docs)]
@@ -20,3 +21,4 @@ pub mod interest;
 pub mod link;
 pub mod ownership;
 pub mod registry;
+pub mod room_stream;

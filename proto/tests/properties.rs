@@ -5,7 +5,8 @@
 
 use corecast_proto::{
     decode_client, decode_server, encode_client, encode_server, peek_frame, ClientFrame, ClientRequest, FrameError,
-    Header, Peek, PresenceEntry, PushKind, ServerFrame, ServerMessage, UnreadEntry, DEFAULT_MAX_FRAME_LEN, HEADER_LEN, VERSION,
+    Header, Peek, PresenceEntry, PushKind, ServerFrame, ServerMessage, UnreadEntry, DEFAULT_MAX_FRAME_LEN, HEADER_LEN,
+    VERSION,
 };
 use proptest::prelude::*;
 use proptest::sample::Index;
@@ -187,14 +188,23 @@ fn request() -> impl Strategy<Value = OwnedRequest> {
         }),
         (text(), any::<u64>()).prop_map(|(conv, seq)| OwnedRequest::Ack { conv, seq }),
         Just(OwnedRequest::Unread),
-        (text(), any::<u64>(), any::<u16>())
-            .prop_map(|(room, since, limit)| OwnedRequest::History { room, since, limit }),
+        (text(), any::<u64>(), any::<u16>()).prop_map(|(room, since, limit)| OwnedRequest::History {
+            room,
+            since,
+            limit
+        }),
         (text(), text(), any::<u16>()).prop_map(|(room, after, limit)| OwnedRequest::Presence { room, after, limit }),
     ]
 }
 
 fn push_kind() -> impl Strategy<Value = PushKind> {
-    prop_oneof![Just(PushKind::Room), Just(PushKind::Direct), Just(PushKind::Group), Just(PushKind::Broadcast), Just(PushKind::Presence)]
+    prop_oneof![
+        Just(PushKind::Room),
+        Just(PushKind::Direct),
+        Just(PushKind::Group),
+        Just(PushKind::Broadcast),
+        Just(PushKind::Presence)
+    ]
 }
 
 fn message() -> impl Strategy<Value = OwnedMessage> {
@@ -219,10 +229,16 @@ fn message() -> impl Strategy<Value = OwnedMessage> {
         }),
         (prop::collection::vec((text(), any::<u64>(), any::<u64>()), 0..8), any::<bool>())
             .prop_map(|(entries, more)| OwnedMessage::UnreadList { entries, more }),
-        (text(), any::<u64>(), any::<bool>())
-            .prop_map(|(room, position, recovered)| OwnedMessage::Joined { room, position, recovered }),
-        (text(), any::<u64>(), any::<bool>())
-            .prop_map(|(room, position, complete)| OwnedMessage::HistoryEnd { room, position, complete }),
+        (text(), any::<u64>(), any::<bool>()).prop_map(|(room, position, recovered)| OwnedMessage::Joined {
+            room,
+            position,
+            recovered
+        }),
+        (text(), any::<u64>(), any::<bool>()).prop_map(|(room, position, complete)| OwnedMessage::HistoryEnd {
+            room,
+            position,
+            complete
+        }),
         (text(), any::<u32>(), any::<u32>(), prop::collection::vec((text(), any::<u16>()), 0..8), text()).prop_map(
             |(room, users, conns, entries, next)| OwnedMessage::PresenceList { room, users, conns, entries, next }
         ),

@@ -88,7 +88,8 @@ impl CoreFixture {
     /// Feeds `JOIN room` to connection `id`.
     pub fn join(&self, id: u64, room: &str) {
         let mut frame = Vec::new();
-        encode_client(2, 0, &ClientRequest::Join { room, since: 0 }, &mut frame).unwrap_or_else(|e| unreachable!("{e}"));
+        encode_client(2, 0, &ClientRequest::Join { room, since: 0 }, &mut frame)
+            .unwrap_or_else(|e| unreachable!("{e}"));
         self.core.borrow_mut().on_bytes(Self::now(), id, &frame);
     }
 
