@@ -131,14 +131,28 @@ pub enum InternalFrame {
         join: bool,
     },
     /// To the owner of a room with presence: one of `user`'s connections
-    /// joined or left it.
+    /// on shard `shard` (of the sending node) joined or left it.
     RoomPresence {
         /// The room.
         room: String,
         /// User id.
         user: String,
+        /// The member's shard.
+        shard: u16,
         /// Joined (true) or left (false).
         joined: bool,
+    },
+    /// To the owner of a room with presence: every member connection shard
+    /// `shard` has in `room`, replacing what it reported before (sent when
+    /// the owner may have missed reports: a link came back, the routers
+    /// changed).
+    RoomPresenceSnapshot {
+        /// The room.
+        room: String,
+        /// The reporting shard.
+        shard: u16,
+        /// The user of each member connection (a user once per connection).
+        users: Vec<String>,
     },
     /// To the owner of a room with presence: a PRESENCE request, answered
     /// with `ConnFrames`.
@@ -211,6 +225,7 @@ impl ArchivedInternalFrame {
             ArchivedInternalFrame::StreamRequest { .. } => "stream_request",
             ArchivedInternalFrame::StreamReply { .. } => "stream_reply",
             ArchivedInternalFrame::RoomPresence { .. } => "room_presence",
+            ArchivedInternalFrame::RoomPresenceSnapshot { .. } => "room_presence_snapshot",
             ArchivedInternalFrame::PresenceQuery { .. } => "presence_query",
         }
     }

@@ -8,6 +8,7 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
+use corecast_cluster::room_stream::{RoomPolicy, RoomRule};
 use corecast_storage::embedded::Durability;
 
 use corecast_settings::logs::LogFormat;
@@ -197,6 +198,26 @@ pub struct Config {
     pub demo_tokens: bool,
     /// Log lines as readable text or as JSON objects (for log shippers).
     pub log_format: LogFormat,
+    /// Room options by name pattern (`[[rooms]]`): history, presence, join
+    /// and leave events. The first matching rule applies; other rooms are
+    /// plain. The default has one rule, for the demo page's `demo-*` rooms.
+    pub rooms: Vec<RoomRule>,
+    /// Bytes of room history this node holds in all, split evenly between
+    /// its shards (each owns the rooms that hash to it). Over it the least
+    /// recently used room loses its whole history and its epoch moves on.
+    pub room_history_budget_bytes: u64,
+}
+
+/// The default `[[rooms]]`: the demo page's rooms keep their last 100
+/// messages for ten minutes and show who is there.
+pub fn default_room_rules() -> Vec<RoomRule> {
+    vec![RoomRule {
+        pattern: "demo-*".into(),
+        history_size: 100,
+        history_ttl_ms: 600_000,
+        presence: true,
+        join_leave_events: true,
+    }]
 }
 
 impl Default for Config {
@@ -266,6 +287,8 @@ impl Default for Config {
             web_listen: None,
             demo_tokens: false,
             log_format: LogFormat::Text,
+            rooms: default_room_rules(),
+            room_history_budget_bytes: 64 << 20,
         }
     }
 }
@@ -314,11 +337,17 @@ impl Settings for Config {
         if self.flush_tick_ms == 0 && self.hot_room_msgs_per_sec > 0 {
             return bad("flush_tick_ms must be positive while hot_room_msgs_per_sec is set");
         }
+        RoomPolicy::new(&self.rooms).map_err(|e| SettingsError::Invalid(e.to_string()))?;
         Ok(())
     }
 }
 
 impl Config {
+    /// The `[[rooms]]` rules, compiled (checked by `validate`).
+    pub fn room_policy(&self) -> RoomPolicy {
+        RoomPolicy::new(&self.rooms).unwrap_or_default()
+    }
+
     /// The idle timeout in force.
     pub fn idle_timeout_ms(&self) -> u32 {
         self.idle_timeout_ms.unwrap_or(self.heartbeat_ms.saturating_mul(3))

@@ -40,7 +40,8 @@ pub enum OwnerOutput {
 pub struct StreamOwner<S> {
     policy: RoomPolicy,
     histories: RoomHistories,
-    presence: RoomPresence<S>,
+    /// By source and the member's shard there.
+    presence: RoomPresence<(S, u16)>,
 }
 
 impl<S: Clone + Eq + Hash> StreamOwner<S> {
@@ -49,9 +50,10 @@ impl<S: Clone + Eq + Hash> StreamOwner<S> {
         StreamOwner { policy, histories: RoomHistories::new(budget_bytes), presence: RoomPresence::default() }
     }
 
-    /// Handles a frame sent to the owner by `source` at wall time `now_ms`.
-    /// Frames that are not for an owner give nothing.
-    pub fn handle(&mut self, frame: &ArchivedInternalFrame, source: &S, now_ms: u64) -> Option<OwnerOutput> {
+    /// Handles a frame sent to the owner by `source` (a node in a cluster,
+    /// nothing on a single node) at wall time `now_ms`. Frames that are not
+    /// for an owner, or for a room without what they ask for, give nothing.
+    pub fn handle(&mut self, frame: &ArchivedInternalFrame, source: &S, now_ms: u64) -> Option<Vec<OwnerOutput>> {
         match frame {
             ArchivedInternalFrame::RoomPublish { room, from, except_conn, payload } => {
                 let options = self.policy.options_for(room)?;
@@ -71,7 +73,7 @@ impl<S: Clone + Eq + Hash> StreamOwner<S> {
                 } else {
                     Bytes::from(make(0))
                 };
-                Some(room_push(room, except_conn.to_native(), push.to_vec()))
+                Some(vec![room_push(room, except_conn.to_native(), push.to_vec())])
             }
             ArchivedInternalFrame::StreamRequest { room, conn_id, rid, since, limit, join } => {
                 let options = self.policy.options_for(room).filter(|o| o.has_stream())?;
@@ -104,16 +106,27 @@ impl<S: Clone + Eq + Hash> StreamOwner<S> {
                 }
                 let conn_id = conn_id.to_native();
                 let reply = InternalFrame::StreamReply { room: room.to_string(), conn_id, frames, join: *join };
-                Some(OwnerOutput::Conn { conn_id, frame: InternalFrameBytes::encode(&reply) })
+                Some(vec![OwnerOutput::Conn { conn_id, frame: InternalFrameBytes::encode(&reply) }])
             }
-            ArchivedInternalFrame::RoomPresence { room, user, joined } => {
+            ArchivedInternalFrame::RoomPresence { room, user, shard, joined } => {
                 let options = self.policy.options_for(room).filter(|o| o.has_presence())?;
+                let source = (source.clone(), shard.to_native());
                 let event = if *joined {
-                    self.presence.join(room, user, source)
+                    self.presence.join(room, user, &source)
                 } else {
-                    self.presence.leave(room, user, source)
+                    self.presence.leave(room, user, &source)
                 };
-                (event && options.join_leave_events).then(|| presence_event(room, user, *joined, now_ms))
+                (event && options.join_leave_events).then(|| vec![presence_event(room, user, *joined, now_ms)])
+            }
+            ArchivedInternalFrame::RoomPresenceSnapshot { room, shard, users } => {
+                let options = self.policy.options_for(room).filter(|o| o.has_presence())?;
+                let source = (source.clone(), shard.to_native());
+                let (joined, left) = self.presence.replace(room, &source, users.iter().map(|u| u.as_str()));
+                if !options.join_leave_events {
+                    return None;
+                }
+                let events = joined.iter().map(|user| presence_event(room, user, true, now_ms));
+                Some(events.chain(left.iter().map(|user| presence_event(room, user, false, now_ms))).collect())
             }
             ArchivedInternalFrame::PresenceQuery { room, conn_id, rid, after, limit } => {
                 let page = self.presence_page(room, after, limit.to_native() as usize);
@@ -135,7 +148,7 @@ impl<S: Clone + Eq + Hash> StreamOwner<S> {
                     frames: encode(rid.to_native(), &list),
                     reply: true,
                 };
-                Some(OwnerOutput::Conn { conn_id, frame: InternalFrameBytes::encode(&reply) })
+                Some(vec![OwnerOutput::Conn { conn_id, frame: InternalFrameBytes::encode(&reply) }])
             }
             _ => None,
         }
@@ -151,7 +164,7 @@ impl<S: Clone + Eq + Hash> StreamOwner<S> {
     /// for rooms that want them.
     pub fn forget_source(&mut self, source: &S, now_ms: u64) -> Vec<OwnerOutput> {
         self.presence
-            .forget_source(source)
+            .forget_sources(|(s, _)| s == source)
             .into_iter()
             .filter(|(room, _)| self.policy.options_for(room).is_some_and(|o| o.join_leave_events))
             .map(|(room, user)| presence_event(&room, &user, false, now_ms))
@@ -228,7 +241,9 @@ mod tests {
 
     fn send(owner: &mut StreamOwner<u8>, frame: InternalFrame, source: u8) -> Option<OwnerOutput> {
         let bytes = InternalFrameBytes::encode(&frame);
-        owner.handle(bytes.archived(), &source, 1_000)
+        let mut outputs = owner.handle(bytes.archived(), &source, 1_000)?;
+        assert_eq!(outputs.len(), 1);
+        outputs.pop()
     }
 
     fn publish(owner: &mut StreamOwner<u8>, room: &str, text: &str) -> u64 {
@@ -305,7 +320,8 @@ mod tests {
     #[test]
     fn presence_events_only_for_first_and_last_connection() {
         let mut owner = owner();
-        let join = |user: &str| InternalFrame::RoomPresence { room: "live-1".into(), user: user.into(), joined: true };
+        let join =
+            |user: &str| InternalFrame::RoomPresence { room: "live-1".into(), user: user.into(), shard: 0, joined: true };
         assert!(matches!(send(&mut owner, join("bob"), 1), Some(OwnerOutput::Room { .. })));
         assert!(send(&mut owner, join("bob"), 2).is_none(), "bob's second device");
         let events = owner.forget_source(&1, 2_000);

@@ -94,16 +94,59 @@ impl<S: Clone + Eq + Hash> RoomPresence<S> {
         last
     }
 
-    /// Everything `source` reported is gone (its link or node went away).
-    /// Returns the (room, user) pairs that left with it.
-    pub fn forget_source(&mut self, source: &S) -> Vec<(Arc<str>, Arc<str>)> {
-        let mut left = Vec::new();
-        self.rooms.retain(|room, entry| {
+    /// Replaces what `source` reported for `room` with one connection per
+    /// entry of `users`. Returns the users that joined and those that left
+    /// the room as a result.
+    pub fn replace<'u>(
+        &mut self,
+        room: &str,
+        source: &S,
+        users: impl IntoIterator<Item = &'u str>,
+    ) -> (Vec<Arc<str>>, Vec<Arc<str>>) {
+        let mut left: Vec<Arc<str>> = Vec::new();
+        if let Some(entry) = self.rooms.get_mut(room) {
             entry.users.retain(|user, member| {
                 if let Some(i) = member.by_source.iter().position(|(s, _)| s == source) {
                     entry.conns -= member.by_source[i].1;
                     member.by_source.swap_remove(i);
                 }
+                let stays = !member.by_source.is_empty();
+                if !stays {
+                    left.push(user.clone());
+                }
+                stays
+            });
+        }
+        let mut joined = Vec::new();
+        for user in users {
+            if self.join(room, user, source) {
+                match left.iter().position(|l| &**l == user) {
+                    Some(i) => {
+                        left.swap_remove(i);
+                    }
+                    None => joined.push(Arc::from(user)),
+                }
+            }
+        }
+        if self.rooms.get(room).is_some_and(|entry| entry.users.is_empty()) {
+            self.rooms.remove(room);
+        }
+        (joined, left)
+    }
+
+    /// Everything the sources matching `gone` reported is gone (a node's
+    /// link went away). Returns the (room, user) pairs that left with them.
+    pub fn forget_sources(&mut self, gone: impl Fn(&S) -> bool) -> Vec<(Arc<str>, Arc<str>)> {
+        let mut left = Vec::new();
+        self.rooms.retain(|room, entry| {
+            entry.users.retain(|user, member| {
+                member.by_source.retain(|(s, n)| {
+                    let keep = !gone(s);
+                    if !keep {
+                        entry.conns -= *n;
+                    }
+                    keep
+                });
                 let stays = !member.by_source.is_empty();
                 if !stays {
                     left.push((room.clone(), user.clone()));
@@ -168,13 +211,29 @@ mod tests {
     }
 
     #[test]
+    fn a_snapshot_replaces_one_source_and_reports_only_real_changes() {
+        let mut p = RoomPresence::<u8>::default();
+        p.join("r", "alice", &1);
+        p.join("r", "bob", &1);
+        p.join("r", "bob", &2);
+        let (joined, left) = p.replace("r", &1, ["alice", "carol", "carol"]);
+        assert_eq!(joined, vec![Arc::from("carol")]);
+        assert!(left.is_empty(), "bob is still there from source 2");
+        let page = p.page("r", "", 10);
+        assert_eq!((page.users, page.conns), (3, 4));
+        let (joined, left) = p.replace("r", &2, []);
+        assert!(joined.is_empty());
+        assert_eq!(left, vec![Arc::from("bob")]);
+    }
+
+    #[test]
     fn a_lost_source_takes_its_members_with_it() {
         let mut p = RoomPresence::<&str>::default();
         p.join("r", "alice", &"node-1");
         p.join("r", "alice", &"node-2");
         p.join("r", "bob", &"node-1");
         p.join("s", "carol", &"node-1");
-        let mut left = p.forget_source(&"node-1");
+        let mut left = p.forget_sources(|s| *s == "node-1");
         left.sort();
         assert_eq!(left, vec![(Arc::from("r"), Arc::from("bob")), (Arc::from("s"), Arc::from("carol"))]);
         let page = p.page("r", "", 10);

@@ -12,6 +12,7 @@ use corecast_storage::embedded::Durability;
 use serde::{Deserialize, Serialize};
 
 use corecast_cluster::dispatch::ReconnectHints;
+use corecast_cluster::room_stream::{RoomPolicy, RoomRule};
 
 /// Which message store the router writes to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
@@ -102,6 +103,14 @@ pub struct RouterConfig {
     pub reconnect: ReconnectHints,
     /// Log lines as readable text or as JSON objects (for log shippers).
     pub log_format: LogFormat,
+    /// Room options by name pattern (`[[rooms]]`), as on the nodes: the
+    /// router owning a room keeps its history and presence. Nodes and
+    /// routers of a cluster must have the same rules.
+    pub rooms: Vec<RoomRule>,
+    /// Bytes of room history this router holds for the rooms it owns. Over
+    /// it the least recently used room loses its whole history and its
+    /// epoch moves on.
+    pub room_history_budget_bytes: u64,
 }
 
 impl Default for RouterConfig {
@@ -135,6 +144,8 @@ impl Default for RouterConfig {
             store_timeout_ms: 5_000,
             reconnect: ReconnectHints::default(),
             log_format: LogFormat::Text,
+            rooms: Vec::new(),
+            room_history_budget_bytes: 256 << 20,
         }
     }
 }
@@ -183,11 +194,17 @@ impl Settings for RouterConfig {
         if self.route_cache_capacity == 0 {
             return bad("route_cache_capacity must be positive");
         }
+        RoomPolicy::new(&self.rooms).map_err(|e| SettingsError::Invalid(e.to_string()))?;
         Ok(())
     }
 }
 
 impl RouterConfig {
+    /// The `[[rooms]]` rules, compiled (checked by `validate`).
+    pub fn room_policy(&self) -> RoomPolicy {
+        RoomPolicy::new(&self.rooms).unwrap_or_default()
+    }
+
     /// The router id in force.
     pub fn id(&self) -> String {
         self.router_id.clone().unwrap_or_else(|| {
