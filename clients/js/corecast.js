@@ -12,11 +12,16 @@
 //
 // Events (CustomEvent, data in `detail`): `auth` (AUTH_OK: connId, user,
 // heartbeatMs; again after every reconnect), `push` (kind, conv, from, seq,
-// tsMs, payload, text()), `close` (code, reason, reconnectAfterMs), `error`,
+// tsMs, payload, text()), `presence` (room, user, joined, tsMs: a user's
+// first connection joined or last one left a room with join/leave events),
+// `recovered` (room, recovered, replayed, position: after a reconnect, in a
+// room with history), `close` (code, reason, reconnectAfterMs), `error`,
 // `reconnecting` (attempt, delayMs). The client reconnects by itself after
 // an unexpected close: it waits for the server's hint (or the backoff hints
 // of a dispatch answer), asks `dispatchUrl` for a node when given, connects,
-// authenticates and joins every room it was in.
+// authenticates and joins every room it was in. In a room with history it
+// joins from the position of the last message it got, so the server replays
+// what it missed (or says it cannot), then emits `recovered`.
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
@@ -24,13 +29,14 @@ const decoder = new TextDecoder();
 /** Operation codes (PROTOCOL.md §4). */
 export const OP = Object.freeze({
   AUTH: 0x01, PING: 0x02, JOIN: 0x03, LEAVE: 0x04, PUBLISH: 0x05, SEND: 0x06, SYNC: 0x07, ACK: 0x08, UNREAD: 0x09,
-  AUTH_OK: 0x81, PONG: 0x82, OK: 0x83, SENT: 0x86, SYNC_END: 0x87, UNREAD_LIST: 0x89, PUSH: 0x90, CLOSE: 0x9f,
-  ERROR: 0xfe,
+  HISTORY: 0x0a, PRESENCE: 0x0b,
+  AUTH_OK: 0x81, PONG: 0x82, OK: 0x83, JOINED: 0x84, HISTORY_END: 0x85, SENT: 0x86, SYNC_END: 0x87,
+  PRESENCE_LIST: 0x88, UNREAD_LIST: 0x89, PUSH: 0x90, CLOSE: 0x9f, ERROR: 0xfe,
 });
 /** PUBLISH flags: no OK reply, do not deliver to the publisher. */
 export const PUBLISH_NO_REPLY = 1;
 export const PUBLISH_EXCLUDE_SELF = 2;
-const PUSH_KINDS = { 1: "room", 2: "direct", 3: "group", 4: "broadcast" };
+const PUSH_KINDS = { 1: "room", 2: "direct", 3: "group", 4: "broadcast", 5: "presence" };
 const SEND_KINDS = { direct: 2, group: 3 };
 const HEADER_LEN = 12;
 const MAX_FRAME = 16 << 20;
@@ -82,7 +88,12 @@ export const encode = {
     return encodeFrame(OP.AUTH, rid, 0, body.bytes());
   },
   ping: (rid) => encodeFrame(OP.PING, rid, 0),
-  join: (rid, room) => encodeFrame(OP.JOIN, rid, 0, new BodyWriter().str(room).bytes()),
+  /** `since` (a stream position, BigInt) is sent only when not 0: the protocol forbids a 0. */
+  join: (rid, room, since = 0n) => {
+    const body = new BodyWriter().str(room);
+    if (since) body.u64(since);
+    return encodeFrame(OP.JOIN, rid, 0, body.bytes());
+  },
   leave: (rid, room) => encodeFrame(OP.LEAVE, rid, 0, new BodyWriter().str(room).bytes()),
   publish: (rid, room, payload, flags = 0) =>
     encodeFrame(OP.PUBLISH, rid, flags, new BodyWriter().str(room).push(bytesOf(payload)).bytes()),
@@ -92,6 +103,10 @@ export const encode = {
     encodeFrame(OP.SYNC, rid, 0, new BodyWriter().str(conv).u64(afterSeq).u16(limit).bytes()),
   ack: (rid, conv, seq) => encodeFrame(OP.ACK, rid, 0, new BodyWriter().str(conv).u64(seq).bytes()),
   unread: (rid) => encodeFrame(OP.UNREAD, rid, 0),
+  history: (rid, room, since, limit) =>
+    encodeFrame(OP.HISTORY, rid, 0, new BodyWriter().str(room).u64(since).u16(limit).bytes()),
+  presence: (rid, room, after, limit) =>
+    encodeFrame(OP.PRESENCE, rid, 0, new BodyWriter().str(room).str(after).u16(limit).bytes()),
 };
 
 /** Reads the fields of one frame body. */
@@ -101,7 +116,7 @@ class BodyReader {
   u8() { this.need(1); return this.view.getUint8(this.at++); }
   u16() { this.need(2); const v = this.view.getUint16(this.at); this.at += 2; return v; }
   u32() { this.need(4); const v = this.view.getUint32(this.at); this.at += 4; return v; }
-  /** u64 as a BigInt (seqs use all 64 bits). */
+  /** u64 as a BigInt (seqs and stream positions use all 64 bits). */
   u64() { this.need(8); const v = this.view.getBigUint64(this.at); this.at += 8; return v; }
   str() { const n = this.u16(); this.need(n); const s = decoder.decode(this.bytes.subarray(this.at, this.at + n)); this.at += n; return s; }
   rest() { const r = this.bytes.subarray(this.at); this.at = this.bytes.length; return r; }
@@ -112,6 +127,15 @@ function decodeBody(op, body) {
   switch (op) {
     case OP.AUTH_OK: return { connId: r.u64(), shard: r.u16(), heartbeatMs: r.u32(), user: r.str() };
     case OP.PONG: case OP.OK: return {};
+    case OP.JOINED: return { room: r.str(), position: r.u64(), recovered: r.u8() === 1 };
+    case OP.HISTORY_END: return { room: r.str(), position: r.u64(), complete: r.u8() === 1 };
+    case OP.PRESENCE_LIST: {
+      const list = { room: r.str(), users: r.u32(), conns: r.u32(), members: [] };
+      const count = r.u16();
+      for (let i = 0; i < count; i++) list.members.push({ user: r.str(), devices: r.u16() });
+      list.next = r.str();
+      return list;
+    }
     case OP.SENT: return { conv: r.str(), seq: r.u64(), tsMs: Number(r.u64()) };
     case OP.SYNC_END: return { conv: r.str(), lastSeq: r.u64(), more: r.u8() === 1, visibleSeq: r.u64() };
     case OP.UNREAD_LIST: {
@@ -183,7 +207,10 @@ export class CorecastClient extends EventTarget {
   constructor(options) {
     super();
     this.options = { transport: "ws", device: "", reconnect: true, ...options };
-    this.rooms = new Set();
+    /** Joined rooms → position of the last message (BigInt; 0n in a room without history). */
+    this.rooms = new Map();
+    /** Rooms with a JOIN in flight → {replayed, recovery}: counts the PUSHes replayed before JOINED. */
+    this.joining = new Map();
     this.pending = new Map();
     this.nextRid = 1;
     this.rest = new Uint8Array(0);
@@ -191,7 +218,8 @@ export class CorecastClient extends EventTarget {
     this.attempt = 0;
     this.closedByUser = false;
     this.heartbeat = null;
-    this.syncs = new Map();
+    /** rid of a SYNC or HISTORY in flight → its PUSHes so far. */
+    this.collecting = new Map();
   }
 
   emit(type, detail) { this.dispatchEvent(new CustomEvent(type, { detail })); }
@@ -216,7 +244,10 @@ export class CorecastClient extends EventTarget {
     const auth = await this.request((rid) => encode.auth(rid, this.options.token, this.options.device), true);
     this.attempt = 0;
     this.startHeartbeat(auth.heartbeatMs);
-    for (const room of this.rooms) this.request((rid) => encode.join(rid, room)).catch((e) => this.emit("error", e));
+    for (const [room, position] of this.rooms) {
+      // A position is only ever known in a room with history: only there is there anything to recover.
+      this.joinRoom(room, position, position !== 0n).catch((e) => this.emit("error", e));
+    }
     this.emit("auth", auth);
     return auth;
   }
@@ -289,25 +320,52 @@ export class CorecastClient extends EventTarget {
     const waiter = frame.rid ? this.pending.get(frame.rid) : undefined;
     switch (frame.op) {
       case OP.PUSH:
-        if (frame.rid && this.syncs.has(frame.rid)) this.syncs.get(frame.rid).push(frame);
-        else this.emit("push", frame);
+        if (frame.rid && this.collecting.has(frame.rid)) this.collecting.get(frame.rid).push(frame);
+        else if (frame.kind === "presence") {
+          this.emit("presence", { room: frame.conv, user: frame.from, joined: frame.payload[0] === 1, tsMs: frame.tsMs });
+        } else {
+          this.track(frame);
+          this.emit("push", frame);
+        }
         return;
+      case OP.JOINED: {
+        // Done here, not when join() resumes: live PUSHes right behind JOINED
+        // in the same read are handled first and must neither be counted as
+        // replayed nor have their positions overwritten by JOINED's.
+        const join = this.joining.get(frame.room);
+        this.joining.delete(frame.room);
+        this.rooms.set(frame.room, frame.position);
+        if (waiter) { this.pending.delete(frame.rid); waiter.resolve(frame); }
+        if (join && join.recovery) {
+          this.emit("recovered", { room: frame.room, recovered: frame.recovered, replayed: join.replayed, position: frame.position });
+        }
+        return;
+      }
       case OP.CLOSE:
         this.serverClose = frame;
         return;
       case OP.ERROR:
-        if (waiter) { this.pending.delete(frame.rid); this.syncs.delete(frame.rid); waiter.reject(new CorecastError(frame.code, frame.message)); }
+        if (waiter) { this.pending.delete(frame.rid); this.collecting.delete(frame.rid); waiter.reject(new CorecastError(frame.code, frame.message)); }
         else this.emit("error", new CorecastError(frame.code, frame.message));
         return;
-      case OP.SYNC_END: {
-        const messages = this.syncs.get(frame.rid) || [];
-        this.syncs.delete(frame.rid);
-        if (waiter) { this.pending.delete(frame.rid); waiter.resolve({ messages, lastSeq: frame.lastSeq, more: frame.more, visibleSeq: frame.visibleSeq }); }
+      case OP.SYNC_END: case OP.HISTORY_END: {
+        const messages = this.collecting.get(frame.rid) || [];
+        this.collecting.delete(frame.rid);
+        const { op, flags, rid, ...end } = frame;
+        if (waiter) { this.pending.delete(frame.rid); waiter.resolve({ messages, ...end }); }
         return;
       }
       default:
         if (waiter) { this.pending.delete(frame.rid); waiter.resolve(frame); }
     }
+  }
+
+  /** Keeps each room's last position, and counts the messages a JOIN in flight replays. */
+  track(push) {
+    if (push.kind !== "room" || push.seq === 0n) return;
+    if (this.rooms.has(push.conv)) this.rooms.set(push.conv, push.seq);
+    const join = this.joining.get(push.conv);
+    if (join) join.replayed += 1;
   }
 
   startHeartbeat(ms) {
@@ -322,7 +380,7 @@ export class CorecastClient extends EventTarget {
     this.serverClose = null;
     for (const waiter of this.pending.values()) waiter.reject(new CorecastError(close.code, close.reason || "connection closed"));
     this.pending.clear();
-    this.syncs.clear();
+    this.collecting.clear();
     this.emit("close", close);
     if (this.closedByUser || !this.options.reconnect) return;
     this.scheduleReconnect(close.reconnectAfterMs || 0);
@@ -363,10 +421,32 @@ export class CorecastClient extends EventTarget {
     if (this.transport) this.transport.close();
   }
 
-  /** Joins a room (and rejoins it after every reconnect). */
-  async join(room) {
-    await this.request((rid) => encode.join(rid, room));
-    this.rooms.add(room);
+  /**
+   * Joins a room (and rejoins it after every reconnect). In a room with
+   * history, give `since` (a position, e.g. HISTORY's) to be sent every
+   * message after it first. Resolves with {room, position, recovered,
+   * replayed}: `recovered` is false when `since` was absent or no longer
+   * covered (then nothing was replayed: load the backlog with history());
+   * a room without history has position 0n and never recovers.
+   */
+  async join(room, { since = 0n } = {}) {
+    const joined = await this.joinRoom(room, since, false);
+    if (!this.rooms.has(room)) this.rooms.set(room, 0n); // a room without history: its OK carries no position
+    return joined;
+  }
+
+  /** Sends JOIN; with `recovery`, JOINED is also announced as a `recovered` event. */
+  async joinRoom(room, since, recovery) {
+    const join = { replayed: 0, recovery };
+    this.joining.set(room, join);
+    try {
+      const reply = await this.request((rid) => encode.join(rid, room, since));
+      if (reply.op !== OP.JOINED) return { room, position: 0n, recovered: false, replayed: 0 };
+      return { room, position: reply.position, recovered: reply.recovered, replayed: join.replayed };
+    } finally {
+      // JOINED took it off already; an OK or an ERROR did not.
+      if (this.joining.get(room) === join) this.joining.delete(room);
+    }
   }
 
   async leave(room) {
@@ -390,7 +470,27 @@ export class CorecastClient extends EventTarget {
 
   /** Messages of `conv` after `afterSeq`: {messages, lastSeq, more, visibleSeq}. */
   sync(conv, afterSeq = 0n, limit = 100) {
-    return this.request((rid) => { this.syncs.set(rid, []); return encode.sync(rid, conv, afterSeq, limit); });
+    return this.request((rid) => { this.collecting.set(rid, []); return encode.sync(rid, conv, afterSeq, limit); });
+  }
+
+  /**
+   * A room's stored messages (a room with history; no need to be a member):
+   * the newest `limit`, or with `since` the first `limit` after it. Resolves
+   * with {room, messages, position, complete}: `position` is the room's
+   * current one (join from it to miss nothing), `complete` false when
+   * messages before the first one returned were lost.
+   */
+  history(room, { since = 0n, limit = 100 } = {}) {
+    return this.request((rid) => { this.collecting.set(rid, []); return encode.history(rid, room, since, limit); });
+  }
+
+  /**
+   * Who is in a room with presence: {room, users, conns, members: [{user,
+   * devices}], next}, users in id order after `after`; ask again after
+   * `next` while it is not empty. `limit` 0 gives the totals only.
+   */
+  presence(room, { after = "", limit = 100 } = {}) {
+    return this.request((rid) => encode.presence(rid, room, after, limit));
   }
 
   ack(conv, seq) { return this.request((rid) => encode.ack(rid, conv, seq)); }

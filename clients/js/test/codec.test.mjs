@@ -25,6 +25,19 @@ test("client frames match the protocol's layout", () => {
   assert.equal(hex(encode.unread(8)), "0000000c" + "0109" + "0000" + "00000008");
 });
 
+// A stream position (epoch << 40 | offset) past 2^53: a Number would round it.
+const BIG = (0xfffffen << 40n) | 0x2an;
+
+test("room stream requests: JOIN since, HISTORY, PRESENCE", () => {
+  // JOIN with a since appends it as a u64; a 0 since is left out.
+  assert.equal(hex(encode.join(1, "r", BIG)), "00000017" + "0103" + "0000" + "00000001" + "000172" + "fffffe000000002a");
+  assert.equal(hex(encode.join(1, "r", 0n)), hex(encode.join(1, "r")));
+  // HISTORY: room str, since u64, limit u16.
+  assert.equal(hex(encode.history(2, "r", BIG, 50)), "00000019" + "010a" + "0000" + "00000002" + "000172" + "fffffe000000002a" + "0032");
+  // PRESENCE: room str, after str, limit u16.
+  assert.equal(hex(encode.presence(3, "r", "bob", 100)), "00000016" + "010b" + "0000" + "00000003" + "000172" + "0003626f62" + "0064");
+});
+
 function frame(op, rid, bodyHex) {
   return encodeFrame(op, rid, 0, Uint8Array.from(Buffer.from(bodyHex, "hex")));
 }
@@ -55,4 +68,22 @@ test("replies, lists, closes and errors decode", () => {
   const error = decodeFrames(frame(OP.ERROR, 6, "0bb9" + "0001" + "78")).frames[0];
   assert.deepEqual([error.code, error.message], [3001, "x"]);
   assert.throws(() => decodeFrames(Uint8Array.from([0, 0, 0, 3, 1, 0, 0, 0, 0, 0, 0, 0])));
+});
+
+test("room stream replies and presence events decode, positions exactly", () => {
+  const joined = decodeFrames(frame(OP.JOINED, 1, "000172" + "fffffe000000002a" + "01")).frames[0];
+  assert.deepEqual([joined.room, joined.position, joined.recovered], ["r", BIG, true]);
+  const end = decodeFrames(frame(OP.HISTORY_END, 2, "000172" + "0000030000000011" + "00")).frames[0];
+  assert.deepEqual([end.room, end.position, end.complete], ["r", (3n << 40n) | 17n, false]);
+  // 2 users on 3 connections, one listed, then where to continue.
+  const list = decodeFrames(frame(OP.PRESENCE_LIST, 3, "000172" + "00000002" + "00000003" + "0001" + "0005616c696365" + "0002" + "0005616c696365")).frames[0];
+  assert.deepEqual([list.room, list.users, list.conns, list.members, list.next], ["r", 2, 3, [{ user: "alice", devices: 2 }], "alice"]);
+  const last = decodeFrames(frame(OP.PRESENCE_LIST, 3, "000172" + "00000000" + "00000000" + "0000" + "0000")).frames[0];
+  assert.deepEqual([last.members, last.next], [[], ""]);
+  // A room message carries its position in seq.
+  const push = decodeFrames(frame(OP.PUSH, 0, "01" + "000172" + "000162" + "fffffe000000002a" + "0000000000000064" + "78")).frames[0];
+  assert.deepEqual([push.kind, push.seq, push.text()], ["room", BIG, "x"]);
+  // Kind 5: user b left room r (payload 0x00).
+  const left = decodeFrames(frame(OP.PUSH, 0, "05" + "000172" + "000162" + "0000000000000000" + "0000000000000064" + "00")).frames[0];
+  assert.deepEqual([left.kind, left.conv, left.from, [...left.payload]], ["presence", "r", "b", [0]]);
 });
