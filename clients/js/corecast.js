@@ -217,6 +217,8 @@ export class CorecastClient extends EventTarget {
     this.hints = DEFAULT_HINTS;
     this.attempt = 0;
     this.closedByUser = false;
+    /** Authenticated on the current transport. */
+    this.up = false;
     this.heartbeat = null;
     /** rid of a SYNC or HISTORY in flight → its PUSHes so far. */
     this.collecting = new Map();
@@ -243,6 +245,7 @@ export class CorecastClient extends EventTarget {
     await opened;
     const auth = await this.request((rid) => encode.auth(rid, this.options.token, this.options.device), true);
     this.attempt = 0;
+    this.up = true;
     this.startHeartbeat(auth.heartbeatMs);
     for (const [room, position] of this.rooms) {
       // A position is only ever known in a room with history: only there is there anything to recover.
@@ -381,6 +384,11 @@ export class CorecastClient extends EventTarget {
     for (const waiter of this.pending.values()) waiter.reject(new CorecastError(close.code, close.reason || "connection closed"));
     this.pending.clear();
     this.collecting.clear();
+    // Only a connection that was up is lost. A failed attempt is reported by
+    // open() to its caller (connect(), or the retry below, which tries
+    // again): retrying here too would start a second reconnect loop.
+    if (!this.up) return;
+    this.up = false;
     this.emit("close", close);
     if (this.closedByUser || !this.options.reconnect) return;
     this.scheduleReconnect(close.reconnectAfterMs || 0);

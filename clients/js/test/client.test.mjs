@@ -39,9 +39,14 @@ function request(bytes) {
 class FakeSocket {
   static sockets = [];
   static serve = () => {};
+  /** How many connection attempts to come fail, as a browser reports it: error, then close. */
+  static refuse = 0;
   constructor() {
     FakeSocket.sockets.push(this);
-    setTimeout(() => this.onopen(), 0);
+    if (FakeSocket.refuse > 0) {
+      FakeSocket.refuse -= 1;
+      setTimeout(() => { this.onerror(); this.onclose({ code: 1006, reason: "" }); }, 0);
+    } else setTimeout(() => this.onopen(), 0);
   }
   send(bytes) {
     const req = request(bytes);
@@ -131,6 +136,22 @@ test("join from a position counts only what came before JOINED and emits no reco
   assert.deepEqual(await client.join("t", { since: pos(4, 1) }), { room: "t", position: pos(4, 2), recovered: true, replayed: 1 });
   assert.deepEqual(log.map(([type, d]) => (type === "push" ? d.text() : type)), ["missed", "live"]);
   assert.equal(client.rooms.get("t"), pos(4, 3));
+});
+
+test("failed reconnect attempts are retried by one loop, ending in one connection", LIMIT, async (t) => {
+  FakeSocket.serve = (socket, req) => socket.deliver(joined(req.rid, req.room, req.since ?? pos(1, 1), req.since !== null));
+  const client = await connected(t);
+  client.hints = { base_ms: 1, factor: 1, jitter: 0, max_ms: 1 };
+  await client.join("s");
+  const log = record(client, "close", "reconnecting", "auth");
+  const before = FakeSocket.sockets.length;
+  FakeSocket.refuse = 2;
+  const recovered = next(client, "recovered");
+  FakeSocket.sockets.at(-1).drop();
+  assert.equal((await recovered).recovered, true);
+  // One close, one retry per failed attempt, one connection made.
+  assert.deepEqual(log.map(([type]) => type), ["close", "reconnecting", "reconnecting", "reconnecting", "auth"]);
+  assert.equal(FakeSocket.sockets.length - before, 3);
 });
 
 test("history collects its PUSHes, presence lists members, presence events are not pushes", LIMIT, async (t) => {
