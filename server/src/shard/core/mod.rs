@@ -173,6 +173,8 @@ pub struct ShardCore {
     pending_joins: Vec<PendingJoin>,
     /// History evictions already counted in the metric.
     evictions_counted: u64,
+    /// When the owned histories last dropped expired messages.
+    histories_expired_tick: u64,
     now_tick: u64,
     wall_ms: u64,
     connect_limiter: ConnectLimiter,
@@ -236,6 +238,7 @@ impl ShardCore {
             ),
             pending_joins: Vec::new(),
             evictions_counted: 0,
+            histories_expired_tick: 0,
             wheel: TimerWheel::new(wheel_slots.min(1 << 16)),
             announcements: JoinWaits::default(),
             unsent_interest: Vec::new(),
@@ -381,10 +384,12 @@ impl ShardCore {
         }
         let user = conn.identity.as_ref().map(|identity| identity.user.clone());
         for room in conn.rooms.drain(..) {
+            // Out of the member list first: the report may fan out a
+            // leave event on this shard.
+            self.leave_room(&room, key as u32);
             if let Some(user) = &user {
                 self.report_member(&room, user, false);
             }
-            self.leave_room(&room, key as u32);
         }
         drop(user);
         self.churn = self.churn.saturating_add(1);
