@@ -202,3 +202,36 @@ fn a_receiver_on_the_http_fallback_gets_room_messages() {
     assert!(refused.is_err());
     std::thread::sleep(Duration::from_millis(10));
 }
+
+/// The next presence event `client` gets about `user`: whether it joined.
+fn presence_event(client: &mut common::Client, user: &str) -> bool {
+    loop {
+        match client.recv() {
+            common::Reply::Push(push) if push.kind == PushKind::Presence && push.from == user => {
+                return push.payload == [1]
+            }
+            common::Reply::Push(_) | common::Reply::Joined { .. } => {}
+            other => panic!("expected a presence event, got {other:?}"),
+        }
+    }
+}
+
+/// A browser leaving sends a close frame, and the server closes the
+/// connection from its side: its user must leave the room's presence then,
+/// as when a socket just drops, with a leave event for the others.
+#[test]
+fn a_websocket_member_that_closes_leaves_the_presence_list() {
+    let server = Server::start(&[]);
+    let room = "demo-presence"; // the default rule: presence with join/leave events
+    let (mut carol, _) = server.user("carol");
+    carol.send(0, &ClientRequest::Join { room, since: 0 });
+    let mut alice = authenticated(&server, "alice");
+    send(&mut alice, &ClientRequest::Join { room, since: 0 });
+    assert_eq!(next_op(&mut alice), op::JOINED);
+    assert!(presence_event(&mut carol, "alice"), "carol sees alice join");
+    alice.close(None).unwrap();
+    while alice.read().is_ok() {} // until the server's close frame and the end
+    assert!(!presence_event(&mut carol, "alice"), "carol sees alice leave");
+    let listed = server.admin_get(&format!("/v1/admin/rooms/{room}/presence"));
+    assert_eq!(listed["users"], 1, "{listed}");
+}

@@ -98,7 +98,8 @@ impl ShardCore {
         conn.paused = false;
         conn.input = None;
         let rooms = std::mem::take(&mut conn.rooms);
-        if conn.identity.is_none() {
+        let user = conn.identity.as_ref().map(|identity| identity.user.clone());
+        if user.is_none() {
             // No longer authenticating: it does not hold a place under
             // the unauthenticated limit while it lingers.
             self.unauthenticated = self.unauthenticated.saturating_sub(1);
@@ -106,6 +107,10 @@ impl ShardCore {
         self.arm_deadline(key, deadline);
         for room in rooms {
             self.leave_room(&room, key as u32);
+            // Reported here: release() finds no rooms left to report.
+            if let Some(user) = &user {
+                self.report_member(&room, user, false);
+            }
         }
         Some(key)
     }
