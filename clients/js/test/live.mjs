@@ -4,7 +4,12 @@
 // no global WebSocket before 22) join a room and see each other's
 // publishes, chat with SENT seqs and SYNC, a client whose connection is cut
 // reconnects, re-joins and receives again, and a client given only the
-// dispatch URL finds the node's WebSocket by itself. Prints "live test: ok".
+// dispatch URL finds the node's WebSocket by itself. In a demo-* room
+// (history 100 and presence by the server's default rule): a client away
+// while messages are published gets them back on reconnecting, exactly
+// once and in order, and is told it recovered; away for longer than the
+// history it is told it did not, and HISTORY gives the newest; PRESENCE
+// lists both users and a join reaches the other member. Prints "live test: ok".
 import WebSocket from "ws";
 import { CorecastClient } from "../corecast.js";
 
@@ -63,6 +68,51 @@ try {
   const toCarol = next(carol, "push", (p) => p.kind === "room");
   alice.publish("live", "hello carol");
   check((await toCarol).text() === "hello carol", "carol got the room message");
+
+  // A room with history and presence.
+  const room = "demo-live";
+  await alice.join(room);
+  const joinedBy = next(alice, "presence", (p) => p.room === room && p.user === "bob");
+  const first = await bob.join(room);
+  check(first.position !== 0n && !first.recovered, "JOINED gave bob the room's position");
+  check((await joinedBy).joined, "alice got bob's join event");
+  const listed = await alice.presence(room);
+  check(listed.users === 2 && listed.members.map((m) => m.user).join() === "alice,bob", "PRESENCE lists alice and bob");
+
+  /** Bob's connection is cut; alice publishes `texts` (each taken by the room's owner); bob reconnects. */
+  async function whileBobIsAway(texts) {
+    bob.options.reconnect = false;
+    const closed = next(bob, "close");
+    bob.transport.close();
+    await closed;
+    for (const text of texts) await alice.publish(room, text, { noReply: false });
+    bob.options.reconnect = true;
+    const pushes = [];
+    const collect = (e) => { if (e.detail.conv === room) pushes.push(e.detail); };
+    bob.addEventListener("push", collect);
+    const recovered = next(bob, "recovered", (r) => r.room === room);
+    await bob.connect();
+    const result = await recovered;
+    bob.removeEventListener("push", collect);
+    return { result, pushes };
+  }
+
+  const live = next(bob, "push", (p) => p.conv === room);
+  alice.publish(room, "before");
+  check((await live).seq === bob.rooms.get(room), "bob keeps the position of the last message");
+  const missed = ["m1", "m2", "m3"];
+  const short = await whileBobIsAway(missed);
+  check(short.result.recovered && short.result.replayed === 3, `bob recovered 3 messages (${JSON.stringify(short.result, (_, v) => String(v))})`);
+  check(short.pushes.map((p) => p.text()).join() === missed.join(), "the missed messages, once each, in order");
+  check(short.pushes.every((p, i) => i === 0 || p.seq === short.pushes[i - 1].seq + 1n), "at consecutive positions");
+  check(short.result.position === short.pushes.at(-1).seq, "JOINED's position is the last one replayed");
+
+  const gap = Array.from({ length: 101 }, (_, i) => `g${i + 1}`);
+  const long = await whileBobIsAway(gap);
+  check(!long.result.recovered && long.result.replayed === 0 && long.pushes.length === 0, "past the history: not recovered, nothing replayed");
+  const backlog = await bob.history(room, { limit: 100 });
+  check(!backlog.complete && backlog.position === long.result.position, "HISTORY: not complete, at the room's position");
+  check(backlog.messages.map((p) => p.text()).join() === gap.slice(1).join(), "HISTORY gives the newest 100");
 
   alice.close();
   bob.close();
