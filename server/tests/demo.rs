@@ -1,10 +1,11 @@
 //! The live-room demo served by the node: the page and the client module,
 //! where the page connects, demo tokens only where allowed, the JavaScript
 //! client against the real server under node (`clients/js/test/live.mjs`),
-//! and the page itself in headless Chromium: two users in one room see each other's
-//! messages and a member count of 2 (the browser test in
-//! `clients/js/test/browser.mjs`, driven by playwright-core; its screenshot
-//! is kept in `target/browser-test/demo.png`).
+//! and the page itself in headless Chromium: two users in one `demo-*` room
+//! see each other's messages and both in the members list, and a page whose
+//! WebSocket is cut while the other publishes recovers every message once,
+//! in order (the browser test in `clients/js/test/browser.mjs`, driven by
+//! playwright-core; its screenshot is kept in `target/browser-test/demo.png`).
 
 mod common;
 
