@@ -119,6 +119,7 @@ try {
   await notice(alice, "recovered 5 messages");
   await say(bob, "after the blip");
   await sees(alice, "bobafter the blip");
+  await sees(bob, "bobafter the blip");
   shown.push(...away.map((text) => `bob${text}`), "bobafter the blip");
   same(await messages(alice), shown, "alice shows every message once, in order, after recovering");
   same(await messages(bob), shown, "bob shows the same");
