@@ -233,6 +233,17 @@ fn fanout_over_websocket_delivers_every_message() {
 }
 
 #[test]
+fn fanout_with_history_fails_when_no_rule_gives_its_rooms_a_stream() {
+    // The default rules give history to demo-* only: live-bench-room-N are plain rooms.
+    let server = Server::start();
+    let args = ["--history", "--rooms", "1", "--members", "20", "--rate", "20", "--duration-s", "1"];
+    let out = server.bench("fanout", &args, JWT_SECRET);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "a plain room must fail a --history run: {stderr}");
+    assert!(stderr.contains("JOIN answered OK, not JOINED"), "{stderr}");
+}
+
+#[test]
 fn broadcast_reaches_every_connection() {
     let server = Server::start();
     let json = server.bench_json("broadcast", &["-n", "300"]);
