@@ -16,6 +16,8 @@ use corecast_proto::{encode_server, EncodeError, PushKind, ServerMessage};
 use serde_json::json;
 use subtle::ConstantTimeEq;
 
+use crate::room_stream::PresencePage;
+
 /// The key that guards the admin API.
 #[derive(Clone)]
 pub struct AdminKey(pub Arc<str>);
@@ -60,6 +62,13 @@ pub fn room_push(room: &str, from: &str, payload: &[u8]) -> Result<InternalFrame
 /// An operator's broadcast as an internal frame.
 pub fn broadcast(payload: &[u8]) -> Result<InternalFrame, EncodeError> {
     Ok(InternalFrame::Broadcast { push: encode_push(PushKind::Broadcast, "", "", payload)? })
+}
+
+/// A room's presence page as the admin APIs (node and router) answer it.
+pub fn presence_json(room: &str, page: &PresencePage) -> serde_json::Value {
+    let users: Vec<serde_json::Value> =
+        page.entries.iter().map(|(user, conns)| json!({ "user": &**user, "connections": conns })).collect();
+    json!({ "room": room, "users": page.users, "connections": page.conns, "page": users, "next": page.next })
 }
 
 /// The answer to a message that does not fit a PUSH.

@@ -140,7 +140,7 @@ async fn run_core(core: Arc<RouterCore>, inbox: flume::Receiver<CoreCommand>) {
         let frame = match command {
             CoreCommand::Request(frame) => frame,
             // A single node has no other nodes to tell about its rooms.
-            CoreCommand::Publish(_) => continue,
+            CoreCommand::Publish(_) | CoreCommand::ToOwner(_) => continue,
             CoreCommand::RoomInterest { ack, .. } => {
                 if let Some(ack) = ack {
                     ack.send();

@@ -281,6 +281,7 @@ pub fn run(config: Config) -> anyhow::Result<()> {
         advertised,
         certs,
         control_certs,
+        rooms: config.room_policy(),
     };
     let control = match ControlPlane::start(runtime, config.control_listen, state, backend, (web_listener, web)) {
         Ok(control) => control,

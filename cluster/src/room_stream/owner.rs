@@ -320,8 +320,12 @@ mod tests {
     #[test]
     fn presence_events_only_for_first_and_last_connection() {
         let mut owner = owner();
-        let join =
-            |user: &str| InternalFrame::RoomPresence { room: "live-1".into(), user: user.into(), shard: 0, joined: true };
+        let join = |user: &str| InternalFrame::RoomPresence {
+            room: "live-1".into(),
+            user: user.into(),
+            shard: 0,
+            joined: true,
+        };
         assert!(matches!(send(&mut owner, join("bob"), 1), Some(OwnerOutput::Room { .. })));
         assert!(send(&mut owner, join("bob"), 2).is_none(), "bob's second device");
         let events = owner.forget_source(&1, 2_000);

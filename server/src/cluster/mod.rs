@@ -96,6 +96,7 @@ pub async fn run(
         match command {
             CoreCommand::Request(frame) => handle_request(&uplink, &routes, frame),
             CoreCommand::Publish(frame) => uplink.publish(frame),
+            CoreCommand::ToOwner(frame) => uplink.to_owner(frame),
             CoreCommand::RoomInterest { room, shard, joined, ack } => uplink.room_interest(&room, shard, joined, ack),
         }
     }

@@ -46,6 +46,22 @@ pub struct Uplink {
     state: Mutex<State>,
 }
 
+/// The rid of the last whole client frame in `frames` (a stream reply ends
+/// with the JOINED or HISTORY_END that carries the request's rid).
+fn last_frame_rid(frames: &[u8]) -> Option<u32> {
+    let mut rest = frames;
+    let mut rid = None;
+    while rest.len() >= corecast_proto::HEADER_LEN {
+        let len = u32::from_be_bytes([rest[0], rest[1], rest[2], rest[3]]) as usize;
+        if len < corecast_proto::HEADER_LEN || len > rest.len() {
+            return None;
+        }
+        rid = Some(u32::from_be_bytes([rest[8], rest[9], rest[10], rest[11]]));
+        rest = &rest[len..];
+    }
+    rid
+}
+
 /// Lets every waiting JOIN go on.
 fn answer(acks: impl IntoIterator<Item = InterestAck>) {
     for ack in acks {
@@ -160,6 +176,43 @@ impl Uplink {
             .is_some_and(|peer| peer.frames.try_send(frame.clone()).is_ok());
         let result = if sent { "sent" } else { "dropped" };
         metrics::counter!("corecast_uplink_publishes_total", "result" => result).increment(1);
+    }
+
+    /// Sends a frame for a room's owner to the router owning the room. A
+    /// request whose answer a connection waits for (JOIN's catch-up,
+    /// HISTORY, PRESENCE) is answered `unavailable` when no router takes
+    /// it, and remembered until answered so a lost link answers it too.
+    pub fn to_owner(&self, frame: InternalFrameBytes) {
+        let (room, address) = match frame.archived() {
+            ArchivedInternalFrame::RoomPublish { room, .. }
+            | ArchivedInternalFrame::RoomPresence { room, .. }
+            | ArchivedInternalFrame::RoomPresenceSnapshot { room, .. } => (room.as_str(), None),
+            ArchivedInternalFrame::StreamRequest { room, conn_id, rid, .. }
+            | ArchivedInternalFrame::PresenceQuery { room, conn_id, rid, .. } => {
+                (room.as_str(), Some((conn_id.to_native(), rid.to_native())))
+            }
+            _ => return,
+        };
+        let sent = {
+            let mut state = self.state();
+            let routers: Vec<&String> = state.routers.keys().collect();
+            match owner_of(room, &routers).map(str::to_string) {
+                Some(owner) => {
+                    let ok = state.routers.get(&owner).is_some_and(|peer| peer.frames.try_send(frame.clone()).is_ok());
+                    if let (true, Some(address)) = (ok, address) {
+                        state.pending.insert(address, owner);
+                    }
+                    ok
+                }
+                None => false,
+            }
+        };
+        let result = if sent { "sent" } else { "dropped" };
+        metrics::counter!("corecast_uplink_owner_frames_total", "kind" => frame.archived().kind(), "result" => result)
+            .increment(1);
+        if let (false, Some((conn_id, rid))) = (sent, address) {
+            self.reply_unavailable(conn_id, rid, "no router is reachable; retry");
+        }
     }
 
     /// Sends a frame to every linked router.
@@ -300,6 +353,12 @@ impl Uplink {
                 self.mesh.deliver(&frame, rooms);
             }
             ArchivedInternalFrame::Broadcast { .. } => self.mesh.deliver(&frame, |_| 0),
+            ArchivedInternalFrame::StreamReply { conn_id, frames, .. } => {
+                if let Some(rid) = last_frame_rid(frames) {
+                    self.state().pending.remove(&(conn_id.to_native(), rid));
+                }
+                self.mesh.deliver(&frame, |_| 0);
+            }
             _ => {}
         }
     }

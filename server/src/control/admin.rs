@@ -1,6 +1,7 @@
 //! The admin API, guarded by the admin key (`Authorization: Bearer KEY`,
 //! compared in constant time): publish to a room, broadcast to every
-//! connection, a room's member count, the number of connections online,
+//! connection, a room's member count and presence, the number of
+//! connections online,
 //! token revocation by user and the list of revocations, drain, and TLS
 //! certificate reload.
 //! Messages are encoded once here and handed to every shard as one shared
@@ -15,13 +16,13 @@ use axum::middleware;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use corecast_cluster::admin_api::{api_error, require_admin_key, room_push, AdminKey, PublishQuery};
+use corecast_cluster::admin_api::{api_error, presence_json, require_admin_key, room_push, AdminKey, PublishQuery};
 use corecast_proto::internal::{InternalFrame, InternalFrameBytes};
 use serde::Deserialize;
 use serde_json::json;
 
 use super::ControlState;
-use crate::shard::ShardCommand;
+use crate::shard::{owner_shard, ShardCommand};
 
 /// How far ahead of this node's clock a router's revocation time may be
 /// (clock skew between hosts).
@@ -34,6 +35,7 @@ pub fn routes(state: ControlState) -> Router<ControlState> {
     Router::new()
         .route("/v1/admin/rooms/{room}/publish", post(publish))
         .route("/v1/admin/rooms/{room}", get(room_members))
+        .route("/v1/admin/rooms/{room}/presence", get(room_presence))
         .route("/v1/admin/broadcast", post(broadcast))
         .route("/v1/admin/online", get(online))
         .route("/v1/admin/users/{user}/revoke", post(revoke))
@@ -55,12 +57,71 @@ async fn publish(
     Query(query): Query<PublishQuery>,
     payload: Bytes,
 ) -> Response {
+    if state.rooms.options_for(&room).is_some_and(|o| o.has_stream()) {
+        return publish_to_stream(&state, room, query.from, payload.to_vec());
+    }
     match room_push(&room, &query.from, &payload) {
         Ok(frame) => {
             let shards = to_every_shard(&state, frame);
             Json(json!({ "room": room, "shards": shards })).into_response()
         }
         Err(e) => corecast_cluster::admin_api::too_large(e),
+    }
+}
+
+/// An operator's message to a room with history goes to the room's owner
+/// shard, which gives it its position like any member's. In a cluster the
+/// routers own such rooms: publish through a router's admin API.
+fn publish_to_stream(state: &ControlState, room: String, from: String, payload: Vec<u8>) -> Response {
+    if state.core.is_none() {
+        return api_error(StatusCode::CONFLICT, "in a cluster, publish to a room with history through a router");
+    }
+    let owner = owner_shard(&room, state.mesh.len());
+    let frame =
+        InternalFrameBytes::encode(&InternalFrame::RoomPublish { room: room.clone(), from, except_conn: 0, payload });
+    match state.mesh.to(owner).try_send(ShardCommand::Deliver(frame)) {
+        Ok(()) => Json(json!({ "room": room, "shards": 1 })).into_response(),
+        Err(_) => api_error(StatusCode::SERVICE_UNAVAILABLE, "the room's owner shard is overloaded"),
+    }
+}
+
+#[derive(Deserialize)]
+struct PresenceQuery {
+    /// Users after this id.
+    #[serde(default)]
+    after: String,
+    /// At most this many (1,000 at most).
+    #[serde(default = "default_presence_limit")]
+    limit: usize,
+}
+
+fn default_presence_limit() -> usize {
+    100
+}
+
+/// Who is in a room with presence: totals and a page of users with their
+/// connection counts, from the room's owner shard (single node; in a
+/// cluster ask a router).
+async fn room_presence(
+    State(state): State<ControlState>,
+    Path(room): Path<String>,
+    Query(query): Query<PresenceQuery>,
+) -> Response {
+    if !state.rooms.options_for(&room).is_some_and(|o| o.has_presence()) {
+        return api_error(StatusCode::NOT_FOUND, "this room keeps no presence");
+    }
+    if state.core.is_none() {
+        return api_error(StatusCode::CONFLICT, "in a cluster, ask a router for a room's presence");
+    }
+    let owner = owner_shard(&room, state.mesh.len());
+    let (tx, rx) = flume::bounded(1);
+    let command = ShardCommand::PresencePage { room: room.clone(), after: query.after, limit: query.limit, reply: tx };
+    if state.mesh.to(owner).send_async(command).await.is_err() {
+        return api_error(StatusCode::SERVICE_UNAVAILABLE, "the room's owner shard is gone");
+    }
+    match tokio::time::timeout(QUERY_TIMEOUT, rx.recv_async()).await {
+        Ok(Ok(page)) => Json(presence_json(&room, &page)).into_response(),
+        _ => api_error(StatusCode::SERVICE_UNAVAILABLE, "the room's owner shard did not answer"),
     }
 }
 

@@ -35,6 +35,7 @@ use crate::shard::{CoreCommand, Mesh, ShardCommand};
 use crate::status::NodeStatus;
 use crate::tls::CertStore;
 use crate::web::WebState;
+use corecast_cluster::room_stream::RoomPolicy;
 
 /// What the control plane's handlers share.
 #[derive(Clone)]
@@ -59,6 +60,8 @@ pub struct ControlState {
     pub certs: Option<Arc<CertStore>>,
     /// The control plane's own certificate, when it speaks only HTTPS.
     pub control_certs: Option<Arc<CertStore>>,
+    /// The `[[rooms]]` rules: which rooms have a stream or presence.
+    pub rooms: RoomPolicy,
 }
 
 impl ControlState {

@@ -45,6 +45,22 @@ pub enum ShardCommand {
         /// Where to send the count.
         reply: flume::Sender<usize>,
     },
+    /// Send the room's owner a presence snapshot of every room with
+    /// presence this shard has members of (the owner may have missed
+    /// reports: a router link came back, the routers changed).
+    ReportPresence,
+    /// A page of a room's presence, for the admin API (answered by the
+    /// room's owner shard).
+    PresencePage {
+        /// Room name.
+        room: String,
+        /// Users after this id.
+        after: String,
+        /// At most this many.
+        limit: usize,
+        /// Where to send the page.
+        reply: flume::Sender<corecast_cluster::room_stream::PresencePage>,
+    },
     /// Close every connection of `user` with CLOSE kicked.
     Kick {
         /// User id.
@@ -65,6 +81,11 @@ pub enum CoreCommand {
     Request(InternalFrameBytes),
     /// A room push for the other nodes (cluster only).
     Publish(InternalFrameBytes),
+    /// A frame for the owner of the room it names (cluster only): a
+    /// `RoomPublish`, `StreamRequest`, `RoomPresence`,
+    /// `RoomPresenceSnapshot` or `PresenceQuery` for the router that owns
+    /// the room.
+    ToOwner(InternalFrameBytes),
     /// The shard gained its first (`joined`) or lost its last member of
     /// `room` (cluster only). `ack` is answered once the routers know.
     RoomInterest {
@@ -121,6 +142,7 @@ impl Mesh {
             ArchivedInternalFrame::ConnFrames { conn_ids, .. } => {
                 conn_ids.iter().fold(0, |mask, id| mask | 1u128 << (shard_of(id.to_native()) % 128))
             }
+            ArchivedInternalFrame::StreamReply { conn_id, .. } => 1u128 << (shard_of(conn_id.to_native()) % 128),
             ArchivedInternalFrame::RoomPush { room, .. } => room_shards(room.as_str()),
             ArchivedInternalFrame::Broadcast { .. } => u128::MAX,
             _ => 0,

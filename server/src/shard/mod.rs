@@ -26,7 +26,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 
-pub use self::core::InterestAck;
+pub use self::core::{owner_shard, InterestAck};
 pub use frame_mesh::{frame_mesh, FrameLinks};
 pub use inbox::{CoreCommand, Mesh, ShardCommand};
 pub use threads::ShardThreads;

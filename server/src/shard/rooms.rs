@@ -8,6 +8,7 @@
 
 use std::rc::Rc;
 
+use corecast_cluster::room_stream::{RoomOptions, RoomPolicy};
 use indexmap::IndexSet;
 use rustc_hash::{FxBuildHasher, FxHashMap};
 
@@ -21,6 +22,9 @@ pub struct Room {
     pub members: IndexSet<u32, FxBuildHasher>,
     /// Other shards with members.
     pub remote_shards: ShardMask,
+    /// The options of the `[[rooms]]` rule the name matches; `None` for a
+    /// plain room.
+    pub options: Option<RoomOptions>,
     rate_window_tick: u64,
     rate_window_count: u32,
 }
@@ -61,9 +65,30 @@ pub enum JoinOutcome {
 pub struct Rooms {
     map: FxHashMap<Rc<str>, Room>,
     with_local_members: usize,
+    policy: RoomPolicy,
 }
 
 impl Rooms {
+    /// No rooms yet; rooms get their options from `policy`.
+    pub fn new(policy: RoomPolicy) -> Rooms {
+        Rooms { policy, ..Rooms::default() }
+    }
+
+    /// The options of a room by name (from the room when known, else from
+    /// the rules).
+    pub fn options_of(&self, name: &str) -> Option<RoomOptions> {
+        match self.map.get(name) {
+            Some(room) => room.options,
+            None if self.policy.is_empty() => None,
+            None => self.policy.options_for(name),
+        }
+    }
+
+    /// Every room with local members, with its options and member keys.
+    pub fn with_members(&self) -> impl Iterator<Item = (&Rc<str>, &Room)> {
+        self.map.iter().filter(|(_, room)| !room.members.is_empty())
+    }
+
     /// The room, if this shard knows it.
     pub fn get(&self, name: &str) -> Option<&Room> {
         self.map.get(name)
@@ -80,7 +105,8 @@ impl Rooms {
             Some((shared, _)) => shared.clone(),
             None => {
                 let shared: Rc<str> = Rc::from(name);
-                self.map.insert(shared.clone(), Room::default());
+                let options = if self.policy.is_empty() { None } else { self.policy.options_for(name) };
+                self.map.insert(shared.clone(), Room { options, ..Room::default() });
                 shared
             }
         };

@@ -107,6 +107,9 @@ pub struct Conn {
     pub framing: Framing,
     /// Input is not handled until a JOIN's room announcement completes.
     pub paused: bool,
+    /// A JOIN of this connection waits for its room's catch-up: that
+    /// room's live messages are not queued to it yet.
+    pub catching_up: bool,
     /// Queued frames wait for the shard's flush tick (hot room).
     pub flush_pending: bool,
     /// The connection is in the shard's list of connections to write.
@@ -158,6 +161,7 @@ impl Conn {
             io,
             framing,
             paused: false,
+            catching_up: false,
             flush_pending: false,
             in_write_list: false,
             rate_strikes: 0,

@@ -32,6 +32,8 @@ impl ShardCore {
         }
         self.expire_announcements();
         self.resend_interest();
+        self.expire_pending_joins();
+        self.expire_histories();
     }
 
     /// Acts on a connection whose armed deadline came up.

@@ -74,6 +74,10 @@ impl ShardCore {
             if except_here && key as u32 == except_key && self.conns[key].generation == except_generation {
                 continue;
             }
+            if self.conns[key].catching_up && self.waits_for_catch_up(key, room) {
+                // Its catch-up, still on its way, holds this message.
+                continue;
+            }
             match self.queue_push(key, frame, hot) {
                 Queued::Yes => delivered += 1,
                 Queued::Dropped => dropped += 1,
@@ -114,6 +118,15 @@ impl ShardCore {
                 self.deliver_to_room_members(room.as_str(), &local, except_conn.to_native())
             }
             ArchivedInternalFrame::Broadcast { .. } => self.deliver_to_everyone(&Bytes::copy_from_slice(&push)),
+            ArchivedInternalFrame::StreamReply { room, conn_id, join, .. } => {
+                let (room, id, join) = (room.to_string(), conn_id.to_native(), *join);
+                self.on_stream_reply(&room, id, push, join);
+            }
+            ArchivedInternalFrame::RoomPublish { .. }
+            | ArchivedInternalFrame::StreamRequest { .. }
+            | ArchivedInternalFrame::RoomPresence { .. }
+            | ArchivedInternalFrame::RoomPresenceSnapshot { .. }
+            | ArchivedInternalFrame::PresenceQuery { .. } => self.own(frame),
             ArchivedInternalFrame::ConnFrames { conn_ids, reply, .. } => {
                 let (reply, shard) = (*reply, self.id);
                 let (mut delivered, mut dropped) = (0u64, 0u64);
@@ -162,14 +175,21 @@ impl ShardCore {
             return;
         }
         let frame = InternalFrameBytes::encode(&InternalFrame::RoomPush { room: room.to_string(), except_conn, push });
+        self.fan_out_frame(room, &frame, except_conn);
+        if self.clustered && self.links.core.try_send(CoreCommand::Publish(frame)).is_err() {
+            self.metrics.drops_core_inbox_full.increment(1);
+        }
+    }
+
+    /// Delivers a `RoomPush` to this shard's members of `room` and sends it
+    /// to every other shard with members.
+    pub(super) fn fan_out_frame(&mut self, room: &str, frame: &InternalFrameBytes, except_conn: u64) {
+        let remote = self.rooms.get(room).map_or(0, |r| r.remote_shards);
         self.deliver_to_room_members(room, &frame.wire_push(), except_conn);
         for shard in shards_in(remote) {
             if !self.links.frames.send(shard, frame.clone()) {
                 self.metrics.drops_inbox_full.increment(1);
             }
-        }
-        if self.clustered && self.links.core.try_send(CoreCommand::Publish(frame)).is_err() {
-            self.metrics.drops_core_inbox_full.increment(1);
         }
     }
 
@@ -228,6 +248,10 @@ impl ShardCore {
                     self.begin_close(id, ErrorCode::Kicked, "removed by an operator", hint);
                 }
                 let _ = reply.send(ids.len());
+            }
+            ShardCommand::ReportPresence => self.report_presence(),
+            ShardCommand::PresencePage { room, after, limit, reply } => {
+                let _ = reply.send(self.owner.presence_page(&room, &after, limit));
             }
             ShardCommand::Shutdown => self.stopping = true,
         }

@@ -219,7 +219,7 @@ impl ShardCore {
         }
     }
 
-    fn error(&mut self, id: u64, rid: u32, code: ErrorCode, message: &str) {
+    pub(super) fn error(&mut self, id: u64, rid: u32, code: ErrorCode, message: &str) {
         self.reply(id, encode_reply(rid, &ServerMessage::Error { code: code.as_u16(), message }));
     }
 
@@ -242,10 +242,14 @@ impl ShardCore {
             ClientRequest::Auth { token, device } => self.authenticate(id, rid, token, device, authenticated),
             ClientRequest::Ping => self.reply(id, encode_reply(rid, &ServerMessage::Pong)),
             _ if !authenticated => self.error(id, rid, ErrorCode::NotAuthenticated, "send AUTH first"),
-            ClientRequest::Join { room, since: 0 } => return self.join(key, id, rid, room),
+            ClientRequest::Join { room, since } => return self.join(key, id, rid, room, since),
             ClientRequest::Leave { room } => self.leave(key, id, rid, room),
             ClientRequest::Publish { .. } | ClientRequest::Send { .. } if !self.within_rate(id, rid, bytes.len()) => {}
             ClientRequest::Publish { room, payload } => self.publish(key, id, rid, frame.flags, room, payload),
+            ClientRequest::History { room, .. } | ClientRequest::Presence { room, .. }
+                if !self.may_read_room(key, id, rid, room) => {}
+            ClientRequest::History { room, since, limit } => self.history(id, rid, room, since, limit),
+            ClientRequest::Presence { room, after, limit } => self.presence_query(id, rid, room, after, limit),
             chat => self.forward_chat(key, id, rid, chat),
         }
         Flow::Continue
@@ -360,7 +364,22 @@ impl ShardCore {
         }
     }
 
-    fn join(&mut self, key: usize, id: u64, rid: u32, room: &str) -> Flow {
+    /// Whether the connection may read `room`'s history or presence: a
+    /// valid name its token grants. Answers ERROR when not.
+    fn may_read_room(&mut self, key: usize, id: u64, rid: u32, room: &str) -> bool {
+        if room.is_empty() || room.len() > self.config.max_room_name_len {
+            let message = format!("room name must be 1..={} bytes", self.config.max_room_name_len);
+            self.error(id, rid, ErrorCode::LimitExceeded, &message);
+            return false;
+        }
+        if !self.conns[key].identity.as_ref().is_some_and(|identity| identity.may_join(room)) {
+            self.error(id, rid, ErrorCode::Forbidden, "the token does not allow this room");
+            return false;
+        }
+        true
+    }
+
+    fn join(&mut self, key: usize, id: u64, rid: u32, room: &str, since: u64) -> Flow {
         if room.is_empty() || room.len() > self.config.max_room_name_len {
             let message = format!("room name must be 1..={} bytes", self.config.max_room_name_len);
             self.error(id, rid, ErrorCode::LimitExceeded, &message);
@@ -383,31 +402,35 @@ impl ShardCore {
         let (shared, outcome) = self.rooms.join(room, key as u32);
         self.conns[key].rooms.push(shared.clone());
         self.metrics.rooms.set(self.rooms.local_room_count() as f64);
+        if let Some(user) = self.conns[key].identity.as_ref().map(|i| i.user.clone()) {
+            self.report_member(room, &user, true);
+        }
         let waiting = match outcome {
             JoinOutcome::AlreadyMember => None,
             JoinOutcome::Joined => self.announcements.in_flight(room),
             JoinOutcome::FirstLocalMember => self.announce(&shared),
         };
         // Answered (and the rest of the input handled) once every shard
-        // knows this one has members.
-        match waiting.map(|announcement| self.announcements.wait(announcement, (id, rid))) {
-            Some(Ok(())) => {
-                self.conns[key].paused = true;
-                Flow::Pause
-            }
-            None | Some(Err(_)) => {
-                self.reply(id, encode_reply(rid, &ServerMessage::Ok));
-                Flow::Continue
-            }
+        // knows this one has members, and in a room with history once its
+        // owner sent the catch-up.
+        let waits = match waiting.map(|announcement| self.announcements.wait(announcement, (id, rid))) {
+            Some(Ok(())) => true,
+            None | Some(Err(_)) => false,
+        };
+        if self.room_options(room).is_some_and(|o| o.has_stream()) {
+            self.start_catch_up(key, rid, shared, since, !waits);
+            return Flow::Pause;
         }
+        if waits {
+            self.conns[key].paused = true;
+            return Flow::Pause;
+        }
+        self.reply(id, encode_reply(rid, &ServerMessage::Ok));
+        Flow::Continue
     }
 
     fn leave(&mut self, key: usize, id: u64, rid: u32, room: &str) {
-        let conn = &mut self.conns[key];
-        let removed = conn.rooms.iter().position(|r| &**r == room).map(|i| conn.rooms.swap_remove(i));
-        if let Some(room) = removed {
-            self.leave_room(&room, key as u32);
-        }
+        self.leave_conn_room(key, room);
         self.reply(id, encode_reply(rid, &ServerMessage::Ok));
     }
 
@@ -416,6 +439,17 @@ impl ShardCore {
         let Some(identity) = &conn.identity else { return };
         if !conn.rooms.iter().any(|r| &**r == room) {
             return self.error(id, rid, ErrorCode::Forbidden, "join the room before publishing to it");
+        }
+        if self.room_options(room).is_some_and(|o| o.has_stream()) {
+            let except_conn = if flags & PUBLISH_EXCLUDE_SELF != 0 { id } else { 0 };
+            let user = identity.user.clone();
+            if let Err((code, message)) = self.publish_to_stream(room, &user, payload, except_conn) {
+                return self.error(id, rid, code, message);
+            }
+            if flags & PUBLISH_NO_REPLY == 0 {
+                self.reply(id, encode_reply(rid, &ServerMessage::Ok));
+            }
+            return;
         }
         let message = ServerMessage::Push {
             kind: PushKind::Room,

@@ -150,6 +150,10 @@ impl ShardCore {
     fn complete_announcement(&mut self, done: Done<(u64, u32)>) {
         for (conn, rid) in done.waiters {
             let Some(key) = self.live_key(conn) else { continue };
+            if self.request_catch_up(conn, rid) {
+                // A room with history: its owner answers the JOIN.
+                continue;
+            }
             self.conns[key].paused = false;
             self.reply(conn, encode_reply(rid, &ServerMessage::Ok));
             self.process_held(key, conn);

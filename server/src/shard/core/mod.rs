@@ -17,7 +17,8 @@
 //! reading frames and acting on them (`input`), queueing and handing out
 //! bytes to write and closing (`output`), fan-out and shard commands
 //! (`fanout`), deadlines (`deadlines`), room-interest announcements with a
-//! bounded wait (`interest`), and presence batching (`presence`).
+//! bounded wait (`interest`), presence batching (`presence`), and the
+//! shard's side of room streams: history, catch-up, room presence (`streams`).
 
 mod conn;
 mod deadlines;
@@ -26,6 +27,7 @@ mod input;
 mod interest;
 mod output;
 mod presence;
+mod streams;
 #[cfg(test)]
 mod tests;
 
@@ -34,6 +36,7 @@ use std::rc::Rc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
+use corecast_cluster::room_stream::StreamOwner;
 use corecast_proto::internal::InternalFrameBytes;
 use corecast_proto::ErrorCode;
 use rustc_hash::FxHashSet;
@@ -42,6 +45,7 @@ use slab::Slab;
 pub use conn::{conn_id, Framing, Io};
 pub use interest::InterestAck;
 pub use output::Output;
+pub use streams::owner_shard;
 
 use super::frame_mesh::FrameLinks;
 use super::inbox::{CoreCommand, Mesh};
@@ -54,6 +58,7 @@ use crate::metrics::ShardMetrics;
 use conn::{key_of, Conn, MAX_KEYS};
 use interest::{InterestPeer, JoinWaits};
 use presence::PresenceBatch;
+use streams::PendingJoin;
 
 /// The time of an event: milliseconds on the shard's monotonic clock (from
 /// its start) and the wall clock (for message timestamps).
@@ -162,6 +167,14 @@ pub struct ShardCore {
     /// Announcements a full inbox refused, to send again (interest.rs).
     unsent_interest: Vec<(Rc<str>, InterestPeer)>,
     presence: PresenceBatch,
+    /// The room streams this shard owns (single node).
+    owner: StreamOwner<()>,
+    /// JOINs in rooms with history waiting for their catch-up.
+    pending_joins: Vec<PendingJoin>,
+    /// History evictions already counted in the metric.
+    evictions_counted: u64,
+    /// When the owned histories last dropped expired messages.
+    histories_expired_tick: u64,
     now_tick: u64,
     wall_ms: u64,
     connect_limiter: ConnectLimiter,
@@ -218,7 +231,14 @@ impl ShardCore {
             next_generation: 0,
             users: FxHashSet::default(),
             devices: FxHashSet::default(),
-            rooms: Rooms::default(),
+            rooms: Rooms::new(config.room_policy()),
+            owner: StreamOwner::new(
+                config.room_policy(),
+                (config.room_history_budget_bytes / shards.max(1) as u64) as usize,
+            ),
+            pending_joins: Vec::new(),
+            evictions_counted: 0,
+            histories_expired_tick: 0,
             wheel: TimerWheel::new(wheel_slots.min(1 << 16)),
             announcements: JoinWaits::default(),
             unsent_interest: Vec::new(),
@@ -359,6 +379,19 @@ impl ShardCore {
     fn release(&mut self, key: usize) {
         let Some(mut conn) = self.conns.try_remove(key) else { return };
         let id = conn_id(self.id, conn.generation, key as u32);
+        if conn.catching_up {
+            self.forget_pending_joins(key, conn.generation);
+        }
+        let user = conn.identity.as_ref().map(|identity| identity.user.clone());
+        for room in conn.rooms.drain(..) {
+            // Out of the member list first: the report may fan out a
+            // leave event on this shard.
+            self.leave_room(&room, key as u32);
+            if let Some(user) = &user {
+                self.report_member(&room, user, false);
+            }
+        }
+        drop(user);
         self.churn = self.churn.saturating_add(1);
         self.links.node_connections.fetch_sub(1, Ordering::Relaxed);
         self.metrics.connections.decrement(1.0);
@@ -370,9 +403,6 @@ impl ShardCore {
             // A closing one was taken off the count when it started closing.
             None if !conn.is_closing() => self.unauthenticated = self.unauthenticated.saturating_sub(1),
             None => {}
-        }
-        for room in conn.rooms.drain(..) {
-            self.leave_room(&room, key as u32);
         }
         self.released.push(Released { conn_id: id, fd: conn.fd, io: conn.io });
     }
