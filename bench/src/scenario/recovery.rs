@@ -19,7 +19,8 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Result};
 
 use super::fanout::{all_arrived, window_figures};
-use super::{stream_figures, Run, Totals, Traffic};
+use super::{memory_per_conn, stream_figures, Run, Totals, Traffic};
+use crate::admin::Admin;
 use crate::cli::RecoveryStormArgs;
 use crate::clock::{now_ns, secs_between};
 use crate::fleet::Fleet;
@@ -27,6 +28,7 @@ use crate::payload::STAMP_LEN;
 use crate::plan::Command;
 use crate::progress::Bar;
 use crate::summary::Summary;
+use crate::target::Target;
 use crate::verdict;
 
 /// Runs the scenario.
@@ -48,6 +50,8 @@ pub fn run(args: &RecoveryStormArgs) -> Result<Summary> {
     }
     let total = 1 + args.members;
     let run = Run::new(&args.common, total)?;
+    let admin = (args.common.target == Target::Corecast).then(|| Admin::new(args.common.control, None));
+    let before = run.sample();
     let traffic = Traffic { publishers: 1, rooms: 1, payload_len: args.payload, rate: Some(rate), history: true };
     let mut fleet = Fleet::spawn(&run.plans(traffic))?;
     let monitor = run.monitor(&fleet);
@@ -55,9 +59,11 @@ pub fn run(args: &RecoveryStormArgs) -> Result<Summary> {
     let ready = fleet.wait_ready(&mut bar, run.deadline)?;
     let p = fleet.progress();
     bar.finish(&format!("{} ready, {} failed", p.ready, p.failed));
+    let after_setup = run.sample();
     let members: u64 = ready.iter().filter_map(|r| r.members_per_room.first()).sum();
     let members_per_room = [members];
 
+    let drops_before = admin.as_ref().and_then(|a| a.metric_sum("corecast_drops_total"));
     let publish_from = now_ns() + 200_000_000;
     let storm_at = publish_from + (args.before_s * 1e9) as u64;
     let publish_until = storm_at + (args.after_s * 1e9) as u64;
@@ -82,8 +88,11 @@ pub fn run(args: &RecoveryStormArgs) -> Result<Summary> {
     let drain_until = Instant::now() + Duration::from_secs_f64(args.drain_s.max(0.0));
     fleet.wait_until(drain_until, |p| all_arrived(p, &members_per_room))?;
     let totals = Totals::merge(&fleet.stop_and_collect(run.deadline + Duration::from_secs(10))?);
+    let drops_after = admin.as_ref().and_then(|a| a.metric_sum("corecast_drops_total"));
 
     let mut summary = run.base_summary("recovery-storm", &totals);
+    memory_per_conn(&mut summary, before, after_setup);
+    summary.server_drops = drops_before.zip(drops_after).map(|(b, a)| a - b);
     window_figures(&mut summary, &totals, &members_per_room, secs_between(publish_from, publish_until));
     stream_figures(&mut summary, &totals);
     storm_figures(&mut summary, &totals, storm_at);
