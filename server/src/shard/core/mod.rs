@@ -171,6 +171,8 @@ pub struct ShardCore {
     owner: StreamOwner<()>,
     /// JOINs in rooms with history waiting for their catch-up.
     pending_joins: Vec<PendingJoin>,
+    /// Frames for rooms this shard owns, sent by itself this round.
+    owned_here: Vec<InternalFrameBytes>,
     /// History evictions already counted in the metric.
     evictions_counted: u64,
     /// When the owned histories last dropped expired messages.
@@ -237,6 +239,7 @@ impl ShardCore {
                 (config.room_history_budget_bytes / shards.max(1) as u64) as usize,
             ),
             pending_joins: Vec::new(),
+            owned_here: Vec::new(),
             evictions_counted: 0,
             histories_expired_tick: 0,
             wheel: TimerWheel::new(wheel_slots.min(1 << 16)),
@@ -445,9 +448,11 @@ impl ShardCore {
         into.append(&mut self.resumed);
     }
 
-    /// Ends a round of events: presence changes go to the router core as
-    /// one batch.
+    /// Ends a round of events: frames this shard sent itself as a room's
+    /// owner are handled, presence changes go to the router core as one
+    /// batch.
     pub fn end_round(&mut self) {
+        self.run_owned_here();
         self.flush_presence();
         self.links.frames.ring();
     }

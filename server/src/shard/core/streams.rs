@@ -80,7 +80,9 @@ impl ShardCore {
         }
         let owner = owner_shard(room, self.links.mesh.len());
         if owner == self.id {
-            self.own(&frame);
+            // Handled at the end of the round, like a frame from another
+            // shard: never in the middle of the asking connection's input.
+            self.owned_here.push(frame);
             return true;
         }
         let sent = self.links.frames.send(owner, frame);
@@ -231,6 +233,15 @@ impl ShardCore {
                         self.metrics.drops_inbox_full.increment(1);
                     }
                 }
+            }
+        }
+    }
+
+    /// Handles the frames this shard sent to itself as a room's owner.
+    pub(super) fn run_owned_here(&mut self) {
+        while !self.owned_here.is_empty() {
+            for frame in std::mem::take(&mut self.owned_here) {
+                self.own(&frame);
             }
         }
     }

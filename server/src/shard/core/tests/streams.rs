@@ -5,7 +5,7 @@
 
 use corecast_cluster::room_stream::RoomRule;
 use corecast_proto::internal::{InternalFrame, InternalFrameBytes};
-use corecast_proto::{encode_server, ClientRequest, ErrorCode, PushKind, ServerMessage};
+use corecast_proto::{encode_client, encode_server, ClientRequest, ErrorCode, PushKind, ServerMessage};
 
 use super::{config, Got, Harness};
 use crate::config::Config;
@@ -62,10 +62,21 @@ fn on_the_owner_shard_a_join_is_answered_joined_and_publishes_get_positions() {
     h.send(id, &ClientRequest::Join { room: "live-a", since: 0 });
     assert_eq!(h.written(id), vec![Got::Other], "JOINED");
     let publish = h.send(id, &ClientRequest::Publish { room: "live-a", payload: b"one" });
-    assert_eq!(h.written(id), vec![Got::Push("live-a".into(), b"one".to_vec()), Got::Ok(publish)]);
+    assert_eq!(h.written(id), vec![Got::Ok(publish), Got::Push("live-a".into(), b"one".to_vec())]);
     // A plain room is answered as before.
     let join = h.send(id, &ClientRequest::Join { room: "lobby", since: 0 });
     assert_eq!(h.written(id), vec![Got::Ok(join)]);
+}
+
+#[test]
+fn frames_after_a_join_on_the_owner_shard_wait_for_its_answer() {
+    let mut h = Harness::new(1, with_history());
+    let id = h.user("u");
+    let mut frames = Vec::new();
+    encode_client(7, 0, &ClientRequest::Join { room: "live-b", since: 0 }, &mut frames).unwrap();
+    encode_client(8, 0, &ClientRequest::Ping, &mut frames).unwrap();
+    h.bytes(id, &frames);
+    assert_eq!(h.written(id), vec![Got::Other, Got::Pong(8)], "JOINED, then the PING sent with it");
 }
 
 #[test]
