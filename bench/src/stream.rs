@@ -94,8 +94,8 @@ pub struct StreamCounts {
     pub recovered: u64,
     /// Messages rejoining members received before their JOINED (the replay).
     pub replayed: u64,
-    /// Rejoined members that received, with no gap, a message published
-    /// after their JOINED arrived: they hold everything they missed.
+    /// Recovered members that then received a message published after
+    /// their JOINED arrived: they hold everything they missed.
     pub caught_up: u64,
     /// When the last rejoin was answered (monotonic ns), 0 if none.
     pub last_rejoined_ns: u64,

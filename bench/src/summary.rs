@@ -105,8 +105,8 @@ pub struct Summary {
     pub recovered: Option<u64>,
     /// Recovery storm: messages replayed to rejoining members before their JOINED.
     pub replayed: Option<u64>,
-    /// Recovery storm: members that caught up (received, with no gap, a
-    /// message published after their JOINED arrived).
+    /// Recovery storm: members that caught up (recovered, then received,
+    /// with no gap, a message published after their JOINED arrived).
     pub caught_up: Option<u64>,
     /// Recovery storm: drop to JOINED, per member.
     pub rejoin_latency_us: Option<Percentiles>,

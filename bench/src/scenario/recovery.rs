@@ -6,10 +6,11 @@
 //! seconds from the drop, then the drain waits for stragglers.
 //!
 //! It reports the time from the drop until every member's JOINED came
-//! back and until every member caught up (received, with no gap, a message
-//! published after its JOINED arrived, so it holds everything it missed),
+//! back and until every member caught up (its JOINED said `recovered = 1`
+//! and it then received, with no gap, a message published after that
+//! JOINED arrived, so it holds everything it missed),
 //! the messages replayed, and the server's CPU time from the drop until
-//! all caught up. Every member must receive every message published, each
+//! all caught up (or, when some never do, until publishing ends). Every member must receive every message published, each
 //! once, with contiguous positions across its reconnect: any loss, gap,
 //! duplicate, `recovered = 0`, member left behind or failed reconnect fails
 //! the run.

@@ -430,7 +430,7 @@ impl Worker {
                     return;
                 }
                 stats.result.stream.count(cursor.joined(position, recovered));
-                if let Some(since_drop) = storm.as_mut().and_then(|s| s.rejoined(idx, now)) {
+                if let Some(since_drop) = storm.as_mut().and_then(|s| s.rejoined(idx, now, recovered)) {
                     stats.rejoined(since_drop, recovered, now);
                 }
             }

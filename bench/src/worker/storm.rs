@@ -5,10 +5,11 @@
 //! last stream position it saw (kept in its [`Cursor`](crate::stream::Cursor)).
 //!
 //! Per member this keeps where its rejoin is, to time it: drop to JOINED,
-//! and drop to caught up. A member has caught up when it received a
-//! message published after its JOINED arrived (stamp time against the same
-//! monotonic clock): with positions checked contiguous, it then holds every
-//! message it missed, and it is back on live messages.
+//! and drop to caught up. A member has caught up when its JOINED said
+//! `recovered = 1` and it then received a message published after that
+//! JOINED arrived (stamp time against the same monotonic clock): with
+//! positions checked contiguous, it holds every message it missed, and it
+//! is back on live messages. A member not recovered never catches up.
 
 use std::collections::VecDeque;
 
@@ -20,8 +21,10 @@ enum Phase {
     Untouched,
     /// Dropped; reconnecting until its JOINED arrives.
     Rejoining,
-    /// JOINED arrived at this instant; waiting for a message published after it.
+    /// JOINED (recovered) arrived at this instant; waiting for a message published after it.
     Rejoined(u64),
+    /// JOINED said `recovered = 0`: the messages it missed are gone.
+    Unrecovered,
     /// Holds everything it missed.
     CaughtUp,
 }
@@ -93,9 +96,9 @@ impl Storm {
 
     /// Member `idx`'s rejoin was answered JOINED at `now`; returns the time
     /// since the drop (ns), or `None` if it was not rejoining.
-    pub fn rejoined(&mut self, idx: usize, now: u64) -> Option<u64> {
+    pub fn rejoined(&mut self, idx: usize, now: u64, recovered: bool) -> Option<u64> {
         let phase = self.phases.get_mut(idx).filter(|p| **p == Phase::Rejoining)?;
-        *phase = Phase::Rejoined(now);
+        *phase = if recovered { Phase::Rejoined(now) } else { Phase::Unrecovered };
         Some(now.saturating_sub(self.at_ns))
     }
 
@@ -129,11 +132,14 @@ mod tests {
         assert!(storm.took_part(1) && !storm.took_part(0) && !storm.took_part(9));
 
         assert_eq!(storm.arrival(1, 900, 1_100), Arrival::Replayed);
-        assert_eq!(storm.rejoined(1, 1_500), Some(500));
-        assert_eq!(storm.rejoined(1, 1_600), None, "one JOINED per rejoin");
+        assert_eq!(storm.rejoined(1, 1_500, true), Some(500));
+        assert_eq!(storm.rejoined(1, 1_600, true), None, "one JOINED per rejoin");
         assert_eq!(storm.arrival(1, 1_400, 1_550), Arrival::Live, "published before the JOINED arrived");
         assert_eq!(storm.arrival(1, 1_500, 1_700), Arrival::CaughtUp(700));
         assert_eq!(storm.arrival(1, 1_800, 1_900), Arrival::Live);
         assert_eq!(storm.arrival(0, 1_800, 1_900), Arrival::Live, "the publisher is untouched");
+
+        assert_eq!(storm.rejoined(3, 2_000, false), Some(1_000));
+        assert_eq!(storm.arrival(3, 2_500, 2_600), Arrival::Live, "a member not recovered never catches up");
     }
 }
