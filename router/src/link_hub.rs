@@ -1,7 +1,9 @@
 //! The router's end of the links: it accepts a link from each server node,
 //! keeps which node holds members of which room (from the nodes' first-join
 //! and last-leave announcements, re-sent in full when a link comes back),
-//! hands chat requests to the router core, and sends frames to nodes.
+//! hands chat requests to the router core, hands frames for a room's owner
+//! to the room streams it owns (`room_streams.rs`), and sends frames to
+//! nodes.
 //!
 //! A link must open with the node's hello carrying the cluster key (the
 //! admin key, compared in constant time); others are closed at once.
@@ -20,6 +22,7 @@ use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 
 use crate::core::RouterCore;
+use crate::room_streams::RoomStreams;
 use crate::routes::{ConnSink, RouteTable};
 
 /// Frames queued to one node before new ones are dropped (and counted).
@@ -60,12 +63,20 @@ pub struct LinkHub {
     key: Arc<str>,
     /// When set, links must speak TLS.
     tls: Option<TlsAcceptor>,
+    /// The room streams this router owns.
+    pub(crate) streams: RoomStreams,
 }
 
 impl LinkHub {
-    /// A hub that accepts nodes presenting `key`, over TLS when `tls` is set.
-    pub fn new(key: Arc<str>, tls: Option<TlsAcceptor>) -> LinkHub {
-        LinkHub { state: Mutex::new(HubState::default()), key, tls }
+    /// A hub that accepts nodes presenting `key`, over TLS when `tls` is
+    /// set, and owns the streams of the rooms nodes send it.
+    pub fn new(key: Arc<str>, tls: Option<TlsAcceptor>, streams: RoomStreams) -> LinkHub {
+        LinkHub { state: Mutex::new(HubState::default()), key, tls, streams }
+    }
+
+    /// The room streams this router owns.
+    pub fn streams(&self) -> &RoomStreams {
+        &self.streams
     }
 
     fn state(&self) -> MutexGuard<'_, HubState> {
@@ -122,7 +133,7 @@ impl LinkHub {
             metrics::counter!("corecast_router_link_refusals_total").increment(1);
             return Ok(());
         }
-        let node = node.to_string();
+        let node: Arc<str> = Arc::from(node.as_str());
         let (frames_tx, frames_rx) = flume::bounded(NODE_QUEUE_FRAMES);
         let generation = {
             let mut state = self.state();
@@ -132,19 +143,27 @@ impl LinkHub {
             for room in rooms.iter() {
                 state.set_interest(room.as_str(), &node, true);
             }
-            state.nodes.insert(node.clone(), NodeLink { frames: frames_tx, generation });
+            state.nodes.insert(node.to_string(), NodeLink { frames: frames_tx, generation });
             generation
         };
+        // What the node reported on an earlier link is stale: its shards
+        // report their members again once this link is up.
+        self.forget_node_presence(&node);
         tracing::info!(%node, rooms = rooms.len(), "node linked");
         metrics::gauge!("corecast_router_linked_nodes").increment(1);
         let writer_task = tokio::spawn(async move { write_frames(&mut writer, &frames_rx).await });
         let result = self.read_link(&node, &mut reader, &core, &routes).await;
-        {
+        let current = {
             let mut state = self.state();
-            if state.nodes.get(&node).is_some_and(|link| link.generation == generation) {
-                state.nodes.remove(&node);
+            let current = state.nodes.get(&*node).is_some_and(|link| link.generation == generation);
+            if current {
+                state.nodes.remove(&*node);
                 state.forget_node(&node);
             }
+            current
+        };
+        if current {
+            self.forget_node_presence(&node);
         }
         writer_task.abort();
         metrics::gauge!("corecast_router_linked_nodes").decrement(1);
@@ -154,7 +173,7 @@ impl LinkHub {
 
     async fn read_link(
         &self,
-        node: &str,
+        node: &Arc<str>,
         reader: &mut LinkReader,
         core: &Arc<RouterCore>,
         routes: &Arc<dyn RouteTable>,
@@ -163,7 +182,7 @@ impl LinkHub {
             metrics::counter!("corecast_router_link_frames_in_total", "kind" => frame.archived().kind()).increment(1);
             match frame.archived() {
                 ArchivedInternalFrame::Chat(_) => {
-                    let (core, node) = (core.clone(), node.to_string());
+                    let (core, node) = (core.clone(), node.clone());
                     tokio::spawn(async move { core.handle(&node, &frame).await });
                 }
                 ArchivedInternalFrame::RoomInterest { room, joined, id } => {
@@ -189,6 +208,11 @@ impl LinkHub {
                 ArchivedInternalFrame::Broadcast { .. } => {
                     self.broadcast(&frame, Some(node));
                 }
+                ArchivedInternalFrame::RoomPublish { .. }
+                | ArchivedInternalFrame::StreamRequest { .. }
+                | ArchivedInternalFrame::RoomPresence { .. }
+                | ArchivedInternalFrame::RoomPresenceSnapshot { .. }
+                | ArchivedInternalFrame::PresenceQuery { .. } => self.to_owner(node, &frame),
                 _ => {}
             }
         }
@@ -216,6 +240,28 @@ impl LinkHub {
         targets.len()
     }
 
+    /// Records whether `node` has members of `room`.
+    pub(crate) fn set_interest(&self, room: &str, node: &str, joined: bool) {
+        self.state().set_interest(room, node, joined);
+    }
+
+    /// The nodes with members of `room`, as shared ids.
+    pub(crate) fn room_nodes(&self, room: &str) -> Vec<Arc<str>> {
+        self.state().rooms.peers(room).to_vec()
+    }
+
+    /// Queues a frame to `node`; false when it is not linked or its queue
+    /// is full (counted as dropped).
+    pub(crate) fn try_to_node(&self, node: &str, frame: InternalFrameBytes) -> bool {
+        let sent = match self.state().nodes.get(node) {
+            Some(link) => link.frames.try_send(frame).is_ok(),
+            None => false,
+        };
+        let kind = if sent { "sent" } else { "dropped" };
+        metrics::counter!("corecast_router_link_frames_out_total", "result" => kind).increment(1);
+        sent
+    }
+
     /// Nodes with members of `room`.
     pub fn nodes_with_room(&self, room: &str) -> Vec<String> {
         self.state().rooms.peers(room).iter().map(|node| node.to_string()).collect()
@@ -229,11 +275,19 @@ impl LinkHub {
 
 impl ConnSink for LinkHub {
     fn to_node(&self, node: &str, frame: InternalFrameBytes) {
-        let sent = match self.state().nodes.get(node) {
-            Some(link) => link.frames.try_send(frame).is_ok(),
-            None => false,
-        };
-        let kind = if sent { "sent" } else { "dropped" };
-        metrics::counter!("corecast_router_link_frames_out_total", "result" => kind).increment(1);
+        self.try_to_node(node, frame);
+    }
+}
+
+#[cfg(test)]
+impl LinkHub {
+    /// Links `node` as its hello would (with no rooms); returns its queue.
+    pub(crate) fn link_for_test(&self, node: &str) -> flume::Receiver<InternalFrameBytes> {
+        let (frames, queued) = flume::unbounded();
+        let mut state = self.state();
+        state.next_generation += 1;
+        let generation = state.next_generation;
+        state.nodes.insert(node.to_string(), NodeLink { frames, generation });
+        queued
     }
 }

@@ -25,6 +25,7 @@ use metrics_exporter_prometheus::PrometheusHandle;
 use crate::dispatch::rank;
 use crate::health::HealthBoard;
 use crate::link_hub::LinkHub;
+use crate::room_streams::RoomStreams;
 use crate::{node_http, CoreConfig, RouterCore};
 use config::{RouterConfig, StoreChoice};
 use corecast_cluster::dispatch::DispatchAnswer;
@@ -160,7 +161,9 @@ pub async fn run(config: RouterConfig, admin_key: String, prometheus: Prometheus
         (Some(cert), Some(key)) => Some(corecast_cluster::link::tls::acceptor(cert, key)?),
         _ => None,
     };
-    let hub = Arc::new(LinkHub::new(admin_key.clone(), link_tls));
+    let budget = usize::try_from(config.room_history_budget_bytes).unwrap_or(usize::MAX);
+    let streams = RoomStreams::new(config.room_policy(), budget);
+    let hub = Arc::new(LinkHub::new(admin_key.clone(), link_tls, streams));
     let core_config = CoreConfig {
         small_group_limit: config.small_group_limit,
         store_timeout: Duration::from_millis(config.store_timeout_ms as u64),
@@ -201,6 +204,7 @@ pub async fn run(config: RouterConfig, admin_key: String, prometheus: Prometheus
     });
     let link_tls = tier.config.link_tls_cert_file.is_some();
     tracing::info!(router = %id, link = %info.link_addr, link_tls, http = %info.http_addr, "router starting");
+    tokio::spawn(hub.clone().expire_room_histories());
     tokio::spawn(hub.serve(link_listener, core, routes));
     tokio::spawn(membership::keep_registered(tier.clone(), info));
     tokio::spawn(membership::watch_nodes(tier.clone()));
