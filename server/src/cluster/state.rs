@@ -1,7 +1,12 @@
 //! The uplink's state: the router links that are up, which of this node's
 //! shards have members of each room, room announcements waiting for the
-//! routers' acknowledgements, and the chat requests waiting for an answer
-//! on each link.
+//! routers' acknowledgements, and the requests (chat, and those for a
+//! room's owner) waiting for an answer on each link.
+//!
+//! When the set of linked routers changes (a link comes up or goes down)
+//! every shard is asked to report its members of rooms with presence
+//! again: a room may have a new owner, and a router that lost a link
+//! forgot what came over it.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -14,7 +19,7 @@ use corecast_proto::{encode_server, ErrorCode, ServerMessage};
 use rustc_hash::FxHashMap;
 
 use super::ClusterSettings;
-use crate::shard::{InterestAck, Mesh};
+use crate::shard::{InterestAck, Mesh, ShardCommand};
 
 /// How long a JOIN waits for the routers to acknowledge its room's first
 /// member on this node before it is answered anyway (a router that does not
@@ -36,7 +41,23 @@ struct State {
     rooms: Interest<u16>,
     /// First-member announcements waiting for the routers.
     announcements: Announcements<InterestAck>,
-    pending: FxHashMap<(u64, u32), String>,
+    /// Requests waiting for an answer, by (conn id, rid).
+    pending: FxHashMap<(u64, u32), Pending>,
+}
+
+/// A request waiting for its router's answer.
+struct Pending {
+    /// The router it went to.
+    router: String,
+    /// For a JOIN's catch-up, its room: its failure must reach the shard
+    /// as a stream reply, so the connection leaves the room it joined.
+    join_room: Option<String>,
+}
+
+impl Pending {
+    fn to(router: String) -> Pending {
+        Pending { router, join_room: None }
+    }
 }
 
 /// The node's uplink to the router tier.
@@ -121,26 +142,44 @@ impl Uplink {
         let _ = frames.try_send(InternalFrameBytes::encode(&hello));
         state.routers.insert(router.to_string(), RouterPeer { frames, generation });
         metrics::gauge!("corecast_uplink_routers").set(state.routers.len() as f64);
+        drop(state);
+        self.ask_presence_reports();
+    }
+
+    /// Asks every shard to report its members of rooms with presence to
+    /// their owners again (their snapshots replace what they reported).
+    fn ask_presence_reports(&self) {
+        for (shard, sender) in self.mesh.all() {
+            if sender.try_send(ShardCommand::ReportPresence).is_err() {
+                metrics::counter!("corecast_drops_total", "shard" => shard.to_string(), "reason" => "inbox_full")
+                    .increment(1);
+            }
+        }
     }
 
     /// Forgets a link that went down and answers every request still
     /// waiting on it with `unavailable`.
     pub fn link_down(&self, router: &str, generation: u64) {
-        let failed: Vec<(u64, u32)> = {
+        let (removed, failed) = {
             let mut state = self.state();
-            if state.routers.get(router).is_some_and(|peer| peer.generation == generation) {
+            let removed = state.routers.get(router).is_some_and(|peer| peer.generation == generation);
+            if removed {
                 state.routers.remove(router);
             }
             metrics::gauge!("corecast_uplink_routers").set(state.routers.len() as f64);
-            let failed: Vec<(u64, u32)> =
-                state.pending.iter().filter(|(_, r)| r.as_str() == router).map(|(key, _)| *key).collect();
-            for key in &failed {
-                state.pending.remove(key);
-            }
-            failed
+            let keys: Vec<(u64, u32)> =
+                state.pending.iter().filter(|(_, p)| p.router == router).map(|(key, _)| *key).collect();
+            let failed: Vec<((u64, u32), Option<String>)> = keys
+                .into_iter()
+                .filter_map(|key| state.pending.remove(&key).map(|pending| (key, pending.join_room)))
+                .collect();
+            (removed, failed)
         };
-        for (conn_id, rid) in failed {
-            self.reply_unavailable(conn_id, rid, "the router link was lost; retry");
+        for ((conn_id, rid), join_room) in failed {
+            self.reply_unavailable(conn_id, rid, join_room.as_deref(), "the router link was lost; retry");
+        }
+        if removed {
+            self.ask_presence_reports();
         }
     }
 
@@ -154,7 +193,7 @@ impl Uplink {
                 Some(owner) => {
                     let ok = state.routers.get(&owner).is_some_and(|peer| peer.frames.try_send(frame).is_ok());
                     if ok {
-                        state.pending.insert((conn_id, rid), owner);
+                        state.pending.insert((conn_id, rid), Pending::to(owner));
                     }
                     ok
                 }
@@ -162,7 +201,7 @@ impl Uplink {
             }
         };
         if !sent {
-            self.reply_unavailable(conn_id, rid, "no router is reachable; retry");
+            self.reply_unavailable(conn_id, rid, None, "no router is reachable; retry");
         }
     }
 
@@ -183,16 +222,19 @@ impl Uplink {
     /// HISTORY, PRESENCE) is answered `unavailable` when no router takes
     /// it, and remembered until answered so a lost link answers it too.
     pub fn to_owner(&self, frame: InternalFrameBytes) {
-        let (room, address) = match frame.archived() {
+        let (room, address, join) = match frame.archived() {
             ArchivedInternalFrame::RoomPublish { room, .. }
             | ArchivedInternalFrame::RoomPresence { room, .. }
-            | ArchivedInternalFrame::RoomPresenceSnapshot { room, .. } => (room.as_str(), None),
-            ArchivedInternalFrame::StreamRequest { room, conn_id, rid, .. }
-            | ArchivedInternalFrame::PresenceQuery { room, conn_id, rid, .. } => {
-                (room.as_str(), Some((conn_id.to_native(), rid.to_native())))
+            | ArchivedInternalFrame::RoomPresenceSnapshot { room, .. } => (room.as_str(), None, false),
+            ArchivedInternalFrame::StreamRequest { room, conn_id, rid, join, .. } => {
+                (room.as_str(), Some((conn_id.to_native(), rid.to_native())), *join)
+            }
+            ArchivedInternalFrame::PresenceQuery { room, conn_id, rid, .. } => {
+                (room.as_str(), Some((conn_id.to_native(), rid.to_native())), false)
             }
             _ => return,
         };
+        let join_room = join.then(|| room.to_string());
         let sent = {
             let mut state = self.state();
             let routers: Vec<&String> = state.routers.keys().collect();
@@ -200,7 +242,7 @@ impl Uplink {
                 Some(owner) => {
                     let ok = state.routers.get(&owner).is_some_and(|peer| peer.frames.try_send(frame.clone()).is_ok());
                     if let (true, Some(address)) = (ok, address) {
-                        state.pending.insert(address, owner);
+                        state.pending.insert(address, Pending { router: owner, join_room: join_room.clone() });
                     }
                     ok
                 }
@@ -211,7 +253,7 @@ impl Uplink {
         metrics::counter!("corecast_uplink_owner_frames_total", "kind" => frame.archived().kind(), "result" => result)
             .increment(1);
         if let (false, Some((conn_id, rid))) = (sent, address) {
-            self.reply_unavailable(conn_id, rid, "no router is reachable; retry");
+            self.reply_unavailable(conn_id, rid, join_room.as_deref(), "no router is reachable; retry");
         }
     }
 
@@ -363,14 +405,19 @@ impl Uplink {
         }
     }
 
-    fn reply_unavailable(&self, conn_id: u64, rid: u32, message: &str) {
+    /// Answers request `(conn_id, rid)` with `unavailable`; a JOIN's
+    /// catch-up (`join_room`) as a stream reply, so the shard takes the
+    /// connection out of the room again.
+    fn reply_unavailable(&self, conn_id: u64, rid: u32, join_room: Option<&str>, message: &str) {
         metrics::counter!("corecast_uplink_unavailable_total").increment(1);
         let mut frames = Vec::new();
         let error = ServerMessage::Error { code: ErrorCode::Unavailable.as_u16(), message };
         if encode_server(rid, 0, &error, &mut frames).is_ok() {
-            let frame =
-                InternalFrameBytes::encode(&InternalFrame::ConnFrames { conn_ids: vec![conn_id], frames, reply: true });
-            self.mesh.deliver(&frame, |_| 0);
+            let frame = match join_room {
+                Some(room) => InternalFrame::StreamReply { room: room.to_string(), conn_id, frames, join: true },
+                None => InternalFrame::ConnFrames { conn_ids: vec![conn_id], frames, reply: true },
+            };
+            self.mesh.deliver(&InternalFrameBytes::encode(&frame), |_| 0);
         }
     }
 }
