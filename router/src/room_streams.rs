@@ -172,6 +172,22 @@ impl LinkHub {
         }
     }
 
+    /// Sends an operator's message for a room with history to a linked node,
+    /// which relays it to the room's owner as its own members' messages go
+    /// (the owner is the nodes' choice). The node it went to, or `None`
+    /// when no node is linked or its queue is full.
+    pub fn relay_publish(&self, room: &str, from: &str, payload: &[u8]) -> Option<String> {
+        let frame = InternalFrameBytes::encode(&InternalFrame::RoomPublish {
+            room: room.to_string(),
+            from: from.to_string(),
+            except_conn: 0,
+            payload: payload.to_vec(),
+        });
+        let mut nodes = self.nodes_with_room(room);
+        nodes.extend(self.linked_nodes());
+        nodes.into_iter().find(|node| self.try_to_node(node, frame.clone()))
+    }
+
     /// Drops history past its TTL every second, until the task is dropped.
     pub async fn expire_room_histories(self: Arc<Self>) {
         let mut every = tokio::time::interval(EXPIRE_EVERY);

@@ -1,6 +1,7 @@
 //! The router's view of the cluster, kept current from Redis: its own
 //! registration (renewed every third of its lifetime, carrying its epoch),
-//! the set of live routers that decides which conversations it owns, and
+//! the set of live routers that decides which conversations it owns (and
+//! which rooms' presence its admin API answers for), and
 //! the server nodes with their pulled health for dispatch.
 //!
 //! Ownership and epochs: the router serves nothing until it has been
@@ -80,6 +81,9 @@ pub async fn keep_registered(tier: Arc<Tier>, mut info: RouterInfo) {
         match tier.registry.routers().await {
             Ok(registered) => {
                 let changed = set.update(&registered);
+                if changed {
+                    tier.set_routers(set.members.iter().cloned().collect());
+                }
                 // Two polls after start every node and router has seen us.
                 let ready = started.elapsed() >= 2 * period;
                 if ready && (changed || !serving) {

@@ -29,7 +29,7 @@ use crate::room_streams::RoomStreams;
 use crate::{node_http, CoreConfig, RouterCore};
 use config::{RouterConfig, StoreChoice};
 use corecast_cluster::dispatch::DispatchAnswer;
-use corecast_cluster::ownership::Ownership;
+use corecast_cluster::ownership::{owner_of, Ownership};
 use corecast_cluster::registry::redis::Registry;
 use corecast_cluster::registry::{NodeInfo, RouterInfo, KEY_PREFIX};
 pub use routes::RedisRoutes;
@@ -55,6 +55,8 @@ pub struct Tier {
     /// HTTP client for the nodes' admin API.
     pub http: reqwest::Client,
     nodes: Mutex<NodeView>,
+    /// The live routers as the registry shows them (this one included).
+    routers: Mutex<Vec<String>>,
 }
 
 /// The server nodes as last read from Redis, their latest health pulls,
@@ -80,6 +82,19 @@ impl Tier {
     /// the nodes are the last known ones because Redis did not answer.
     fn set_nodes(&self, nodes: Vec<NodeInfo>, health: HealthBoard, stale: bool) {
         *self.nodes_lock() = NodeView { nodes, health, stale };
+    }
+
+    /// Replaces the live routers with a newer view of the registry.
+    fn set_routers(&self, routers: Vec<String>) {
+        *corecast_proto::sync::lock(&self.routers) = routers;
+    }
+
+    /// The router that owns `room` among the live routers as the registry
+    /// shows them: the one the nodes pick while their links to all of them
+    /// are up.
+    pub fn room_owner(&self, room: &str) -> String {
+        let routers = corecast_proto::sync::lock(&self.routers);
+        owner_of(room, &routers).unwrap_or(&self.id).to_string()
     }
 
     /// The registered server nodes.
@@ -201,6 +216,7 @@ pub async fn run(config: RouterConfig, admin_key: String, prometheus: Prometheus
         prometheus,
         http: admin_http,
         nodes: Mutex::new(NodeView { nodes: Vec::new(), health: HealthBoard::new(health_http), stale: false }),
+        routers: Mutex::new(vec![id.clone()]),
     });
     let link_tls = tier.config.link_tls_cert_file.is_some();
     tracing::info!(router = %id, link = %info.link_addr, link_tls, http = %info.http_addr, "router starting");

@@ -401,6 +401,9 @@ impl Uplink {
                 }
                 self.mesh.deliver(&frame, |_| 0);
             }
+            // An operator's message to a room with history, published on a
+            // router's admin API: on to the room's owner, as ours go.
+            ArchivedInternalFrame::RoomPublish { .. } => self.to_owner(frame),
             _ => {}
         }
     }
