@@ -60,6 +60,19 @@ pub enum Command {
         #[arg(long)]
         count: Option<u64>,
     },
+    /// Print a room's newest stored messages (rooms with history).
+    History {
+        /// The room.
+        room: String,
+        /// At most this many.
+        #[arg(long, default_value_t = 50)]
+        limit: u16,
+    },
+    /// Print who is in a room (rooms with presence).
+    Presence {
+        /// The room.
+        room: String,
+    },
     /// Publish a message to a room.
     Pub {
         /// The room.

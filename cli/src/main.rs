@@ -48,6 +48,8 @@ fn run(cli: Cli, out: Printer) -> Result<()> {
         }
         Command::Sub { rooms, count } => commands::rooms::sub(&mut connect()?, out, rooms, *count),
         Command::Pub { room, message } => commands::rooms::publish(&mut connect()?, out, room, message),
+        Command::History { room, limit } => commands::rooms::history(&mut connect()?, out, room, *limit),
+        Command::Presence { room } => commands::rooms::presence(&mut connect()?, out, room),
         Command::Send { to, message } => commands::chat::send(&mut connect()?, out, to, message),
         Command::Sync { conv, after } => commands::chat::sync(&mut connect()?, out, conv, *after),
         Command::Unread => commands::chat::unread(&mut connect()?, out),

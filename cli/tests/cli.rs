@@ -187,6 +187,29 @@ fn sub_with_count_one_prints_what_pub_sends_as_text_and_json() {
 }
 
 #[test]
+fn history_and_presence_of_a_demo_room_show_what_was_published_and_who_listens() {
+    let server = Server::start("streams");
+    // Dora listens until the second message, so she is in the room when
+    // presence is asked.
+    let listener = Subscriber::start(&server, &["--user", "dora", "sub", "demo-cli", "--count", "2"]);
+    server.ok(&["--user", "alice", "pub", "demo-cli", "first"]);
+    let members = json_lines(&server.ok(&["--user", "ops", "--json", "presence", "demo-cli"]));
+    let total = members.last().expect("the totals line");
+    assert_eq!((&total["type"], &total["users"]), (&"presence".into(), &1.into()), "{members:?}");
+    assert_eq!(members[0]["user"], "dora");
+    server.ok(&["--user", "alice", "pub", "demo-cli", "second"]);
+    // Alice joins and leaves around each message: events, not counted.
+    let printed = listener.finish();
+    let messages: Vec<&str> = printed.lines().filter(|line| line.contains(": ")).collect();
+    assert_eq!(messages, vec!["[demo-cli] alice: first", "[demo-cli] alice: second"]);
+    assert!(printed.contains("[demo-cli] alice joined\n"), "{printed}");
+    let history = json_lines(&server.ok(&["--user", "ops", "--json", "history", "demo-cli", "--limit", "10"]));
+    let payloads: Vec<&Value> = history.iter().map(|push| &push["payload"]).collect();
+    assert_eq!(payloads, vec!["first", "second"]);
+    assert!(history[0]["seq"].as_u64().unwrap() + 1 == history[1]["seq"].as_u64().unwrap(), "positions follow");
+}
+
+#[test]
 fn send_then_sync_returns_the_message_with_its_seq() {
     let server = Server::start("chat");
     let sent = json_lines(&server.ok(&["--user", "alice", "--json", "send", "--to", "bob", "hi bob"]));

@@ -349,6 +349,17 @@ mod tests {
     }
 
     #[test]
+    fn join_since_example_in_protocol_md_is_what_the_code_writes() {
+        let mut buf = Vec::new();
+        encode_client(3, 0, &ClientRequest::Join { room: "live-1", since: 0xabcd << 40 | 41 }, &mut buf).unwrap();
+        let documented = [
+            0x00, 0x00, 0x00, 0x1c, 0x01, 0x03, 0x00, 0x00, 0x00, 0x00, 0x00, 0x03, 0x00, 0x06, 0x6c, 0x69, 0x76, 0x65,
+            0x2d, 0x31, 0x00, 0xab, 0xcd, 0x00, 0x00, 0x00, 0x00, 0x29,
+        ];
+        assert_eq!(buf, documented);
+    }
+
+    #[test]
     fn history_and_presence_round_trip() {
         for request in [
             ClientRequest::History { room: "live-1", since: 5 << 40 | 7, limit: 50 },

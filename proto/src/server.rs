@@ -498,6 +498,18 @@ mod tests {
     }
 
     #[test]
+    fn joined_example_in_protocol_md_is_what_the_code_writes() {
+        let mut buf = Vec::new();
+        let joined = ServerMessage::Joined { room: "live-1", position: position(0xabcd, 44), recovered: true };
+        encode_server(3, 0, &joined, &mut buf).unwrap();
+        let documented = [
+            0x00, 0x00, 0x00, 0x1d, 0x01, 0x84, 0x00, 0x00, 0x00, 0x00, 0x00, 0x03, 0x00, 0x06, 0x6c, 0x69, 0x76, 0x65,
+            0x2d, 0x31, 0x00, 0xab, 0xcd, 0x00, 0x00, 0x00, 0x00, 0x2c, 0x01,
+        ];
+        assert_eq!(buf, documented);
+    }
+
+    #[test]
     fn position_packs_epoch_above_offset() {
         let p = position(0xab_cdef, 12_345);
         assert_eq!(position_epoch(p), 0xab_cdef);

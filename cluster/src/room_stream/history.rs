@@ -204,23 +204,12 @@ impl RoomHistories {
         CatchUp { pushes, position, complete }
     }
 
-    /// Drops messages past their room's TTL, and rooms left with none that
-    /// have had nothing for a TTL (their next message starts a new epoch).
+    /// Drops messages past their room's TTL. The room keeps its epoch and
+    /// position (a client that saw everything still recovers); only the
+    /// budget drops a room's stream.
     pub fn expire(&mut self, now_ms: u64) {
-        let mut freed = 0;
-        let mut empty = Vec::new();
-        for (name, stream) in self.streams.iter_mut() {
-            freed += stream.expire(now_ms);
-            if stream.ttl_ms > 0 && stream.entries.is_empty() && stream.top > 0 {
-                empty.push(name.clone());
-            }
-        }
+        let freed: usize = self.streams.iter_mut().map(|(_, stream)| stream.expire(now_ms)).sum();
         self.used_bytes -= freed;
-        for name in empty {
-            if let Some(stream) = self.streams.pop(&name) {
-                self.used_bytes -= stream.bytes + STREAM_OVERHEAD + name.len();
-            }
-        }
     }
 
     /// Rooms whose whole history the budget evicted, since start.
@@ -292,6 +281,8 @@ mod tests {
         assert!(c.complete);
         assert_eq!(positions(&c), vec![b]);
         assert!(!h.recover("r", &o, a - 1, 1_120).complete);
+        h.expire(1_200);
+        assert!(h.recover("r", &o, b, 1_200).complete, "up to date: nothing missed, though nothing is held");
         let d = add(&mut h, "r", &o, 1_200);
         assert_eq!(position_epoch(d), position_epoch(a));
     }

@@ -33,9 +33,7 @@ impl ShardCore {
         self.expire_announcements();
         self.resend_interest();
         self.expire_pending_joins();
-        if self.now_tick % (1000 / self.settings.tick_ms).max(1) == 0 {
-            self.expire_histories();
-        }
+        self.expire_histories();
     }
 
     /// Acts on a connection whose armed deadline came up.

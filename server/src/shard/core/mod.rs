@@ -171,8 +171,12 @@ pub struct ShardCore {
     owner: StreamOwner<()>,
     /// JOINs in rooms with history waiting for their catch-up.
     pending_joins: Vec<PendingJoin>,
+    /// Frames for rooms this shard owns, sent by itself this round.
+    owned_here: Vec<InternalFrameBytes>,
     /// History evictions already counted in the metric.
     evictions_counted: u64,
+    /// When the owned histories last dropped expired messages.
+    histories_expired_tick: u64,
     now_tick: u64,
     wall_ms: u64,
     connect_limiter: ConnectLimiter,
@@ -235,7 +239,9 @@ impl ShardCore {
                 (config.room_history_budget_bytes / shards.max(1) as u64) as usize,
             ),
             pending_joins: Vec::new(),
+            owned_here: Vec::new(),
             evictions_counted: 0,
+            histories_expired_tick: 0,
             wheel: TimerWheel::new(wheel_slots.min(1 << 16)),
             announcements: JoinWaits::default(),
             unsent_interest: Vec::new(),
@@ -381,10 +387,12 @@ impl ShardCore {
         }
         let user = conn.identity.as_ref().map(|identity| identity.user.clone());
         for room in conn.rooms.drain(..) {
+            // Out of the member list first: the report may fan out a
+            // leave event on this shard.
+            self.leave_room(&room, key as u32);
             if let Some(user) = &user {
                 self.report_member(&room, user, false);
             }
-            self.leave_room(&room, key as u32);
         }
         drop(user);
         self.churn = self.churn.saturating_add(1);
@@ -440,9 +448,11 @@ impl ShardCore {
         into.append(&mut self.resumed);
     }
 
-    /// Ends a round of events: presence changes go to the router core as
-    /// one batch.
+    /// Ends a round of events: frames this shard sent itself as a room's
+    /// owner are handled, presence changes go to the router core as one
+    /// batch.
     pub fn end_round(&mut self) {
+        self.run_owned_here();
         self.flush_presence();
         self.links.frames.ring();
     }

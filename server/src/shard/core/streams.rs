@@ -38,7 +38,7 @@ use crate::shard::inbox::CoreCommand;
 
 /// How long a JOIN waits for its room's owner to answer (after the interest
 /// announcement) before it fails with `unavailable`.
-const CATCH_UP_WAIT_MS: u64 = 10_000;
+pub(super) const CATCH_UP_WAIT_MS: u64 = 10_000;
 
 /// Bytes of a room PUSH besides room, user and payload (header, kind,
 /// two string lengths, seq, ts).
@@ -70,7 +70,7 @@ impl ShardCore {
     }
 
     /// Sends a frame to `room`'s owner; false when its queue is full.
-    fn to_owner(&mut self, room: &str, frame: InternalFrameBytes) -> bool {
+    fn send_to_owner(&mut self, room: &str, frame: InternalFrameBytes) -> bool {
         if self.clustered {
             let sent = self.links.core.try_send(CoreCommand::ToOwner(frame)).is_ok();
             if !sent {
@@ -80,7 +80,9 @@ impl ShardCore {
         }
         let owner = owner_shard(room, self.links.mesh.len());
         if owner == self.id {
-            self.own(&frame);
+            // Handled at the end of the round, like a frame from another
+            // shard: never in the middle of the asking connection's input.
+            self.owned_here.push(frame);
             return true;
         }
         let sent = self.links.frames.send(owner, frame);
@@ -104,7 +106,7 @@ impl ShardCore {
         }
         let frame =
             InternalFrame::RoomPublish { room: room.into(), from: user.into(), except_conn, payload: payload.to_vec() };
-        if !self.to_owner(room, InternalFrameBytes::encode(&frame)) {
+        if !self.send_to_owner(room, InternalFrameBytes::encode(&frame)) {
             return Err((ErrorCode::Unavailable, "the room's owner is overloaded; retry later"));
         }
         Ok(())
@@ -141,7 +143,7 @@ impl ShardCore {
         let (room, since) = (self.pending_joins[i].room.clone(), self.pending_joins[i].since);
         let request =
             InternalFrame::StreamRequest { room: room.to_string(), conn_id: id, rid, since, limit: 0, join: true };
-        if !self.to_owner(&room, InternalFrameBytes::encode(&request)) {
+        if !self.send_to_owner(&room, InternalFrameBytes::encode(&request)) {
             self.pending_joins.swap_remove(i);
             self.fail_join(id, rid, &room, "the room's owner is overloaded; retry later");
         }
@@ -154,7 +156,7 @@ impl ShardCore {
             return self.error(id, rid, ErrorCode::NotFound, "this room keeps no history");
         }
         let request = InternalFrame::StreamRequest { room: room.into(), conn_id: id, rid, since, limit, join: false };
-        if !self.to_owner(room, InternalFrameBytes::encode(&request)) {
+        if !self.send_to_owner(room, InternalFrameBytes::encode(&request)) {
             self.error(id, rid, ErrorCode::Unavailable, "the room's owner is overloaded; retry later");
         }
     }
@@ -165,7 +167,7 @@ impl ShardCore {
             return self.error(id, rid, ErrorCode::NotFound, "this room keeps no presence");
         }
         let query = InternalFrame::PresenceQuery { room: room.into(), conn_id: id, rid, after: after.into(), limit };
-        if !self.to_owner(room, InternalFrameBytes::encode(&query)) {
+        if !self.send_to_owner(room, InternalFrameBytes::encode(&query)) {
             self.error(id, rid, ErrorCode::Unavailable, "the room's owner is overloaded; retry later");
         }
     }
@@ -177,7 +179,7 @@ impl ShardCore {
             return;
         }
         let frame = InternalFrame::RoomPresence { room: room.into(), user: user.into(), shard: self.id, joined };
-        self.to_owner(room, InternalFrameBytes::encode(&frame));
+        self.send_to_owner(room, InternalFrameBytes::encode(&frame));
     }
 
     /// Sends the owners a snapshot of this shard's members of every room
@@ -198,7 +200,7 @@ impl ShardCore {
             .collect();
         for (room, users) in snapshots {
             let frame = InternalFrame::RoomPresenceSnapshot { room: room.to_string(), shard: self.id, users };
-            self.to_owner(&room, InternalFrameBytes::encode(&frame));
+            self.send_to_owner(&room, InternalFrameBytes::encode(&frame));
         }
     }
 
@@ -231,6 +233,15 @@ impl ShardCore {
                         self.metrics.drops_inbox_full.increment(1);
                     }
                 }
+            }
+        }
+    }
+
+    /// Handles the frames this shard sent to itself as a room's owner.
+    pub(super) fn run_owned_here(&mut self) {
+        while !self.owned_here.is_empty() {
+            for frame in std::mem::take(&mut self.owned_here) {
+                self.own(&frame);
             }
         }
     }
@@ -314,10 +325,10 @@ impl ShardCore {
         let removed = conn.rooms.iter().position(|r| &**r == room).map(|i| conn.rooms.swap_remove(i));
         let user = conn.identity.as_ref().map(|identity| identity.user.clone());
         if let Some(room) = removed {
+            self.leave_room(&room, key as u32);
             if let Some(user) = user {
                 self.report_member(&room, &user, false);
             }
-            self.leave_room(&room, key as u32);
         }
     }
 
@@ -337,9 +348,14 @@ impl ShardCore {
         }
     }
 
-    /// Drops messages past their TTL from the histories this shard owns.
+    /// Drops messages past their TTL from the histories this shard owns,
+    /// once a second.
     pub(super) fn expire_histories(&mut self) {
-        self.owner.expire(self.wall_ms);
+        let every = (1000 / self.settings.tick_ms).max(1);
+        if self.now_tick >= self.histories_expired_tick + every {
+            self.histories_expired_tick = self.now_tick;
+            self.owner.expire(self.wall_ms);
+        }
     }
 }
 

@@ -10,6 +10,7 @@ mod deadlines;
 mod interest;
 mod limits;
 mod memory;
+mod streams;
 mod websocket;
 
 use std::net::{IpAddr, Ipv4Addr};
