@@ -15,6 +15,12 @@
 //! When a node's link ends (or the node links again) its members leave
 //! every room's presence at once, with leave events where the room wants
 //! them; the node's shards report their members again on the new link.
+//!
+//! A stream must never be taken up again after another owner had the room:
+//! a member away meanwhile would recover from it with a silent gap. So when
+//! the router's view of the live routers changes, it forgets the rooms
+//! another router owns in the new view (see `tier::Tier::set_routers`); a
+//! room that comes back starts a new epoch.
 
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -66,6 +72,17 @@ impl RoomStreams {
     /// Whether `room` keeps a history (its messages go through its owner).
     pub fn has_stream(&self, room: &str) -> bool {
         self.lock().streams.policy().options_for(room).is_some_and(|o| o.has_stream())
+    }
+
+    /// Forgets the history and presence of every room `owns` says another
+    /// router owns now; with `histories_only`, their histories only.
+    pub fn forget_rooms_owned_elsewhere(&self, owns: impl Fn(&str) -> bool, histories_only: bool) {
+        let mut owner = self.lock();
+        if histories_only {
+            owner.streams.forget_histories(owns);
+        } else {
+            owner.streams.forget_rooms(owns);
+        }
     }
 
     /// A page of `room`'s presence; `None` when the room keeps none.

@@ -4,8 +4,9 @@
 //! other node keeps publishing gets every message it missed once, in order,
 //! from the room's owner router, then the live ones; a gap longer than the
 //! history is reported as such; killing the owner router (SIGKILL) and
-//! starting it again moves the room's epoch on each time, so an old
-//! position is never taken for a complete one; who is in a room, with join
+//! starting it again moves the room's epoch on each time, and the other
+//! router does not take up a stream it held before, so an old position is
+//! never taken for a complete one; who is in a room, with join
 //! and leave events, holds across nodes, also when a node is killed.
 
 mod common;
@@ -368,6 +369,19 @@ fn the_owner_router_killed_and_restarted_moves_the_epoch_on() {
     let (replayed, position, recovered) = join_since(&mut member, ROOM, during[4]);
     assert!(!recovered && replayed.is_empty());
     assert_eq!(position, after);
+    drop(member);
+
+    // Killed again: the other router must not take up the stream it had
+    // before, which lacks what was published meanwhile ("10").
+    cluster.routers[owner].kill();
+    for node in &cluster.nodes {
+        eventually("the node has lost its link to the killed router", || {
+            node.server.metric_sum("corecast_uplink_routers") == 1.0
+        });
+    }
+    let mut member = user_on(&cluster.nodes[0], "member");
+    let (replayed, _, recovered) = join_since(&mut member, ROOM, during[4]);
+    assert!(!recovered && replayed.is_empty(), "message 10 was missed: {replayed:?}");
 }
 
 /// `GET path` on a router's admin API: status and JSON body.

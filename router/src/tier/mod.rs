@@ -84,9 +84,25 @@ impl Tier {
         *self.nodes_lock() = NodeView { nodes, health, stale };
     }
 
-    /// Replaces the live routers with a newer view of the registry.
-    fn set_routers(&self, routers: Vec<String>) {
+    /// Replaces the live routers with a newer view of the registry, and
+    /// forgets the rooms another router owns in it. The nodes move a room
+    /// when their links change, which can lag this view by a discovery
+    /// poll: a stream started here meanwhile for a room owned elsewhere is
+    /// dropped once more a registration lifetime later.
+    fn set_routers(self: &Arc<Self>, routers: Vec<String>) {
+        self.forget_rooms_owned_elsewhere(&routers, false);
         *corecast_proto::sync::lock(&self.routers) = routers;
+        let tier = self.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(tier.config.registry_ttl_ms as u64)).await;
+            let routers = corecast_proto::sync::lock(&tier.routers).clone();
+            tier.forget_rooms_owned_elsewhere(&routers, true);
+        });
+    }
+
+    fn forget_rooms_owned_elsewhere(&self, routers: &[String], histories_only: bool) {
+        let owns = |room: &str| owner_of(room, routers).is_none_or(|owner| owner == self.id);
+        self.hub.streams().forget_rooms_owned_elsewhere(owns, histories_only);
     }
 
     /// The router that owns `room` among the live routers as the registry
