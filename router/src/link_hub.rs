@@ -8,9 +8,13 @@
 //! A link must open with the node's hello carrying the cluster key (the
 //! admin key, compared in constant time); others are closed at once.
 //! Everything here can be rebuilt from the nodes' announcements: a router
-//! that restarts learns it all again as the nodes reconnect.
+//! that restarts learns it all again as the nodes reconnect. A node whose
+//! registration has been gone from Redis for a registration lifetime has
+//! its link closed as if it had closed it itself: a vanished host leaves no
+//! connection to see closing.
 
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
 
 use corecast_cluster::interest::Interest;
 use corecast_cluster::link::codec::{read_frame, write_frames, LinkError};
@@ -19,6 +23,7 @@ use corecast_proto::internal::{ArchivedInternalFrame, InternalFrame, InternalFra
 use rustc_hash::FxHashMap;
 use subtle::ConstantTimeEq;
 use tokio::net::TcpListener;
+use tokio::sync::Notify;
 use tokio_rustls::TlsAcceptor;
 
 use crate::core::RouterCore;
@@ -31,6 +36,10 @@ const NODE_QUEUE_FRAMES: usize = 64 * 1024;
 struct NodeLink {
     frames: flume::Sender<InternalFrameBytes>,
     generation: u64,
+    /// Ends the link (its node's registration is gone).
+    close: Arc<Notify>,
+    /// Since when the node's registration has been missing, if it is.
+    missing_since: Option<Instant>,
 }
 
 #[derive(Default)]
@@ -135,6 +144,7 @@ impl LinkHub {
         }
         let node: Arc<str> = Arc::from(node.as_str());
         let (frames_tx, frames_rx) = flume::bounded(NODE_QUEUE_FRAMES);
+        let close = Arc::new(Notify::new());
         let generation = {
             let mut state = self.state();
             state.next_generation += 1;
@@ -143,7 +153,8 @@ impl LinkHub {
             for room in rooms.iter() {
                 state.set_interest(room.as_str(), &node, true);
             }
-            state.nodes.insert(node.to_string(), NodeLink { frames: frames_tx, generation });
+            let link = NodeLink { frames: frames_tx, generation, close: close.clone(), missing_since: None };
+            state.nodes.insert(node.to_string(), link);
             generation
         };
         // What the node reported on an earlier link is stale: its shards
@@ -152,7 +163,10 @@ impl LinkHub {
         tracing::info!(%node, rooms = rooms.len(), "node linked");
         metrics::gauge!("corecast_router_linked_nodes").increment(1);
         let writer_task = tokio::spawn(async move { write_frames(&mut writer, &frames_rx).await });
-        let result = self.read_link(&node, &mut reader, &core, &routes).await;
+        let result = tokio::select! {
+            result = self.read_link(&node, &mut reader, &core, &routes) => result,
+            () = close.notified() => Ok(()),
+        };
         let current = {
             let mut state = self.state();
             let current = state.nodes.get(&*node).is_some_and(|link| link.generation == generation);
@@ -262,6 +276,29 @@ impl LinkHub {
         sent
     }
 
+    /// Closes the links of nodes whose registration has been missing from
+    /// the registry (`registered`, a successful listing) for `grace`: a
+    /// node whose host vanished leaves no connection to notice closing,
+    /// and its members must still leave the rooms' presence. The grace
+    /// outlasts a Redis restart, after which live nodes register again
+    /// within a third of their registration's lifetime.
+    pub fn unlink_unregistered(&self, registered: &[String], grace: Duration) {
+        let now = Instant::now();
+        let mut state = self.state();
+        for (node, link) in state.nodes.iter_mut() {
+            if registered.contains(node) {
+                link.missing_since = None;
+                continue;
+            }
+            let since = *link.missing_since.get_or_insert(now);
+            if now.duration_since(since) >= grace {
+                tracing::warn!(%node, "the node's registration is gone: closing its link");
+                metrics::counter!("corecast_router_unregistered_unlinks_total").increment(1);
+                link.close.notify_one();
+            }
+        }
+    }
+
     /// Nodes with members of `room`.
     pub fn nodes_with_room(&self, room: &str) -> Vec<String> {
         self.state().rooms.peers(room).iter().map(|node| node.to_string()).collect()
@@ -287,7 +324,8 @@ impl LinkHub {
         let mut state = self.state();
         state.next_generation += 1;
         let generation = state.next_generation;
-        state.nodes.insert(node.to_string(), NodeLink { frames, generation });
+        let link = NodeLink { frames, generation, close: Arc::new(Notify::new()), missing_since: None };
+        state.nodes.insert(node.to_string(), link);
         queued
     }
 }

@@ -7,7 +7,8 @@
 //! starting it again moves the room's epoch on each time, and the other
 //! router does not take up a stream it held before, so an old position is
 //! never taken for a complete one; who is in a room, with join
-//! and leave events, holds across nodes, also when a node is killed.
+//! and leave events, holds across nodes, also when a node is killed or
+//! frozen (its registration lapses, the routers close its links) and back.
 
 mod common;
 
@@ -482,5 +483,22 @@ fn presence_and_join_leave_events_span_nodes_and_a_killed_node_s_members_leave()
         let (_, body) = router_get(&cluster.routers[owner], &admin_presence);
         body["users"] == 2 && body["page"][0]["user"] == "bob" && body["page"][1]["user"] == "dave"
     });
+    assert_eq!(presence(&mut asker, ROOM, "", 10), (2, 2, remaining.clone(), String::new()));
+
+    // Node B frozen (SIGSTOP): its links stay open, but its registration
+    // lapses, so the routers close its links and its members leave.
+    let b = cluster.nodes[1].server.child.id() as i32;
+    assert_eq!(unsafe { libc::kill(b, libc::SIGSTOP) }, 0, "SIGSTOP node b");
+    eventually("a frozen node's members have left the owner's list", || {
+        router_get(&cluster.routers[owner], &admin_presence).1["users"] == 0
+    });
+    // Back (SIGCONT): it links again and its shards report their members.
+    assert_eq!(unsafe { libc::kill(b, libc::SIGCONT) }, 0, "SIGCONT node b");
+    eventually("the node's members are back in the owner's list", || {
+        router_get(&cluster.routers[owner], &admin_presence).1["users"] == 2
+    });
     assert_eq!(presence(&mut asker, ROOM, "", 10), (2, 2, remaining, String::new()));
+    let mut back: Vec<(String, bool)> = (0..2).map(|_| next_presence_event(&mut bob)).collect();
+    back.sort();
+    assert_eq!(back, vec![("bob".into(), true), ("dave".into(), true)], "members are told who is back");
 }

@@ -107,7 +107,9 @@ pub async fn keep_registered(tier: Arc<Tier>, mut info: RouterInfo) {
 }
 
 /// Lists the registered server nodes and pulls each one's health, every
-/// `health_pull_ms`; dispatch answers from the latest snapshot. While Redis
+/// `health_pull_ms`; dispatch answers from the latest snapshot. A linked
+/// node missing from the listing for a registration lifetime has its link
+/// closed (its host is gone without closing it). While Redis
 /// does not answer, the last nodes listed stay and their health is still
 /// pulled, so dispatch keeps sending clients to those that are healthy; the
 /// answer says `stale` and `corecast_dispatch_stale` is 1.
@@ -123,6 +125,8 @@ pub async fn watch_nodes(tier: Arc<Tier>) {
                     tracing::info!("server nodes listed from Redis again: dispatch is current");
                 }
                 tier.routes.saw_nodes(nodes.iter().map(|n| n.id.clone()));
+                let ids: Vec<String> = nodes.iter().map(|n| n.id.clone()).collect();
+                tier.hub.unlink_unregistered(&ids, Duration::from_millis(tier.config.registry_ttl_ms as u64));
                 known = nodes;
                 stale = false;
             }
