@@ -21,7 +21,7 @@ use common::cluster::{eventually, require_redis_server, Cluster, Node, RouterOpt
 use common::{token, Client, Push, Reply, ADMIN_KEY};
 use corecast_cluster::ownership::owner_of;
 use corecast_proto::{
-    position_epoch, position_offset, ClientRequest, PushKind, PUBLISH_EXCLUDE_SELF, PUBLISH_NO_REPLY,
+    position_epoch, position_offset, ClientRequest, ErrorCode, PushKind, PUBLISH_EXCLUDE_SELF, PUBLISH_NO_REPLY,
 };
 use serde_json::Value;
 
@@ -338,8 +338,22 @@ fn the_owner_router_killed_and_restarted_moves_the_epoch_on() {
         next_message(&mut watcher);
     }
 
+    // A JOIN whose catch-up the owner holds (frozen) when it is SIGKILLed
+    // fails at once with the lost link, and the connection is no member.
+    cluster.routers[owner].pause();
+    let asked = stream_requests(&cluster.nodes[0]);
+    let mut late = user_on(&cluster.nodes[0], "late");
+    let rid = late.send(0, &ClientRequest::Join { room: ROOM, since: 0 });
+    eventually("the late JOIN's catch-up went to the owner", || stream_requests(&cluster.nodes[0]) > asked);
     // SIGKILL the owner: the other router takes the room, with a new epoch.
     cluster.routers[owner].kill();
+    match late.recv() {
+        Reply::Error { rid: got, code, message } => {
+            assert_eq!((got, code), (rid, ErrorCode::Unavailable.as_u16()));
+            assert!(message.contains("link was lost"), "failed by the lost link, not a deadline: {message}");
+        }
+        other => panic!("expected ERROR unavailable for the JOIN, got {other:?}"),
+    }
     for node in &cluster.nodes {
         eventually("the node has lost its link to the killed router", || {
             node.server.metric_sum("corecast_uplink_routers") == 1.0
@@ -350,6 +364,15 @@ fn the_owner_router_killed_and_restarted_moves_the_epoch_on() {
     let second_epoch = position_epoch(during[0]);
     assert_ne!(second_epoch, first_epoch, "the new owner starts a new epoch");
     assert_eq!(during.iter().map(|&p| position_offset(p)).collect::<Vec<_>>(), vec![1, 2, 3, 4, 5]);
+
+    // The failed JOIN left no member behind: the room's members report
+    // themselves to the new owner, and "late" is not among them.
+    let mut asker = user_on(&cluster.nodes[1], "asker");
+    let members = entries(&[("publisher", 1), ("watcher", 1)]);
+    eventually("the new owner knows the members", || presence(&mut asker, ROOM, "", 10).2 == members);
+    // Its connection goes on at once: a new JOIN is answered next.
+    let (_, position, recovered) = join_since(&mut late, ROOM, 0);
+    assert!(!recovered && position_epoch(position) != first_epoch);
 
     // A member coming back with its old position is told it missed messages.
     let mut member = user_on(&cluster.nodes[1], "member");
@@ -383,6 +406,13 @@ fn the_owner_router_killed_and_restarted_moves_the_epoch_on() {
     let mut member = user_on(&cluster.nodes[0], "member");
     let (replayed, _, recovered) = join_since(&mut member, ROOM, during[4]);
     assert!(!recovered && replayed.is_empty(), "message 10 was missed: {replayed:?}");
+}
+
+/// `StreamRequest`s the node sent to a router (JOIN catch-ups and HISTORY).
+fn stream_requests(node: &Node) -> f64 {
+    let page = node.server.metrics();
+    let lines: Vec<&str> = page.lines().filter(|l| l.contains(r#"kind="stream_request""#)).collect();
+    common::sum_metric(&lines.join("\n"), "corecast_uplink_owner_frames_total")
 }
 
 /// `GET path` on a router's admin API: status and JSON body.
