@@ -133,7 +133,13 @@ impl ShardCore {
                 for id in conn_ids.iter().map(|id| id.to_native()).filter(|&id| shard_of(id) == shard) {
                     let Some(key) = self.live_key(id) else { continue };
                     if reply {
-                        // A reply goes regardless of the queue limit.
+                        // A reply goes regardless of the queue limit; an
+                        // ERROR for a JOIN still waiting for its catch-up
+                        // (no router took the request) ends that wait.
+                        if let Some(room) = self.catch_up_answered_by(id, &push) {
+                            self.on_stream_reply(&room, id, push.clone(), true);
+                            continue;
+                        }
                         self.reply(id, push.clone());
                         continue;
                     }

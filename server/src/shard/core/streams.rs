@@ -278,6 +278,20 @@ impl ShardCore {
         self.resume_after_join(pending.key as usize, id);
     }
 
+    /// The room of the JOIN waiting for its catch-up that `frames` (a reply
+    /// for connection `id`) answers, by the reply's rid.
+    pub(super) fn catch_up_answered_by(&self, id: u64, frames: &[u8]) -> Option<Rc<str>> {
+        if self.pending_joins.is_empty() || frames.len() < corecast_proto::HEADER_LEN {
+            return None;
+        }
+        let rid = u32::from_be_bytes([frames[8], frames[9], frames[10], frames[11]]);
+        let (key, generation) = key_of(id);
+        self.pending_joins
+            .iter()
+            .find(|p| p.requested && p.key == key && p.generation == generation && p.rid == rid)
+            .map(|p| p.room.clone())
+    }
+
     /// Fails JOINs whose owner did not answer in time.
     pub(super) fn expire_pending_joins(&mut self) {
         let now = self.now_tick;

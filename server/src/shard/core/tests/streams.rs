@@ -10,7 +10,7 @@ use corecast_proto::{encode_client, encode_server, ClientRequest, ErrorCode, Pus
 use super::{config, Got, Harness};
 use crate::config::Config;
 use crate::shard::core::streams::owner_shard;
-use crate::shard::inbox::ShardCommand;
+use crate::shard::inbox::{CoreCommand, ShardCommand};
 
 fn with_history() -> Config {
     let rule = RoomRule {
@@ -137,4 +137,35 @@ fn an_owner_that_never_answers_fails_the_join_after_a_bounded_time() {
     encode_server(join, 0, &ServerMessage::Joined { room: &room, position: 1, recovered: false }, &mut frames).unwrap();
     frame_from_owner(&mut h, InternalFrame::StreamReply { room: room.clone(), conn_id: id, frames, join: true });
     assert_eq!(h.written(id), vec![]);
+}
+
+#[test]
+fn in_a_cluster_an_unavailable_answer_ends_the_wait_and_the_membership() {
+    let config = Config { redis_url: Some("redis://127.0.0.1:1/".into()), ..with_history() };
+    let mut h = Harness::new(1, config);
+    let id = h.user("u");
+    let join = h.send(id, &ClientRequest::Join { room: "live-c", since: 0 });
+    let ping = h.send(id, &ClientRequest::Ping);
+    // The uplink acknowledges the room for the routers, then takes the
+    // catch-up request for the owner router.
+    let ack = h.core_inbox.try_iter().find_map(|c| match c {
+        CoreCommand::RoomInterest { ack: Some(ack), .. } => Some(ack),
+        _ => None,
+    });
+    ack.expect("the uplink is told").send();
+    let acked = h.inboxes[0].try_recv().unwrap();
+    let now = h.now();
+    h.core.on_command(now, acked);
+    h.core.end_round();
+    assert!(h.core_inbox.try_iter().any(|c| matches!(c, CoreCommand::ToOwner(_))), "asked the owner router");
+    // No router took it: the uplink answers ERROR unavailable for the JOIN.
+    let mut frames = Vec::new();
+    let error = ServerMessage::Error { code: ErrorCode::Unavailable.as_u16(), message: "no router" };
+    encode_server(join, 0, &error, &mut frames).unwrap();
+    frame_from_owner(&mut h, InternalFrame::ConnFrames { conn_ids: vec![id], frames, reply: true });
+    assert_eq!(h.written(id), vec![Got::Error(join, ErrorCode::Unavailable.as_u16()), Got::Pong(ping)]);
+    let publish = h.send(id, &ClientRequest::Publish { room: "live-c", payload: b"x" });
+    assert_eq!(h.written(id), vec![Got::Error(publish, ErrorCode::Forbidden.as_u16())], "not a member");
+    h.advance(super::super::streams::CATCH_UP_WAIT_MS + 200);
+    assert_eq!(h.written(id), vec![], "no second answer when the wait would have ended");
 }
