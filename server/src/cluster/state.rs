@@ -41,23 +41,9 @@ struct State {
     rooms: Interest<u16>,
     /// First-member announcements waiting for the routers.
     announcements: Announcements<InterestAck>,
-    /// Requests waiting for an answer, by (conn id, rid).
-    pending: FxHashMap<(u64, u32), Pending>,
-}
-
-/// A request waiting for its router's answer.
-struct Pending {
-    /// The router it went to.
-    router: String,
-    /// For a JOIN's catch-up, its room: its failure must reach the shard
-    /// as a stream reply, so the connection leaves the room it joined.
-    join_room: Option<String>,
-}
-
-impl Pending {
-    fn to(router: String) -> Pending {
-        Pending { router, join_room: None }
-    }
+    /// Requests waiting for an answer (by conn id and rid): the router
+    /// each went to.
+    pending: FxHashMap<(u64, u32), String>,
 }
 
 /// The node's uplink to the router tier.
@@ -167,16 +153,15 @@ impl Uplink {
                 state.routers.remove(router);
             }
             metrics::gauge!("corecast_uplink_routers").set(state.routers.len() as f64);
-            let keys: Vec<(u64, u32)> =
-                state.pending.iter().filter(|(_, p)| p.router == router).map(|(key, _)| *key).collect();
-            let failed: Vec<((u64, u32), Option<String>)> = keys
-                .into_iter()
-                .filter_map(|key| state.pending.remove(&key).map(|pending| (key, pending.join_room)))
-                .collect();
+            let failed: Vec<(u64, u32)> =
+                state.pending.iter().filter(|(_, r)| r.as_str() == router).map(|(key, _)| *key).collect();
+            for key in &failed {
+                state.pending.remove(key);
+            }
             (removed, failed)
         };
-        for ((conn_id, rid), join_room) in failed {
-            self.reply_unavailable(conn_id, rid, join_room.as_deref(), "the router link was lost; retry");
+        for (conn_id, rid) in failed {
+            self.reply_unavailable(conn_id, rid, "the router link was lost; retry");
         }
         if removed {
             self.ask_presence_reports();
@@ -193,7 +178,7 @@ impl Uplink {
                 Some(owner) => {
                     let ok = state.routers.get(&owner).is_some_and(|peer| peer.frames.try_send(frame).is_ok());
                     if ok {
-                        state.pending.insert((conn_id, rid), Pending::to(owner));
+                        state.pending.insert((conn_id, rid), owner);
                     }
                     ok
                 }
@@ -201,7 +186,7 @@ impl Uplink {
             }
         };
         if !sent {
-            self.reply_unavailable(conn_id, rid, None, "no router is reachable; retry");
+            self.reply_unavailable(conn_id, rid, "no router is reachable; retry");
         }
     }
 
@@ -222,19 +207,16 @@ impl Uplink {
     /// HISTORY, PRESENCE) is answered `unavailable` when no router takes
     /// it, and remembered until answered so a lost link answers it too.
     pub fn to_owner(&self, frame: InternalFrameBytes) {
-        let (room, address, join) = match frame.archived() {
+        let (room, address) = match frame.archived() {
             ArchivedInternalFrame::RoomPublish { room, .. }
             | ArchivedInternalFrame::RoomPresence { room, .. }
-            | ArchivedInternalFrame::RoomPresenceSnapshot { room, .. } => (room.as_str(), None, false),
-            ArchivedInternalFrame::StreamRequest { room, conn_id, rid, join, .. } => {
-                (room.as_str(), Some((conn_id.to_native(), rid.to_native())), *join)
-            }
-            ArchivedInternalFrame::PresenceQuery { room, conn_id, rid, .. } => {
-                (room.as_str(), Some((conn_id.to_native(), rid.to_native())), false)
+            | ArchivedInternalFrame::RoomPresenceSnapshot { room, .. } => (room.as_str(), None),
+            ArchivedInternalFrame::StreamRequest { room, conn_id, rid, .. }
+            | ArchivedInternalFrame::PresenceQuery { room, conn_id, rid, .. } => {
+                (room.as_str(), Some((conn_id.to_native(), rid.to_native())))
             }
             _ => return,
         };
-        let join_room = join.then(|| room.to_string());
         let sent = {
             let mut state = self.state();
             let routers: Vec<&String> = state.routers.keys().collect();
@@ -242,7 +224,7 @@ impl Uplink {
                 Some(owner) => {
                     let ok = state.routers.get(&owner).is_some_and(|peer| peer.frames.try_send(frame.clone()).is_ok());
                     if let (true, Some(address)) = (ok, address) {
-                        state.pending.insert(address, Pending { router: owner, join_room: join_room.clone() });
+                        state.pending.insert(address, owner);
                     }
                     ok
                 }
@@ -253,7 +235,7 @@ impl Uplink {
         metrics::counter!("corecast_uplink_owner_frames_total", "kind" => frame.archived().kind(), "result" => result)
             .increment(1);
         if let (false, Some((conn_id, rid))) = (sent, address) {
-            self.reply_unavailable(conn_id, rid, join_room.as_deref(), "no router is reachable; retry");
+            self.reply_unavailable(conn_id, rid, "no router is reachable; retry");
         }
     }
 
@@ -408,19 +390,16 @@ impl Uplink {
         }
     }
 
-    /// Answers request `(conn_id, rid)` with `unavailable`; a JOIN's
-    /// catch-up (`join_room`) as a stream reply, so the shard takes the
-    /// connection out of the room again.
-    fn reply_unavailable(&self, conn_id: u64, rid: u32, join_room: Option<&str>, message: &str) {
+    /// Answers request `(conn_id, rid)` with `unavailable` (a JOIN whose
+    /// catch-up it answers leaves the room again on its shard).
+    fn reply_unavailable(&self, conn_id: u64, rid: u32, message: &str) {
         metrics::counter!("corecast_uplink_unavailable_total").increment(1);
         let mut frames = Vec::new();
         let error = ServerMessage::Error { code: ErrorCode::Unavailable.as_u16(), message };
         if encode_server(rid, 0, &error, &mut frames).is_ok() {
-            let frame = match join_room {
-                Some(room) => InternalFrame::StreamReply { room: room.to_string(), conn_id, frames, join: true },
-                None => InternalFrame::ConnFrames { conn_ids: vec![conn_id], frames, reply: true },
-            };
-            self.mesh.deliver(&InternalFrameBytes::encode(&frame), |_| 0);
+            let frame =
+                InternalFrameBytes::encode(&InternalFrame::ConnFrames { conn_ids: vec![conn_id], frames, reply: true });
+            self.mesh.deliver(&frame, |_| 0);
         }
     }
 }
