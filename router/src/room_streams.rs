@@ -22,7 +22,7 @@
 //! another router owns in the new view (see `tier::Tier::set_routers`); a
 //! room that comes back starts a new epoch.
 
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, Once};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use corecast_cluster::room_stream::{OwnerOutput, PresencePage, RoomPolicy, StreamOwner};
@@ -160,8 +160,13 @@ impl LinkHub {
     fn refuse(&self, node: &str, frame: &ArchivedInternalFrame) {
         let ArchivedInternalFrame::StreamRequest { room, conn_id, rid, join, .. } = frame else {
             if let ArchivedInternalFrame::RoomPublish { room, .. } = frame {
-                tracing::warn!(%room, %node, "a message for a room this router keeps no history of was dropped: \
-                     nodes and routers need the same [[rooms]] rules");
+                // Once per run: a mismatch refuses every such message.
+                static WARNED: Once = Once::new();
+                WARNED.call_once(|| {
+                    tracing::warn!(%room, %node, "a message for a room this router keeps no history of was dropped: \
+                         nodes and routers need the same [[rooms]] rules (counted in \
+                         corecast_router_room_publishes_refused_total)");
+                });
                 metrics::counter!("corecast_router_room_publishes_refused_total").increment(1);
             }
             return;
