@@ -18,13 +18,18 @@
 //!
 //! A stream must never be taken up again after another owner had the room:
 //! a member away meanwhile would recover from it with a silent gap. So when
-//! the router's view of the live routers changes, it forgets the rooms
-//! another router owns in the new view (see `tier::Tier::set_routers`); a
-//! room that comes back starts a new epoch.
+//! the router's view of the live routers (the registry's) changes, it
+//! forgets the rooms another router owns in the new view; a room that comes
+//! back starts a new epoch. The view also says when a node's snapshot of
+//! its members reaches a router that does not own the room (the node is
+//! linked to some routers only, or the owner just died): that router takes
+//! the members in silently, since none of them joined; the owner's events
+//! are the ones members get.
 
 use std::sync::{Arc, Mutex, MutexGuard, Once};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use corecast_cluster::ownership::owner_of;
 use corecast_cluster::room_stream::{OwnerOutput, PresencePage, RoomPolicy, StreamOwner};
 use corecast_proto::internal::{ArchivedInternalFrame, InternalFrame, InternalFrameBytes};
 use corecast_proto::{encode_server, ErrorCode, ServerMessage};
@@ -44,6 +49,15 @@ struct Owner {
     streams: StreamOwner<Arc<str>>,
     /// Evictions already added to the metric.
     evictions_counted: u64,
+    /// This router's id.
+    me: String,
+    /// The live routers as the registry shows them (this one included).
+    routers: Vec<String>,
+}
+
+/// Whether router `me` owns `room` among `routers`.
+fn owned_by(me: &str, routers: &[String], room: &str) -> bool {
+    owner_of(room, routers).is_none_or(|owner| owner == me)
 }
 
 impl Owner {
@@ -58,10 +72,12 @@ impl Owner {
 
 impl RoomStreams {
     /// Streams for the rooms `policy` gives history or presence, holding
-    /// at most `budget_bytes` of history.
-    pub fn new(policy: RoomPolicy, budget_bytes: usize) -> RoomStreams {
+    /// at most `budget_bytes` of history, on router `me` (alone until told
+    /// of others).
+    pub fn new(policy: RoomPolicy, budget_bytes: usize, me: &str) -> RoomStreams {
         let streams = StreamOwner::new(policy, budget_bytes);
-        RoomStreams { owner: Mutex::new(Owner { streams, evictions_counted: 0 }) }
+        let owner = Owner { streams, evictions_counted: 0, me: me.to_string(), routers: vec![me.to_string()] };
+        RoomStreams { owner: Mutex::new(owner) }
     }
 
     fn lock(&self) -> MutexGuard<'_, Owner> {
@@ -74,15 +90,27 @@ impl RoomStreams {
         self.lock().streams.policy().options_for(room).is_some_and(|o| o.has_stream())
     }
 
-    /// Forgets the history and presence of every room `owns` says another
-    /// router owns now; with `histories_only`, their histories only.
-    pub fn forget_rooms_owned_elsewhere(&self, owns: impl Fn(&str) -> bool, histories_only: bool) {
-        let mut owner = self.lock();
-        if histories_only {
-            owner.streams.forget_histories(owns);
-        } else {
-            owner.streams.forget_rooms(owns);
-        }
+    /// Takes a newer view of the live routers, and forgets the history and
+    /// presence of the rooms another router owns in it.
+    pub fn set_routers(&self, routers: Vec<String>) {
+        let owner = &mut *self.lock();
+        owner.routers = routers;
+        let (me, routers) = (&owner.me, &owner.routers);
+        owner.streams.forget_rooms(|room| owned_by(me, routers, room));
+    }
+
+    /// Forgets the histories of rooms another router owns in the current
+    /// view (started here by nodes that moved a room late).
+    pub fn forget_histories_owned_elsewhere(&self) {
+        let owner = &mut *self.lock();
+        let (me, routers) = (&owner.me, &owner.routers);
+        owner.streams.forget_histories(|room| owned_by(me, routers, room));
+    }
+
+    /// The router that owns `room` in the current view of the routers.
+    pub fn owner_of(&self, room: &str) -> String {
+        let owner = self.lock();
+        owner_of(room, &owner.routers).unwrap_or(&owner.me).to_string()
     }
 
     /// A page of `room`'s presence; `None` when the room keeps none.
@@ -110,17 +138,19 @@ impl LinkHub {
         let mut owner = self.streams.lock();
         let outputs = owner.streams.handle(archived, node, now_ms());
         owner.count_evictions();
-        match outputs {
-            Some(outputs) => {
-                let except_conn = match archived {
-                    ArchivedInternalFrame::RoomPublish { except_conn, .. } => except_conn.to_native(),
-                    _ => 0,
-                };
-                for output in outputs {
-                    self.send_output(output, node, except_conn);
-                }
+        let Some(outputs) = outputs else { return self.refuse(node, archived) };
+        let except_conn = match archived {
+            ArchivedInternalFrame::RoomPublish { except_conn, .. } => except_conn.to_native(),
+            ArchivedInternalFrame::RoomPresenceSnapshot { room, .. }
+                if !owned_by(&owner.me, &owner.routers, room.as_str()) =>
+            {
+                // Members taken in here, not joining: no events.
+                return;
             }
-            None => self.refuse(node, archived),
+            _ => 0,
+        };
+        for output in outputs {
+            self.send_output(output, node, except_conn);
         }
         drop(owner);
     }
@@ -236,7 +266,7 @@ mod tests {
             presence: true,
             join_leave_events: true,
         };
-        let streams = RoomStreams::new(RoomPolicy::new(&[rule]).unwrap(), 1 << 20);
+        let streams = RoomStreams::new(RoomPolicy::new(&[rule]).unwrap(), 1 << 20, "r1");
         LinkHub::new("key".into(), None, streams)
     }
 
@@ -331,6 +361,34 @@ mod tests {
         assert_eq!(got.len(), 1);
         assert_eq!(got[0].0, "stream_reply");
         assert!(got[0].2[0].contains("code: 5001"), "{got:?}");
+    }
+
+    /// A `live-` room that router `router` owns among r1 and r2.
+    fn room_owned_by(router: &str) -> String {
+        let routers = ["r1".to_string(), "r2".to_string()];
+        (0..).map(|i| format!("live-{i}")).find(|room| owner_of(room, &routers) == Some(router)).unwrap()
+    }
+
+    #[test]
+    fn a_snapshot_at_a_router_that_does_not_own_the_room_makes_no_events() {
+        let hub = hub();
+        let n1 = hub.link_for_test("n1");
+        hub.streams().set_routers(vec!["r1".into(), "r2".into()]);
+        let snapshot = |room: &str| InternalFrame::RoomPresenceSnapshot {
+            room: room.into(),
+            shard: 0,
+            users: vec!["bob".into()],
+        };
+        let (mine, theirs) = (room_owned_by("r1"), room_owned_by("r2"));
+        for room in [&mine, &theirs] {
+            hub.set_interest(room, "n1", true);
+            send(&hub, "n1", snapshot(room));
+            assert_eq!(hub.streams().presence_page(room, "", 10).unwrap().users, 1, "{room} takes bob in");
+        }
+        assert_eq!(drain(&n1), vec![("room_push", 0, vec!["bob:1".to_string()])], "only {mine}'s event");
+        // A newer view of the routers: what r2 owns is forgotten.
+        hub.streams().set_routers(vec!["r1".into(), "r2".into(), "r3".into()]);
+        assert_eq!(hub.streams().presence_page(&theirs, "", 10).unwrap().users, 0);
     }
 
     #[test]

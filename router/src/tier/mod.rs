@@ -29,7 +29,7 @@ use crate::room_streams::RoomStreams;
 use crate::{node_http, CoreConfig, RouterCore};
 use config::{RouterConfig, StoreChoice};
 use corecast_cluster::dispatch::DispatchAnswer;
-use corecast_cluster::ownership::{owner_of, Ownership};
+use corecast_cluster::ownership::Ownership;
 use corecast_cluster::registry::redis::Registry;
 use corecast_cluster::registry::{NodeInfo, RouterInfo, KEY_PREFIX};
 pub use routes::RedisRoutes;
@@ -55,8 +55,6 @@ pub struct Tier {
     /// HTTP client for the nodes' admin API.
     pub http: reqwest::Client,
     nodes: Mutex<NodeView>,
-    /// The live routers as the registry shows them (this one included).
-    routers: Mutex<Vec<String>>,
 }
 
 /// The server nodes as last read from Redis, their latest health pulls,
@@ -89,28 +87,21 @@ impl Tier {
     /// when their links change, which can lag this view by a discovery
     /// poll: a stream started here meanwhile for a room owned elsewhere is
     /// dropped once more a registration lifetime later.
-    fn set_routers(self: &Arc<Self>, routers: Vec<String>) {
-        self.forget_rooms_owned_elsewhere(&routers, false);
-        *corecast_proto::sync::lock(&self.routers) = routers;
-        let tier = self.clone();
+    fn set_routers(&self, routers: Vec<String>) {
+        self.hub.streams().set_routers(routers);
+        let hub = self.hub.clone();
+        let later = Duration::from_millis(self.config.registry_ttl_ms as u64);
         tokio::spawn(async move {
-            tokio::time::sleep(Duration::from_millis(tier.config.registry_ttl_ms as u64)).await;
-            let routers = corecast_proto::sync::lock(&tier.routers).clone();
-            tier.forget_rooms_owned_elsewhere(&routers, true);
+            tokio::time::sleep(later).await;
+            hub.streams().forget_histories_owned_elsewhere();
         });
-    }
-
-    fn forget_rooms_owned_elsewhere(&self, routers: &[String], histories_only: bool) {
-        let owns = |room: &str| owner_of(room, routers).is_none_or(|owner| owner == self.id);
-        self.hub.streams().forget_rooms_owned_elsewhere(owns, histories_only);
     }
 
     /// The router that owns `room` among the live routers as the registry
     /// shows them: the one the nodes pick while their links to all of them
     /// are up.
     pub fn room_owner(&self, room: &str) -> String {
-        let routers = corecast_proto::sync::lock(&self.routers);
-        owner_of(room, &routers).unwrap_or(&self.id).to_string()
+        self.hub.streams().owner_of(room)
     }
 
     /// The registered server nodes.
@@ -193,7 +184,7 @@ pub async fn run(config: RouterConfig, admin_key: String, prometheus: Prometheus
         _ => None,
     };
     let budget = usize::try_from(config.room_history_budget_bytes).unwrap_or(usize::MAX);
-    let streams = RoomStreams::new(config.room_policy(), budget);
+    let streams = RoomStreams::new(config.room_policy(), budget, &id);
     let hub = Arc::new(LinkHub::new(admin_key.clone(), link_tls, streams));
     let core_config = CoreConfig {
         small_group_limit: config.small_group_limit,
@@ -232,7 +223,6 @@ pub async fn run(config: RouterConfig, admin_key: String, prometheus: Prometheus
         prometheus,
         http: admin_http,
         nodes: Mutex::new(NodeView { nodes: Vec::new(), health: HealthBoard::new(health_http), stale: false }),
-        routers: Mutex::new(vec![id.clone()]),
     });
     let link_tls = tier.config.link_tls_cert_file.is_some();
     tracing::info!(router = %id, link = %info.link_addr, link_tls, http = %info.http_addr, "router starting");
