@@ -31,6 +31,10 @@ pub enum Command {
     /// M rooms x K members, P publishers at rate R: deliveries per second,
     /// end-to-end latency, loss, deliveries per server CPU-second.
     Fanout(FanoutArgs),
+    /// One stream room of K members and a publisher that keeps publishing;
+    /// every member drops at once and rejoins from its last position: time
+    /// until all have caught up, and that nothing was lost or repeated.
+    RecoveryStorm(RecoveryStormArgs),
     /// N connections, one admin broadcast: time until the last has it.
     Broadcast(BroadcastArgs),
     /// User-to-user and group chat: SENT latency, stored messages per second, delivery latency.
@@ -212,6 +216,43 @@ pub struct FanoutArgs {
     /// Most seconds to wait for stragglers after publishing stops (ends as
     /// soon as every expected delivery arrived).
     #[arg(long, default_value_t = 2.0)]
+    pub drain_s: f64,
+    /// Stream rooms (corecast): the rooms are named `live-bench-room-N` and
+    /// the server must have a `[[rooms]]` rule with history for them
+    /// (`pattern = "live-*"`, `history_size` > 0). JOIN must be answered
+    /// JOINED, and every member checks that the PUSH positions it gets grow
+    /// by exactly one; any gap, duplicate or loss fails the run.
+    #[arg(long)]
+    pub history: bool,
+    #[command(flatten)]
+    pub common: Common,
+}
+
+/// `recovery-storm` options: one stream room (`live-bench-room-0`; the
+/// server needs a `[[rooms]]` rule with history for `live-*`, large enough
+/// for what is published while the members are away, and admission limits
+/// that let every member back at once).
+#[derive(Args, Clone)]
+pub struct RecoveryStormArgs {
+    /// Members of the room; every one of them drops and rejoins.
+    #[arg(long, default_value_t = 10_000)]
+    pub members: usize,
+    /// Messages per second the room's one publisher publishes throughout.
+    #[arg(long, default_value = "20")]
+    pub rate: Rate,
+    /// Payload bytes (at least 24: the stamp).
+    #[arg(long, default_value_t = 100)]
+    pub payload: usize,
+    /// Seconds of publishing before the members drop.
+    #[arg(long, default_value_t = 3.0)]
+    pub before_s: f64,
+    /// Seconds of publishing after the drop; every member must have caught
+    /// up before it ends.
+    #[arg(long, default_value_t = 15.0)]
+    pub after_s: f64,
+    /// Most seconds to wait for stragglers after publishing stops (ends as
+    /// soon as every expected delivery arrived).
+    #[arg(long, default_value_t = 5.0)]
     pub drain_s: f64,
     #[command(flatten)]
     pub common: Common,

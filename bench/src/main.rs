@@ -26,6 +26,7 @@ mod probe;
 mod progress;
 mod report;
 mod scenario;
+mod stream;
 mod summary;
 mod target;
 mod token;
@@ -94,6 +95,7 @@ fn main() -> ExitCode {
         }
         Command::Connect(args) => one(scenario::connect::run(&args), &args.common),
         Command::Fanout(args) => one(scenario::fanout::run(&args), &args.common),
+        Command::RecoveryStorm(args) => one(scenario::recovery::run(&args), &args.common),
         Command::Broadcast(args) => one(scenario::broadcast::run(&args), &args.common),
         Command::Chat(args) => one(scenario::chat::run(&args), &args.common),
         Command::C1m(args) => match scenario::c1m::run(&args) {

@@ -7,13 +7,15 @@
 //! globally: with `rooms > 0`, numbers below `publishers` are publishers
 //! (publisher `p` publishes to room `p % rooms`), the rest are members
 //! (member `m` joins room `m % rooms`); with `rooms == 0` every connection
-//! just stays connected.
+//! just stays connected. With `history` the rooms are stream rooms: every
+//! member checks the stream positions it gets ([`crate::stream`]).
 
 use std::collections::BTreeMap;
 use std::net::{Ipv4Addr, SocketAddr};
 
 use serde::{Deserialize, Serialize};
 
+use crate::stream::StreamCounts;
 use crate::target::Target;
 
 /// Everything one worker process needs to run its share.
@@ -47,6 +49,10 @@ pub struct WorkerPlan {
     pub payload_len: usize,
     /// Messages per second per publisher; `None` = as fast as the socket takes them.
     pub rate: Option<f64>,
+    /// The rooms have a stream (corecast history): JOIN must be answered
+    /// JOINED, and members check that positions grow by one.
+    #[serde(default)]
+    pub history: bool,
     /// New connections per second for this worker; `None` = as fast as possible.
     pub connect_rate: Option<f64>,
     /// Connections of this worker that may be connecting at once.
@@ -119,6 +125,13 @@ pub enum Command {
     },
     /// Record the first broadcast each connection receives from now on.
     Watch,
+    /// Recovery storm: at `at_ns` (monotonic) every member that is set up
+    /// closes its connection and reconnects at once, joining again with
+    /// `since` = the last stream position it saw.
+    Storm {
+        /// When the members drop.
+        at_ns: u64,
+    },
     /// Close every connection, report the result and exit.
     Stop,
 }
@@ -160,6 +173,12 @@ pub struct Progress {
     pub sent_in_window_per_room: Vec<u64>,
     /// This worker has nothing more to publish.
     pub publish_done: bool,
+    /// Recovery storm: members whose rejoin was answered JOINED.
+    #[serde(default)]
+    pub rejoined: u64,
+    /// Recovery storm: members that caught up after their rejoin.
+    #[serde(default)]
+    pub caught_up: u64,
 }
 
 impl Progress {
@@ -178,6 +197,8 @@ impl Progress {
             *sum += n;
         }
         self.publish_done &= other.publish_done;
+        self.rejoined += other.rejoined;
+        self.caught_up += other.caught_up;
     }
 
     /// The sum over workers (`publish_done` only when every worker is done).
@@ -247,6 +268,15 @@ pub struct WorkerResult {
     pub broadcast_received: u64,
     /// When the last of them received it (monotonic ns).
     pub broadcast_last_ns: u64,
+    /// Stream positions checked by members, and the recovery storm's rejoins.
+    #[serde(default)]
+    pub stream: StreamCounts,
+    /// Recovery storm: drop to JOINED, per rejoined member, buckets (ns, count).
+    #[serde(default)]
+    pub rejoin_latency: Vec<(u64, u64)>,
+    /// Recovery storm: drop to caught up, per member, buckets (ns, count).
+    #[serde(default)]
+    pub catch_up_latency: Vec<(u64, u64)>,
 }
 
 #[cfg(test)]
@@ -268,6 +298,7 @@ mod tests {
             rooms,
             payload_len: 100,
             rate: Some(1.0),
+            history: false,
             connect_rate: None,
             connect_concurrency: 10,
             connect_timeout_ms: 1000,
@@ -301,9 +332,9 @@ mod tests {
             publish_done: true,
             ..Default::default()
         };
-        let b = Progress { ready: 5, received_in_window: 7, publish_done: true, ..Default::default() };
+        let b = Progress { ready: 5, received_in_window: 7, publish_done: true, caught_up: 4, ..Default::default() };
         let sum = Progress::sum([&a, &b]);
-        assert_eq!((sum.ready, sum.dropped, sum.received_in_window), (7, 1, 7));
+        assert_eq!((sum.ready, sum.dropped, sum.received_in_window, sum.caught_up), (7, 1, 7, 4));
         assert!(sum.publish_done);
         assert_eq!(sum.expected_in_window(&[10, 100]), 130);
         let c = Progress { publish_done: false, ..Default::default() };
@@ -316,5 +347,7 @@ mod tests {
         let line = serde_json::to_string(&Command::Stop).unwrap();
         assert_eq!(line, r#"{"cmd":"stop"}"#);
         assert!(matches!(serde_json::from_str(&line).unwrap(), Command::Stop));
+        let line = serde_json::to_string(&Command::Storm { at_ns: 5 }).unwrap();
+        assert_eq!(line, r#"{"cmd":"storm","at_ns":5}"#);
     }
 }

@@ -89,6 +89,31 @@ pub struct Summary {
     pub stored_per_s: Option<f64>,
     /// Broadcast: time from the admin call to the last connection having it.
     pub time_to_last_ms: Option<f64>,
+    /// Stream rooms: offsets skipped between the positions members saw.
+    pub position_gaps: Option<u64>,
+    /// Stream rooms: positions a member saw again or out of order.
+    pub position_duplicates: Option<u64>,
+    /// Stream rooms: times a member saw its room's epoch change.
+    pub epoch_changes: Option<u64>,
+    /// Stream rooms: PUSH frames or JOINED replies without a position.
+    pub unpositioned: Option<u64>,
+    /// Recovery storm: members that dropped their connections at once.
+    pub storm_members: Option<u64>,
+    /// Recovery storm: members whose rejoin was answered JOINED.
+    pub rejoined: Option<u64>,
+    /// Recovery storm: rejoins the server recovered (`recovered = 1`).
+    pub recovered: Option<u64>,
+    /// Recovery storm: messages replayed to rejoining members before their JOINED.
+    pub replayed: Option<u64>,
+    /// Recovery storm: members that caught up (recovered, then received,
+    /// with no gap, a message published after their JOINED arrived).
+    pub caught_up: Option<u64>,
+    /// Recovery storm: drop to JOINED, per member.
+    pub rejoin_latency_us: Option<Percentiles>,
+    /// Recovery storm: drop to caught up, per member.
+    pub catch_up_latency_us: Option<Percentiles>,
+    /// Recovery storm: drop until the last member caught up.
+    pub time_to_all_caught_up_ms: Option<f64>,
     /// Hold: connections held when memory was sampled (set up and not lost).
     pub held: Option<u64>,
     /// Hold: the nodes' whole resident memory over the connections held
@@ -186,6 +211,22 @@ impl Summary {
                 ("server drops", num(self.server_drops)),
                 ("server errors", reasons(&self.server_errors)),
                 ("time to last ms", num(self.time_to_last_ms)),
+            ]);
+        }
+        if self.position_gaps.is_some() {
+            let positions = [self.position_gaps, self.position_duplicates, self.epoch_changes, self.unpositioned];
+            let positions: Vec<String> = positions.into_iter().map(opt).collect();
+            rows.push(("positions gap/dup/epoch/none", positions.join(" / ")));
+        }
+        if self.storm_members.is_some() {
+            rows.extend([
+                ("storm members", opt(self.storm_members)),
+                ("rejoined / recovered", format!("{} / {}", opt(self.rejoined), opt(self.recovered))),
+                ("replayed", opt(self.replayed)),
+                ("caught up", opt(self.caught_up)),
+                ("drop to JOINED us", lat(self.rejoin_latency_us)),
+                ("drop to caught up us", lat(self.catch_up_latency_us)),
+                ("all caught up after ms", num(self.time_to_all_caught_up_ms)),
             ]);
         }
         if self.held.is_some() {

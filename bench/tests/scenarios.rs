@@ -52,9 +52,15 @@ impl Server {
 
     /// Starts a server with extra command-line arguments.
     fn start_with(extra: &[&str]) -> Server {
+        Server::start_configured(extra, None)
+    }
+
+    /// Starts a server with extra command-line arguments and, if given, a
+    /// TOML configuration file with this text (written in its directory).
+    fn start_configured(extra: &[&str], config: Option<&str>) -> Server {
         const ATTEMPTS: usize = 3;
         for attempt in 1..=ATTEMPTS {
-            let mut server = Server::spawn(extra);
+            let mut server = Server::spawn(extra, config);
             let Err(status) = server.wait_listening() else { return server };
             let log = std::fs::read_to_string(server.dir.join(SERVER_LOG)).unwrap_or_default();
             if !ports::port_was_taken(&log) || attempt == ATTEMPTS {
@@ -64,7 +70,7 @@ impl Server {
         unreachable!("the last attempt returns or panics")
     }
 
-    fn spawn(extra: &[&str]) -> Server {
+    fn spawn(extra: &[&str], config: Option<&str>) -> Server {
         static NEXT: AtomicUsize = AtomicUsize::new(0);
         let dir = std::env::temp_dir().join(format!(
             "corecast-bench-test-{}-{}",
@@ -73,6 +79,13 @@ impl Server {
         ));
         std::fs::create_dir_all(&dir).expect("create the server's directory");
         let log = std::fs::File::create(dir.join(SERVER_LOG)).expect("create the server's log");
+        let config_args = match config {
+            Some(text) => {
+                std::fs::write(dir.join("server.toml"), text).expect("write the server's config");
+                vec!["--config", "server.toml"]
+            }
+            None => Vec::new(),
+        };
         let at = |port: u16| SocketAddr::from(([127, 0, 0, 1], port));
         let [addr, control, ws, web] = [(); 4].map(|()| at(ports::free_port()));
         let child = Command::new(server_binary())
@@ -80,6 +93,7 @@ impl Server {
             .args(["--listen", &addr.to_string(), "--control-listen", &control.to_string(), "--shards", "2"])
             .args(["--ws-listen", &ws.to_string(), "--web-listen", &web.to_string()])
             .args(extra)
+            .args(config_args)
             .env("CORECAST_JWT_SECRET", JWT_SECRET)
             .env("CORECAST_ADMIN_KEY", ADMIN_KEY)
             .env("RUST_LOG", "warn")
@@ -230,6 +244,66 @@ fn fanout_over_websocket_delivers_every_message() {
     assert_eq!(json["received"].as_u64(), Some(expected), "{json}");
     assert_eq!(json["lost"].as_u64(), Some(0), "{json}");
     assert_eq!(expected, json["published"].as_u64().unwrap() * 50, "{json}");
+}
+
+/// A server whose `live-*` rooms keep a history of 1,000 messages, with
+/// admission limits off so a recovery storm is not refused.
+fn stream_server() -> Server {
+    let config = "connect_rate_per_source = 0\nconnect_rate_total = 0\nauth_rate_per_sec = 0\n\n\
+                  [[rooms]]\npattern = \"live-*\"\nhistory_size = 1000\n";
+    Server::start_configured(&[], Some(config))
+}
+
+fn assert_positions_in_line(json: &Value) {
+    for key in ["position_gaps", "position_duplicates", "epoch_changes", "unpositioned", "seq_gaps", "duplicates"] {
+        assert_eq!(json[key].as_u64(), Some(0), "{key} in {json}");
+    }
+    assert_eq!(json["problems"], serde_json::json!([]), "{json}");
+}
+
+#[test]
+fn fanout_with_history_checks_every_position() {
+    let server = stream_server();
+    let args = ["--history", "--rooms", "3", "--members", "100", "--publishers", "3", "--rate", "20"];
+    let json = server
+        .bench_json("fanout", &[&args[..], &["--warmup-s", "0.5", "--duration-s", "2", "--drain-s", "1"]].concat());
+    assert_common(&json, "fanout", 303);
+    let expected = json["expected"].as_u64().unwrap();
+    assert!(expected > 0, "{json}");
+    assert_eq!(expected, json["published"].as_u64().unwrap() * 100, "{json}");
+    assert_eq!(json["lost"].as_u64(), Some(0), "{json}");
+    assert_positions_in_line(&json);
+}
+
+#[test]
+fn fanout_with_history_fails_when_no_rule_gives_its_rooms_a_stream() {
+    // The default rules give history to demo-* only: live-bench-room-N are plain rooms.
+    let server = Server::start();
+    let args = ["--history", "--rooms", "1", "--members", "20", "--rate", "20", "--duration-s", "1"];
+    let out = server.bench("fanout", &args, JWT_SECRET);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "a plain room must fail a --history run: {stderr}");
+    assert!(stderr.contains("JOIN answered OK, not JOINED"), "{stderr}");
+}
+
+#[test]
+fn a_recovery_storm_brings_every_member_back_with_nothing_lost() {
+    let server = stream_server();
+    let args = ["--members", "200", "--rate", "50", "--before-s", "1", "--after-s", "3", "--drain-s", "2"];
+    let json = server.bench_json("recovery-storm", &args);
+    assert_common(&json, "recovery-storm", 201);
+    for key in ["storm_members", "rejoined", "recovered", "caught_up"] {
+        assert_eq!(json[key].as_u64(), Some(200), "{key} in {json}");
+    }
+    let expected = json["expected"].as_u64().unwrap();
+    assert_eq!(expected, json["published"].as_u64().unwrap() * 200, "{json}");
+    assert_eq!(json["received"].as_u64(), Some(expected), "{json}");
+    assert_eq!(json["lost"].as_u64(), Some(0), "{json}");
+    assert_positions_in_line(&json);
+    assert_monotonic(&json["rejoin_latency_us"]);
+    assert_monotonic(&json["catch_up_latency_us"]);
+    assert!(number(&json, "time_to_all_caught_up_ms") > 0.0, "{json}");
+    assert_eq!(json["server_drops"].as_f64(), Some(0.0), "{json}");
 }
 
 #[test]

@@ -53,7 +53,7 @@ pub fn run(args: &C1mArgs) -> Result<Vec<Summary>> {
     let run = Run::new(&args.common, args.connections)?;
     let admin = Admin::new(args.common.control, args.common.admin_key.clone());
     let before = run.sample();
-    let traffic = Traffic { publishers: rooms, rooms, payload_len: args.payload, rate: args.rate.0 };
+    let traffic = Traffic { publishers: rooms, rooms, payload_len: args.payload, rate: args.rate.0, history: false };
     let mut fleet = Fleet::spawn(&run.plans(traffic))?;
     let monitor = run.monitor(&fleet);
 

@@ -10,12 +10,16 @@
 //! members of their room set up) minus those received by the end of the
 //! drain; it includes the tail a sequence-gap count alone would miss, and
 //! `seq_gaps` reports the gaps seen between received sequence numbers.
+//!
+//! With `--history` the rooms are stream rooms: members also check the
+//! stream positions they get ([`crate::stream`]), and any loss, gap,
+//! duplicate or server error fails the run.
 
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Result};
 
-use super::{memory_per_conn, Run, Totals, Traffic};
+use super::{memory_per_conn, stream_figures, Run, Totals, Traffic};
 use crate::admin::Admin;
 use crate::cli::FanoutArgs;
 use crate::clock::now_ns;
@@ -25,6 +29,7 @@ use crate::plan::{Command, Progress};
 use crate::progress::Bar;
 use crate::summary::Summary;
 use crate::target::Target;
+use crate::verdict;
 
 /// Runs the scenario.
 pub fn run(args: &FanoutArgs) -> Result<Summary> {
@@ -37,12 +42,20 @@ pub fn run(args: &FanoutArgs) -> Result<Summary> {
     if args.duration_s <= 0.0 {
         bail!("--duration-s must be positive");
     }
+    if args.history && !args.common.target.is_corecast() {
+        bail!("--history needs the corecast target (rooms with a stream)");
+    }
     let total = args.publishers + args.rooms * args.members;
     let run = Run::new(&args.common, total)?;
     let admin = (args.common.target == Target::Corecast).then(|| Admin::new(args.common.control, None));
     let before = run.sample();
-    let traffic =
-        Traffic { publishers: args.publishers, rooms: args.rooms, payload_len: args.payload, rate: args.rate.0 };
+    let traffic = Traffic {
+        publishers: args.publishers,
+        rooms: args.rooms,
+        payload_len: args.payload,
+        rate: args.rate.0,
+        history: args.history,
+    };
     let mut fleet = Fleet::spawn(&run.plans(traffic))?;
     let monitor = run.monitor(&fleet);
     let mut bar = Bar::new("fanout setup", total as u64);
@@ -86,6 +99,10 @@ pub fn run(args: &FanoutArgs) -> Result<Summary> {
         summary.deliveries_per_server_cpu_s = (cpu > 0.0).then(|| r.received_in_window as f64 / cpu);
     }
     summary.series = monitor.finish();
+    if args.history {
+        stream_figures(&mut summary, &totals);
+        summary.problems = [verdict::delivery_problems(&summary), verdict::stream_problems(&summary)].concat();
+    }
     Ok(summary)
 }
 

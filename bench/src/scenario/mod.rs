@@ -7,6 +7,7 @@ pub mod c1m;
 pub mod chat;
 pub mod connect;
 pub mod fanout;
+pub mod recovery;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -55,6 +56,8 @@ pub struct Traffic {
     pub payload_len: usize,
     /// Per-publisher rate, `None` = max.
     pub rate: Option<f64>,
+    /// The rooms have a stream (corecast history).
+    pub history: bool,
 }
 
 /// The client addresses a dispatch answer lists, best first.
@@ -153,6 +156,7 @@ impl Run {
                     rooms: traffic.rooms,
                     payload_len: traffic.payload_len,
                     rate: traffic.rate,
+                    history: traffic.history,
                     connect_rate: self.common.connect_rate.0.map(|r| r / workers as f64),
                     connect_concurrency: self.common.connect_concurrency.max(1),
                     connect_timeout_ms: self.common.connect_timeout_ms,
@@ -223,6 +227,15 @@ pub fn memory_per_conn(summary: &mut Summary, before: Option<Sample>, after: Opt
     summary.kernel_slab_bytes_per_conn = Some((a.slab_bytes as f64 - b.slab_bytes as f64) / n);
 }
 
+/// The stream position checks of a run in stream rooms.
+pub fn stream_figures(summary: &mut Summary, totals: &Totals) {
+    let s = &totals.result.stream;
+    summary.position_gaps = Some(s.position_gaps);
+    summary.position_duplicates = Some(s.position_duplicates);
+    summary.epoch_changes = Some(s.epoch_changes);
+    summary.unpositioned = Some(s.unpositioned);
+}
+
 /// Every worker's result merged.
 #[derive(Default)]
 pub struct Totals {
@@ -234,6 +247,10 @@ pub struct Totals {
     pub latency: Latency,
     /// Merged latency of the watched broadcast.
     pub broadcast_latency: Latency,
+    /// Recovery storm: merged drop-to-JOINED latency.
+    pub rejoin_latency: Latency,
+    /// Recovery storm: merged drop-to-caught-up latency.
+    pub catch_up_latency: Latency,
 }
 
 fn merge(into: &mut BTreeMap<String, u64>, from: &BTreeMap<String, u64>) {
@@ -271,9 +288,12 @@ impl Totals {
             s.publish_skipped += r.publish_skipped;
             s.broadcast_received += r.broadcast_received;
             s.broadcast_last_ns = s.broadcast_last_ns.max(r.broadcast_last_ns);
+            s.stream.add(&r.stream);
             t.connect_latency.add_pairs(&r.connect_latency);
             t.latency.add_pairs(&r.latency);
             t.broadcast_latency.add_pairs(&r.broadcast_latency);
+            t.rejoin_latency.add_pairs(&r.rejoin_latency);
+            t.catch_up_latency.add_pairs(&r.catch_up_latency);
         }
         t
     }

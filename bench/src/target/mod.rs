@@ -69,8 +69,23 @@ impl Target {
 pub enum Event<'a> {
     /// The answer to the last hello, subscribe or heartbeat.
     Ack,
+    /// corecast's answer to a JOIN in a room with a stream (history): the
+    /// room's position at the switch to live messages, and whether every
+    /// message after the JOIN's `since` came before it. Answers the
+    /// subscribe as [`Event::Ack`] does.
+    Joined {
+        /// The room's position; live messages follow it.
+        position: u64,
+        /// The server replayed everything after `since`.
+        recovered: bool,
+    },
     /// A message published to a room the connection is in.
-    Message(&'a [u8]),
+    Message {
+        /// The published payload.
+        payload: &'a [u8],
+        /// Its room stream position (corecast, a room with history); 0 where none.
+        position: u64,
+    },
     /// An operator broadcast (corecast only).
     Broadcast(&'a [u8]),
     /// The server wants a keep-alive answer; the worker sends [`Adapter::pong`].
@@ -91,8 +106,11 @@ pub enum Event<'a> {
 pub trait Adapter {
     /// Bytes that open connection `g` (authenticate, connect); answered by [`Event::Ack`].
     fn hello(&self, g: usize, out: &mut Vec<u8>) -> Result<(), String>;
-    /// Subscribes to a room; answered by [`Event::Ack`].
-    fn subscribe(&self, room: &str, out: &mut Vec<u8>);
+    /// Subscribes to a room; answered by [`Event::Ack`] (or
+    /// [`Event::Joined`]). A non-zero `since` asks for every message after
+    /// that stream position first (corecast's JOIN `since`; only ever
+    /// non-zero for corecast).
+    fn subscribe(&self, room: &str, since: u64, out: &mut Vec<u8>);
     /// Whether a publisher must subscribe to the room it publishes to.
     fn publisher_subscribes(&self) -> bool {
         false
@@ -121,11 +139,11 @@ pub fn adapter(plan: &WorkerPlan) -> Result<Box<dyn Adapter>, String> {
     Ok(match plan.target {
         Target::Corecast => {
             let secret = plan.jwt_secret.as_deref().ok_or("corecast needs --jwt-secret or CORECAST_JWT_SECRET")?;
-            Box::new(corecast::Corecast::new(secret, &plan.run_id, plan.first_conn, plan.conns)?)
+            Box::new(corecast::Corecast::new(secret, &plan.run_id, plan.first_conn, plan.conns, plan.history)?)
         }
         Target::CorecastWs => {
             let secret = plan.jwt_secret.as_deref().ok_or("corecast needs --jwt-secret or CORECAST_JWT_SECRET")?;
-            let inner = corecast::Corecast::new(secret, &plan.run_id, plan.first_conn, plan.conns)?;
+            let inner = corecast::Corecast::new(secret, &plan.run_id, plan.first_conn, plan.conns, plan.history)?;
             Box::new(websocket::OverWebSocket::new(inner, plan.addr, &plan.ws_path))
         }
         Target::Nats => Box::new(nats::Nats),

@@ -67,7 +67,7 @@ impl Adapter for Mqtt {
         Ok(())
     }
 
-    fn subscribe(&self, room: &str, out: &mut Vec<u8>) {
+    fn subscribe(&self, room: &str, _since: u64, out: &mut Vec<u8>) {
         out.push(0x82);
         put_remaining_len(2 + 2 + room.len() + 1, out);
         out.extend_from_slice(&1u16.to_be_bytes()); // packet id
@@ -125,7 +125,7 @@ impl Adapter for Mqtt {
                     let topic_len = body.get(..2).map(|b| u16::from_be_bytes([b[0], b[1]]) as usize);
                     let skip = topic_len.map(|t| 2 + t + if qos > 0 { 2 } else { 0 });
                     match skip.and_then(|s| body.get(s..)) {
-                        Some(payload) => on(Event::Message(payload)),
+                        Some(payload) => on(Event::Message { payload, position: 0 }),
                         None => return Err("short PUBLISH".into()),
                     }
                 }
@@ -159,7 +159,7 @@ mod tests {
         wire.extend_from_slice(&[0x20, 2, 0, 5, 0x30]);
         let mut seen = Vec::new();
         let used = adapter.parse(&wire, &mut |e| seen.push(format!("{e:?}"))).unwrap();
-        assert_eq!(seen[..3], ["Ack", "Ack", "Message([104, 101, 108, 108, 111])"]);
+        assert_eq!(seen[..3], ["Ack", "Ack", "Message { payload: [104, 101, 108, 108, 111], position: 0 }"]);
         assert_eq!(seen[3], "Refused(\"CONNACK return code 5\")");
         assert_eq!(used, wire.len() - 1);
     }

@@ -23,7 +23,7 @@ impl Adapter for Nats {
         Ok(())
     }
 
-    fn subscribe(&self, room: &str, out: &mut Vec<u8>) {
+    fn subscribe(&self, room: &str, _since: u64, out: &mut Vec<u8>) {
         out.extend_from_slice(format!("SUB {room} 1\r\nPING\r\n").as_bytes());
     }
 
@@ -73,7 +73,7 @@ impl Adapter for Nats {
                     if rest.len() < start + len + 2 {
                         return Ok(at);
                     }
-                    on(Event::Message(&rest[start..start + len]));
+                    on(Event::Message { payload: &rest[start..start + len], position: 0 });
                     at += start + len + 2;
                 }
                 b"PING" => {
@@ -109,14 +109,17 @@ mod tests {
     fn parses_info_pong_msg_and_ping() {
         let wire = b"INFO {\"x\":1}\r\nPONG\r\nMSG a.b 1 5\r\nhe\r\no\r\nPING\r\nMSG a 1 3\r\nab";
         let (used, seen) = events(wire);
-        assert_eq!(seen, vec!["Ack", "Message([104, 101, 13, 10, 111])", "ServerPing"]);
+        assert_eq!(seen, vec!["Ack", "Message { payload: [104, 101, 13, 10, 111], position: 0 }", "ServerPing"]);
         assert_eq!(&wire[used..], b"MSG a 1 3\r\nab");
     }
 
     #[test]
     fn msg_with_reply_subject_and_errors() {
         let (_, seen) = events(b"MSG s 1 inbox.x 2\r\nhi\r\n-ERR 'Authorization Violation'\r\n");
-        assert_eq!(seen, vec!["Message([104, 105])", "Refused(\"-ERR 'Authorization Violation'\")"]);
+        assert_eq!(
+            seen,
+            vec!["Message { payload: [104, 105], position: 0 }", "Refused(\"-ERR 'Authorization Violation'\")"]
+        );
         assert!(Nats.parse(b"MSG s 1 x\r\n", &mut |_| {}).is_err());
         assert!(Nats.parse(b"WHAT\r\n", &mut |_| {}).is_err());
     }

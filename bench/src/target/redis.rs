@@ -76,7 +76,7 @@ impl Adapter for Redis {
         Ok(())
     }
 
-    fn subscribe(&self, room: &str, out: &mut Vec<u8>) {
+    fn subscribe(&self, room: &str, _since: u64, out: &mut Vec<u8>) {
         out.extend_from_slice(b"*2\r\n");
         put_bulk(b"SUBSCRIBE", out);
         put_bulk(room.as_bytes(), out);
@@ -104,7 +104,7 @@ impl Adapter for Redis {
             match v {
                 Value::Array(items) => match items.as_slice() {
                     [Value::Bulk(kind), _, Value::Bulk(payload)] if kind.eq_ignore_ascii_case(b"message") => {
-                        on(Event::Message(payload))
+                        on(Event::Message { payload, position: 0 })
                     }
                     _ => on(Event::Ack),
                 },
@@ -125,7 +125,7 @@ mod tests {
         let wire = b"+PONG\r\n*3\r\n$9\r\nsubscribe\r\n$1\r\nr\r\n:1\r\n*3\r\n$7\r\nmessage\r\n$1\r\nr\r\n$2\r\nhi\r\n*3\r\n$7\r\nmess";
         let mut seen = Vec::new();
         let used = Redis.parse(wire, &mut |e| seen.push(format!("{e:?}"))).unwrap();
-        assert_eq!(seen, vec!["Ack", "Ack", "Message([104, 105])"]);
+        assert_eq!(seen, vec!["Ack", "Ack", "Message { payload: [104, 105], position: 0 }"]);
         assert_eq!(&wire[used..], b"*3\r\n$7\r\nmess");
     }
 

@@ -72,8 +72,8 @@ impl<A: Adapter> Adapter for OverWebSocket<A> {
         Ok(())
     }
 
-    fn subscribe(&self, room: &str, out: &mut Vec<u8>) {
-        self.wrapped(|inner, frames| inner.subscribe(room, frames), out);
+    fn subscribe(&self, room: &str, since: u64, out: &mut Vec<u8>) {
+        self.wrapped(|inner, frames| inner.subscribe(room, since, frames), out);
     }
 
     fn publisher_subscribes(&self) -> bool {

@@ -1,12 +1,14 @@
 //! One client connection as the worker's event loop sees it: where it is in
 //! its life (connecting, handshake, subscribing, ready), what it does (its
 //! [`Role`]), bytes waiting to be written, bytes of an incomplete frame, and
-//! the per-publisher sequence numbers a member has seen. An idle connection
-//! holds no buffer: `partial` and `out` stay unallocated until needed.
+//! the per-publisher sequence numbers a member has seen (in a stream room,
+//! also its stream position). An idle connection holds no buffer:
+//! `partial` and `out` stay unallocated until needed.
 
 use socket2::Socket;
 
 use crate::plan::Role;
+use crate::stream::Cursor;
 
 /// Where a connection is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -50,6 +52,8 @@ pub struct Conn {
     pub interest: u32,
     /// Member: last sequence number seen from each publisher of its room.
     pub seqs: Box<[u64]>,
+    /// Member of a stream room: the last position seen; kept across a reconnect.
+    pub cursor: Cursor,
     /// Publisher: next message due (monotonic ns).
     pub next_due_ns: u64,
     /// Publisher: last sequence number sent.
@@ -74,6 +78,7 @@ impl Conn {
             out: Vec::new(),
             interest: 0,
             seqs,
+            cursor: Cursor::default(),
             next_due_ns: 0,
             seq: 0,
             broadcast_seen: false,

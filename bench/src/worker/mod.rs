@@ -14,10 +14,11 @@
 //!
 //! The loop: start connects at the planned rate and concurrency, write the
 //! hello, subscribe once the hello is answered, publish on schedule (or as
-//! fast as the sockets take it), read and account for every delivery, send
+//! fast as the sockets take it), read and account for every delivery (in
+//! stream rooms, checking each member's stream positions), send
 //! heartbeats to every connection past its AUTH_OK once per heartbeat
 //! interval (the server's, from AUTH_OK) whatever else is going on, time
-//! out stuck connects,
+//! out stuck connects, play a recovery storm when told ([`storm`]),
 //! report progress every 200 ms, and stop on `Stop`, on stdin EOF (the
 //! parent died) or at the plan's deadline.
 
@@ -27,6 +28,7 @@ mod epoll;
 mod heartbeat;
 mod socket;
 mod stats;
+mod storm;
 
 use std::io::{self, Read};
 
@@ -41,6 +43,7 @@ use control::StdinLines;
 use epoll::{Epoll, ERR_OR_HUP, IN, OUT};
 use heartbeat::Sweep;
 use stats::{Stats, Window};
+use storm::{Arrival, Storm};
 
 const STDIN_TOKEN: u64 = u64::MAX;
 const TICK_NS: u64 = 100_000_000;
@@ -92,6 +95,8 @@ struct Worker {
     ticks: u64,
     /// Heartbeats; `None` when the plan asks for none.
     sweep: Option<Sweep>,
+    /// The recovery storm, once the parent announced it.
+    storm: Option<Storm>,
     last_progress: Progress,
     stats: Stats,
 }
@@ -134,6 +139,7 @@ impl Worker {
             next_tick_ns: 0,
             ticks: 0,
             sweep: None,
+            storm: None,
             last_progress: Progress::default(),
             stats,
             plan,
@@ -151,6 +157,7 @@ impl Worker {
                 tracing::warn!(worker = self.plan.worker, "deadline reached, reporting what was measured");
                 break;
             }
+            self.start_storm(now);
             self.start_connects(now);
             let busy = self.publish_due(now);
             if now >= self.next_tick_ns {
@@ -191,34 +198,84 @@ impl Worker {
             };
             next = next.min(due);
         }
+        if let Some(storm) = &self.storm {
+            if let Some(at) = storm.pending_at() {
+                next = next.min(at);
+            }
+            if storm.has_queued() && self.in_flight < self.plan.connect_concurrency {
+                next = now;
+            }
+        }
         (next.saturating_sub(now).div_ceil(1_000_000)).min(1000) as i32
     }
 
+    /// Starts first connections at the planned rate, then the storm's
+    /// reconnects at once, both within the connect concurrency.
     fn start_connects(&mut self, now: u64) {
+        let mut budget = self.plan.connect_concurrency.saturating_sub(self.in_flight).min(CONNECT_BATCH);
         let pending = self.conns.len() - self.next_connect;
-        if pending == 0 {
-            return;
-        }
-        let by_rate = match self.plan.connect_rate {
-            None => usize::MAX,
-            Some(rate) => {
-                let due = (now.saturating_sub(self.started_ns) as f64 / 1e9 * rate) as usize + 1;
-                due.saturating_sub(self.next_connect)
+        if pending > 0 {
+            let by_rate = match self.plan.connect_rate {
+                None => usize::MAX,
+                Some(rate) => {
+                    let due = (now.saturating_sub(self.started_ns) as f64 / 1e9 * rate) as usize + 1;
+                    due.saturating_sub(self.next_connect)
+                }
+            };
+            for _ in 0..pending.min(by_rate).min(budget) {
+                let idx = self.next_connect;
+                self.next_connect += 1;
+                budget -= 1;
+                self.start_one(idx, now);
             }
-        };
-        let by_concurrency = self.plan.connect_concurrency.saturating_sub(self.in_flight);
-        for _ in 0..pending.min(by_rate).min(by_concurrency).min(CONNECT_BATCH) {
-            let idx = self.next_connect;
-            self.next_connect += 1;
+        }
+        while budget > 0 {
+            let Some(idx) = self.storm.as_mut().and_then(Storm::next_reconnect) else { break };
+            budget -= 1;
             self.start_one(idx, now);
         }
     }
 
+    /// Whether connection `idx` is a storm reconnect, not a first connection.
+    fn reconnecting(&self, idx: usize) -> bool {
+        self.storm.as_ref().is_some_and(|s| s.took_part(idx))
+    }
+
+    /// At the storm's instant: every member that is set up drops its
+    /// connection (a reset, as a lost network looks to nobody in
+    /// particular) and is queued to reconnect from its last position.
+    fn start_storm(&mut self, now: u64) {
+        let Some(storm) = self.storm.as_mut() else { return };
+        if storm.pending_at().is_none_or(|at| now < at) {
+            return;
+        }
+        let members: Vec<usize> = (0..self.conns.len())
+            .filter(|&idx| {
+                let conn = &self.conns[idx];
+                matches!(conn.role, Role::Member { .. }) && conn.state == ConnState::Ready
+            })
+            .collect();
+        for &idx in &members {
+            let conn = &mut self.conns[idx];
+            if let Some(s) = conn.socket.take() {
+                socket::close_now(s);
+            }
+            conn.state = ConnState::Waiting;
+            conn.out = Vec::new();
+            conn.partial = Vec::new();
+        }
+        storm.start(members, self.conns.len());
+        self.stats.result.stream.dropped = storm.dropped() as u64;
+    }
+
     fn start_one(&mut self, idx: usize, now: u64) {
+        let first = !self.reconnecting(idx);
         let r = &mut self.stats.result;
-        r.attempted += 1;
-        if r.first_attempt_ns == 0 {
-            r.first_attempt_ns = now;
+        if first {
+            r.attempted += 1;
+            if r.first_attempt_ns == 0 {
+                r.first_attempt_ns = now;
+            }
         }
         let conn = &mut self.conns[idx];
         conn.started_ns = now;
@@ -237,8 +294,9 @@ impl Worker {
             }
             Err(e) => {
                 conn.state = ConnState::Closed;
-                self.settled += 1;
-                self.stats.failed(format!("connect: {}", socket::reason(&e)));
+                let reason = format!("connect: {}", socket::reason(&e));
+                self.settled += usize::from(first);
+                self.stats.failed(if first { reason } else { format!("reconnect: {reason}") });
             }
         }
     }
@@ -294,6 +352,10 @@ impl Worker {
                 self.stats.disconnected(format!("{phase}: {reason}"))
             }
             ConnState::Closed | ConnState::Waiting => {}
+            _ if self.reconnecting(idx) => {
+                self.in_flight -= 1;
+                self.stats.failed(format!("reconnect: {reason}"));
+            }
             _ => {
                 self.in_flight -= 1;
                 self.settled += 1;
@@ -341,8 +403,10 @@ impl Worker {
     }
 
     /// Parses `rbuf[..n]` (after any partial frame) and acts on every event.
+    /// A member counts room messages from its JOIN on: replayed ones come
+    /// before the answer to a rejoin, live ones may share its read.
     fn consume(&mut self, idx: usize, n: usize, now: u64) -> Result<(), String> {
-        let Worker { conns, rbuf, adapter, stats, plan, window, watching, .. } = self;
+        let Worker { conns, rbuf, adapter, stats, plan, window, watching, storm, .. } = self;
         let conn = &mut conns[idx];
         let mut partial = std::mem::take(&mut conn.partial);
         let buffered = !partial.is_empty();
@@ -351,20 +415,43 @@ impl Worker {
         }
         let data: &[u8] = if buffered { &partial } else { &rbuf[..n] };
         let (mut acks, mut pings, mut refused, mut closed, mut interval) = (0usize, 0usize, Vec::new(), None, None);
+        let mut plain_join = false;
         let (role, state, rooms, window, watching) = (conn.role, conn.state, plan.rooms, *window, *watching);
-        let (seqs, broadcast_seen) = (&mut conn.seqs, &mut conn.broadcast_seen);
+        let (seqs, broadcast_seen, cursor) = (&mut conn.seqs, &mut conn.broadcast_seen, &mut conn.cursor);
+        let history = plan.history;
         let used = adapter.parse(data, &mut |event| match event {
-            Event::Ack => acks += 1,
+            Event::Ack => {
+                acks += 1;
+                plain_join |= state == ConnState::Subscribing;
+            }
+            Event::Joined { position, recovered } => {
+                acks += 1;
+                if !matches!(role, Role::Member { .. }) {
+                    return;
+                }
+                stats.result.stream.count(cursor.joined(position, recovered));
+                if let Some(since_drop) = storm.as_mut().and_then(|s| s.rejoined(idx, now, recovered)) {
+                    stats.rejoined(since_drop, recovered, now);
+                }
+            }
             Event::ServerPing => pings += 1,
             Event::Pong => {}
             Event::HeartbeatInterval(ms) => interval = Some(ms),
             Event::Refused(message) => refused.push(message),
             Event::Closed(reason) => closed = closed.take().or(Some(reason)),
-            Event::Message(payload) => {
-                let (Role::Member { room }, ConnState::Ready) = (role, state) else { return };
+            Event::Message { payload, position } => {
+                let (Role::Member { room }, ConnState::Subscribing | ConnState::Ready) = (role, state) else { return };
+                if history {
+                    stats.result.stream.count(cursor.push(position));
+                }
                 match Stamp::read(payload) {
                     Some(stamp) if rooms > 0 && stamp.publisher as usize % rooms == room => {
-                        stats.member_received(stamp, stamp.publisher as usize / rooms, seqs, window, now)
+                        stats.member_received(stamp, stamp.publisher as usize / rooms, seqs, window, now);
+                        match storm.as_mut().map_or(Arrival::Live, |s| s.arrival(idx, stamp.sent_ns, now)) {
+                            Arrival::Live => {}
+                            Arrival::Replayed => stats.result.stream.replayed += 1,
+                            Arrival::CaughtUp(since_drop) => stats.caught_up(since_drop, now),
+                        }
                     }
                     _ => stats.server_error("message without a harness stamp".into()),
                 }
@@ -399,6 +486,9 @@ impl Worker {
         if let Some(reason) = closed {
             return Err(reason);
         }
+        if history && plain_join {
+            return Err("JOIN answered OK, not JOINED: no [[rooms]] rule with history matches the room".into());
+        }
         for message in refused {
             if state == ConnState::Ready {
                 stats.server_error(message);
@@ -417,7 +507,10 @@ impl Worker {
         let conn = &mut self.conns[idx];
         match conn.state {
             ConnState::Handshaking => {
-                self.stats.connect_latency.record(now.saturating_sub(conn.started_ns));
+                let rejoin = self.storm.as_ref().is_some_and(|s| s.took_part(idx));
+                if !rejoin {
+                    self.stats.connect_latency.record(now.saturating_sub(conn.started_ns));
+                }
                 let room = match conn.role {
                     Role::Member { room } => Some(room),
                     Role::Publisher { room, .. } if self.adapter.publisher_subscribes() => Some(room),
@@ -425,7 +518,8 @@ impl Worker {
                 };
                 match room {
                     Some(room) => {
-                        self.adapter.subscribe(&self.room_names[room], &mut conn.out);
+                        let since = if rejoin { conn.cursor.position() } else { 0 };
+                        self.adapter.subscribe(&self.room_names[room], since, &mut conn.out);
                         conn.state = ConnState::Subscribing;
                     }
                     None => self.mark_ready(idx, now),
@@ -439,6 +533,9 @@ impl Worker {
     fn mark_ready(&mut self, idx: usize, now: u64) {
         self.conns[idx].state = ConnState::Ready;
         self.in_flight -= 1;
+        if self.reconnecting(idx) {
+            return;
+        }
         self.settled += 1;
         self.stats.result.ready += 1;
         self.stats.result.last_ready_ns = now;
@@ -542,7 +639,7 @@ impl Worker {
     }
 
     fn tick(&mut self, now: u64) {
-        if self.settled < self.conns.len() {
+        if self.in_flight > 0 {
             let timeout = self.plan.connect_timeout_ms * 1_000_000;
             for idx in 0..self.conns.len() {
                 let conn = &self.conns[idx];
@@ -581,6 +678,8 @@ impl Worker {
                     r.sent_in_window_per_room.clone()
                 },
                 publish_done,
+                rejoined: r.stream.rejoined,
+                caught_up: r.stream.caught_up,
             };
             if progress != self.last_progress {
                 control::send(&WorkerMsg::Progress(progress.clone()));
@@ -622,6 +721,7 @@ impl Worker {
                     }
                 }
                 Command::Watch => self.watching = true,
+                Command::Storm { at_ns } => self.storm = Some(Storm::new(at_ns)),
                 Command::Stop => self.stop = true,
             }
         }

@@ -1,6 +1,7 @@
 //! What a worker counts while it runs, and the per-message bookkeeping of
 //! members: latency of stamped messages in the measurement window, sequence
-//! gaps and duplicates per publisher. Turned into a [`WorkerResult`] at the end.
+//! gaps and duplicates per publisher, and in a recovery storm how long each
+//! rejoin and catch-up took. Turned into a [`WorkerResult`] at the end.
 
 use std::collections::BTreeMap;
 
@@ -40,6 +41,10 @@ pub struct Stats {
     pub latency: Latency,
     /// Latency of the watched broadcast, one sample per connection.
     pub broadcast_latency: Latency,
+    /// Recovery storm: drop to JOINED, one sample per rejoined member.
+    pub rejoin_latency: Latency,
+    /// Recovery storm: drop to caught up, one sample per member.
+    pub catch_up_latency: Latency,
 }
 
 fn count(map: &mut BTreeMap<String, u64>, mut reason: String) {
@@ -90,11 +95,30 @@ impl Stats {
         }
     }
 
+    /// A storm member's rejoin was answered JOINED at `now`, `since_drop_ns` after the drop.
+    pub fn rejoined(&mut self, since_drop_ns: u64, recovered: bool, now: u64) {
+        let s = &mut self.result.stream;
+        s.rejoined += 1;
+        s.recovered += u64::from(recovered);
+        s.last_rejoined_ns = s.last_rejoined_ns.max(now);
+        self.rejoin_latency.record(since_drop_ns);
+    }
+
+    /// A storm member caught up at `now`, `since_drop_ns` after the drop.
+    pub fn caught_up(&mut self, since_drop_ns: u64, now: u64) {
+        let s = &mut self.result.stream;
+        s.caught_up += 1;
+        s.last_caught_up_ns = s.last_caught_up_ns.max(now);
+        self.catch_up_latency.record(since_drop_ns);
+    }
+
     /// The final result with histograms attached.
     pub fn finish(mut self) -> WorkerResult {
         self.result.connect_latency = self.connect_latency.to_pairs();
         self.result.latency = self.latency.to_pairs();
         self.result.broadcast_latency = self.broadcast_latency.to_pairs();
+        self.result.rejoin_latency = self.rejoin_latency.to_pairs();
+        self.result.catch_up_latency = self.catch_up_latency.to_pairs();
         self.result
     }
 }
@@ -117,6 +141,18 @@ mod tests {
         assert_eq!(r.duplicates, 1);
         assert_eq!(r.received_in_window, 3);
         assert_eq!(seqs, [0, 6]);
+    }
+
+    #[test]
+    fn rejoins_and_catch_ups_are_counted_and_timed() {
+        let mut stats = Stats::default();
+        stats.rejoined(5_000, true, 100);
+        stats.rejoined(7_000, false, 90);
+        stats.caught_up(9_000, 120);
+        let r = stats.finish();
+        assert_eq!((r.stream.rejoined, r.stream.recovered, r.stream.caught_up), (2, 1, 1));
+        assert_eq!((r.stream.last_rejoined_ns, r.stream.last_caught_up_ns), (100, 120));
+        assert_eq!((r.rejoin_latency.len(), r.catch_up_latency.len()), (2, 1));
     }
 
     #[test]
