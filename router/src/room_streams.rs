@@ -374,11 +374,8 @@ mod tests {
         let hub = hub();
         let n1 = hub.link_for_test("n1");
         hub.streams().set_routers(vec!["r1".into(), "r2".into()]);
-        let snapshot = |room: &str| InternalFrame::RoomPresenceSnapshot {
-            room: room.into(),
-            shard: 0,
-            users: vec!["bob".into()],
-        };
+        let snapshot =
+            |room: &str| InternalFrame::RoomPresenceSnapshot { room: room.into(), shard: 0, users: vec!["bob".into()] };
         let (mine, theirs) = (room_owned_by("r1"), room_owned_by("r2"));
         for room in [&mine, &theirs] {
             hub.set_interest(room, "n1", true);
