@@ -488,7 +488,7 @@ fn presence_and_join_leave_events_span_nodes_and_a_killed_node_s_members_leave()
         join_since(&mut client, ROOM, 0);
         joined.push(client);
     }
-    let [alice_a, alice_b, mut bob, carol]: [Client; 4] = joined.try_into().ok().unwrap();
+    let [alice_a, alice_b, mut bob, mut carol]: [Client; 4] = joined.try_into().ok().unwrap();
     // One join event per user, for its first connection only.
     let mut events: Vec<(String, bool)> = (0..3).map(|_| next_presence_event(&mut watcher)).collect();
     events.sort();
@@ -514,7 +514,6 @@ fn presence_and_join_leave_events_span_nodes_and_a_killed_node_s_members_leave()
     assert_eq!(body["owner"], owner_id.as_str());
 
     // A LEAVE is an event; a user's other device going is not, only its last.
-    let mut carol = carol;
     carol.send(0, &ClientRequest::Leave { room: ROOM });
     assert_eq!(next_presence_event(&mut watcher), ("carol".into(), false));
     drop(alice_b);
