@@ -73,7 +73,7 @@ pub struct LinkHub {
     /// When set, links must speak TLS.
     tls: Option<TlsAcceptor>,
     /// The room streams this router owns.
-    pub(crate) streams: RoomStreams,
+    streams: RoomStreams,
 }
 
 impl LinkHub {

@@ -135,7 +135,7 @@ impl LinkHub {
             // The live messages after the answer must follow it to the node.
             self.set_interest(room.as_str(), node, true);
         }
-        let mut owner = self.streams.lock();
+        let mut owner = self.streams().lock();
         let outputs = owner.streams.handle(archived, node, now_ms());
         owner.count_evictions();
         let Some(outputs) = outputs else { return self.refuse(node, archived) };
@@ -218,7 +218,7 @@ impl LinkHub {
     /// `node`'s members left every room with presence (its link ended, or
     /// it linked again and reports them anew).
     pub(crate) fn forget_node_presence(&self, node: &Arc<str>) {
-        let owner = &mut *self.streams.lock();
+        let owner = &mut *self.streams().lock();
         for output in owner.streams.forget_source(node, now_ms()) {
             self.send_output(output, node, 0);
         }
@@ -246,7 +246,7 @@ impl LinkHub {
         every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             every.tick().await;
-            self.streams.lock().streams.expire(now_ms());
+            self.streams().lock().streams.expire(now_ms());
         }
     }
 }
