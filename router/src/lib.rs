@@ -22,6 +22,7 @@ pub mod health;
 pub mod link_hub;
 pub mod node_http;
 pub mod presence;
+pub mod room_streams;
 pub mod route_cache;
 pub mod routes;
 pub mod sequencer;

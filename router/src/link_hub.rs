@@ -1,14 +1,20 @@
 //! The router's end of the links: it accepts a link from each server node,
 //! keeps which node holds members of which room (from the nodes' first-join
 //! and last-leave announcements, re-sent in full when a link comes back),
-//! hands chat requests to the router core, and sends frames to nodes.
+//! hands chat requests to the router core, hands frames for a room's owner
+//! to the room streams it owns (`room_streams.rs`), and sends frames to
+//! nodes.
 //!
 //! A link must open with the node's hello carrying the cluster key (the
 //! admin key, compared in constant time); others are closed at once.
 //! Everything here can be rebuilt from the nodes' announcements: a router
-//! that restarts learns it all again as the nodes reconnect.
+//! that restarts learns it all again as the nodes reconnect. A node whose
+//! registration has been gone from Redis for a registration lifetime has
+//! its link closed as if it had closed it itself: a vanished host leaves no
+//! connection to see closing.
 
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
 
 use corecast_cluster::interest::Interest;
 use corecast_cluster::link::codec::{read_frame, write_frames, LinkError};
@@ -17,9 +23,11 @@ use corecast_proto::internal::{ArchivedInternalFrame, InternalFrame, InternalFra
 use rustc_hash::FxHashMap;
 use subtle::ConstantTimeEq;
 use tokio::net::TcpListener;
+use tokio::sync::Notify;
 use tokio_rustls::TlsAcceptor;
 
 use crate::core::RouterCore;
+use crate::room_streams::RoomStreams;
 use crate::routes::{ConnSink, RouteTable};
 
 /// Frames queued to one node before new ones are dropped (and counted).
@@ -28,6 +36,10 @@ const NODE_QUEUE_FRAMES: usize = 64 * 1024;
 struct NodeLink {
     frames: flume::Sender<InternalFrameBytes>,
     generation: u64,
+    /// Ends the link (its node's registration is gone).
+    close: Arc<Notify>,
+    /// Since when the node's registration has been missing, if it is.
+    missing_since: Option<Instant>,
 }
 
 #[derive(Default)]
@@ -60,12 +72,20 @@ pub struct LinkHub {
     key: Arc<str>,
     /// When set, links must speak TLS.
     tls: Option<TlsAcceptor>,
+    /// The room streams this router owns.
+    streams: RoomStreams,
 }
 
 impl LinkHub {
-    /// A hub that accepts nodes presenting `key`, over TLS when `tls` is set.
-    pub fn new(key: Arc<str>, tls: Option<TlsAcceptor>) -> LinkHub {
-        LinkHub { state: Mutex::new(HubState::default()), key, tls }
+    /// A hub that accepts nodes presenting `key`, over TLS when `tls` is
+    /// set, and owns the streams of the rooms nodes send it.
+    pub fn new(key: Arc<str>, tls: Option<TlsAcceptor>, streams: RoomStreams) -> LinkHub {
+        LinkHub { state: Mutex::new(HubState::default()), key, tls, streams }
+    }
+
+    /// The room streams this router owns.
+    pub fn streams(&self) -> &RoomStreams {
+        &self.streams
     }
 
     fn state(&self) -> MutexGuard<'_, HubState> {
@@ -122,8 +142,9 @@ impl LinkHub {
             metrics::counter!("corecast_router_link_refusals_total").increment(1);
             return Ok(());
         }
-        let node = node.to_string();
+        let node: Arc<str> = Arc::from(node.as_str());
         let (frames_tx, frames_rx) = flume::bounded(NODE_QUEUE_FRAMES);
+        let close = Arc::new(Notify::new());
         let generation = {
             let mut state = self.state();
             state.next_generation += 1;
@@ -132,19 +153,31 @@ impl LinkHub {
             for room in rooms.iter() {
                 state.set_interest(room.as_str(), &node, true);
             }
-            state.nodes.insert(node.clone(), NodeLink { frames: frames_tx, generation });
+            let link = NodeLink { frames: frames_tx, generation, close: close.clone(), missing_since: None };
+            state.nodes.insert(node.to_string(), link);
             generation
         };
+        // What the node reported on an earlier link is stale: its shards
+        // report their members again once this link is up.
+        self.forget_node_presence(&node);
         tracing::info!(%node, rooms = rooms.len(), "node linked");
         metrics::gauge!("corecast_router_linked_nodes").increment(1);
         let writer_task = tokio::spawn(async move { write_frames(&mut writer, &frames_rx).await });
-        let result = self.read_link(&node, &mut reader, &core, &routes).await;
-        {
+        let result = tokio::select! {
+            result = self.read_link(&node, &mut reader, &core, &routes) => result,
+            () = close.notified() => Ok(()),
+        };
+        let current = {
             let mut state = self.state();
-            if state.nodes.get(&node).is_some_and(|link| link.generation == generation) {
-                state.nodes.remove(&node);
+            let current = state.nodes.get(&*node).is_some_and(|link| link.generation == generation);
+            if current {
+                state.nodes.remove(&*node);
                 state.forget_node(&node);
             }
+            current
+        };
+        if current {
+            self.forget_node_presence(&node);
         }
         writer_task.abort();
         metrics::gauge!("corecast_router_linked_nodes").decrement(1);
@@ -154,7 +187,7 @@ impl LinkHub {
 
     async fn read_link(
         &self,
-        node: &str,
+        node: &Arc<str>,
         reader: &mut LinkReader,
         core: &Arc<RouterCore>,
         routes: &Arc<dyn RouteTable>,
@@ -163,7 +196,7 @@ impl LinkHub {
             metrics::counter!("corecast_router_link_frames_in_total", "kind" => frame.archived().kind()).increment(1);
             match frame.archived() {
                 ArchivedInternalFrame::Chat(_) => {
-                    let (core, node) = (core.clone(), node.to_string());
+                    let (core, node) = (core.clone(), node.clone());
                     tokio::spawn(async move { core.handle(&node, &frame).await });
                 }
                 ArchivedInternalFrame::RoomInterest { room, joined, id } => {
@@ -189,6 +222,11 @@ impl LinkHub {
                 ArchivedInternalFrame::Broadcast { .. } => {
                     self.broadcast(&frame, Some(node));
                 }
+                ArchivedInternalFrame::RoomPublish { .. }
+                | ArchivedInternalFrame::StreamRequest { .. }
+                | ArchivedInternalFrame::RoomPresence { .. }
+                | ArchivedInternalFrame::RoomPresenceSnapshot { .. }
+                | ArchivedInternalFrame::PresenceQuery { .. } => self.to_owner(node, &frame),
                 _ => {}
             }
         }
@@ -216,6 +254,51 @@ impl LinkHub {
         targets.len()
     }
 
+    /// Records whether `node` has members of `room`.
+    pub(crate) fn set_interest(&self, room: &str, node: &str, joined: bool) {
+        self.state().set_interest(room, node, joined);
+    }
+
+    /// The nodes with members of `room`, as shared ids.
+    pub(crate) fn room_nodes(&self, room: &str) -> Vec<Arc<str>> {
+        self.state().rooms.peers(room).to_vec()
+    }
+
+    /// Queues a frame to `node`; false when it is not linked or its queue
+    /// is full (counted as dropped).
+    pub(crate) fn try_to_node(&self, node: &str, frame: InternalFrameBytes) -> bool {
+        let sent = match self.state().nodes.get(node) {
+            Some(link) => link.frames.try_send(frame).is_ok(),
+            None => false,
+        };
+        let kind = if sent { "sent" } else { "dropped" };
+        metrics::counter!("corecast_router_link_frames_out_total", "result" => kind).increment(1);
+        sent
+    }
+
+    /// Closes the links of nodes whose registration has been missing from
+    /// the registry (`registered`, a successful listing) for `grace`: a
+    /// node whose host vanished leaves no connection to notice closing,
+    /// and its members must still leave the rooms' presence. The grace
+    /// outlasts a Redis restart, after which live nodes register again
+    /// within a third of their registration's lifetime.
+    pub fn unlink_unregistered(&self, registered: &[String], grace: Duration) {
+        let now = Instant::now();
+        let mut state = self.state();
+        for (node, link) in state.nodes.iter_mut() {
+            if registered.contains(node) {
+                link.missing_since = None;
+                continue;
+            }
+            let since = *link.missing_since.get_or_insert(now);
+            if now.duration_since(since) >= grace {
+                tracing::warn!(%node, "the node's registration is gone: closing its link");
+                metrics::counter!("corecast_router_unregistered_unlinks_total").increment(1);
+                link.close.notify_one();
+            }
+        }
+    }
+
     /// Nodes with members of `room`.
     pub fn nodes_with_room(&self, room: &str) -> Vec<String> {
         self.state().rooms.peers(room).iter().map(|node| node.to_string()).collect()
@@ -229,11 +312,20 @@ impl LinkHub {
 
 impl ConnSink for LinkHub {
     fn to_node(&self, node: &str, frame: InternalFrameBytes) {
-        let sent = match self.state().nodes.get(node) {
-            Some(link) => link.frames.try_send(frame).is_ok(),
-            None => false,
-        };
-        let kind = if sent { "sent" } else { "dropped" };
-        metrics::counter!("corecast_router_link_frames_out_total", "result" => kind).increment(1);
+        self.try_to_node(node, frame);
+    }
+}
+
+#[cfg(test)]
+impl LinkHub {
+    /// Links `node` as its hello would (with no rooms); returns its queue.
+    pub(crate) fn link_for_test(&self, node: &str) -> flume::Receiver<InternalFrameBytes> {
+        let (frames, queued) = flume::unbounded();
+        let mut state = self.state();
+        state.next_generation += 1;
+        let generation = state.next_generation;
+        let link = NodeLink { frames, generation, close: Arc::new(Notify::new()), missing_since: None };
+        state.nodes.insert(node.to_string(), link);
+        queued
     }
 }

@@ -212,6 +212,19 @@ impl RoomHistories {
         self.used_bytes -= freed;
     }
 
+    /// Drops the streams of the rooms `keep` refuses (their owner is now
+    /// elsewhere): a stream started here again for one gets a new epoch,
+    /// so a position from the old one is never taken for a complete one.
+    pub fn retain(&mut self, keep: impl Fn(&str) -> bool) {
+        let gone: Vec<Arc<str>> =
+            self.streams.iter().filter(|(room, _)| !keep(room)).map(|(room, _)| room.clone()).collect();
+        for room in gone {
+            if let Some(stream) = self.streams.pop(&room) {
+                self.used_bytes -= stream.bytes + STREAM_OVERHEAD + room.len();
+            }
+        }
+    }
+
     /// Rooms whose whole history the budget evicted, since start.
     pub fn evictions(&self) -> u64 {
         self.evictions
@@ -239,6 +252,26 @@ mod tests {
 
     fn positions(c: &CatchUp) -> Vec<u64> {
         c.pushes.iter().map(|p| u64::from_be_bytes(p[..8].try_into().unwrap())).collect()
+    }
+
+    #[test]
+    fn a_stream_dropped_and_started_again_has_a_new_epoch() {
+        let (mut h, o) = (RoomHistories::new(1 << 20), options(10, 0));
+        let empty = h.used_bytes();
+        let old = add(&mut h, "r", &o, 1);
+        add(&mut h, "s", &o, 1);
+        let with_s = {
+            let mut only_s = RoomHistories::new(1 << 20);
+            add(&mut only_s, "s", &o, 1);
+            only_s.used_bytes()
+        };
+        h.retain(|room| room == "s");
+        assert_eq!(h.used_bytes(), with_s, "r's bytes are returned");
+        let catch_up = h.recover("r", &o, old, 2);
+        assert!(!catch_up.complete && catch_up.pushes.is_empty());
+        assert_ne!(position_epoch(catch_up.position), position_epoch(old));
+        h.retain(|_| false);
+        assert_eq!(h.used_bytes(), empty);
     }
 
     #[test]

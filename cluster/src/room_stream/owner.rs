@@ -171,6 +171,21 @@ impl<S: Clone + Eq + Hash> StreamOwner<S> {
             .collect()
     }
 
+    /// Forgets the history and presence of the rooms `keep` refuses (in a
+    /// cluster: rooms another router owns now), without events: if one
+    /// comes back here its stream starts a new epoch and its members are
+    /// reported anew. An owner that took a room up again where it left it
+    /// would give a member that was away meanwhile a silent gap.
+    pub fn forget_rooms(&mut self, keep: impl Fn(&str) -> bool) {
+        self.histories.retain(&keep);
+        self.presence.retain_rooms(keep);
+    }
+
+    /// As [`StreamOwner::forget_rooms`], histories only.
+    pub fn forget_histories(&mut self, keep: impl Fn(&str) -> bool) {
+        self.histories.retain(keep);
+    }
+
     /// Drops messages past their TTL.
     pub fn expire(&mut self, now_ms: u64) {
         self.histories.expire(now_ms);

@@ -158,6 +158,11 @@ impl<S: Clone + Eq + Hash> RoomPresence<S> {
         left
     }
 
+    /// Forgets the rooms `keep` refuses (their owner is now elsewhere).
+    pub fn retain_rooms(&mut self, keep: impl Fn(&str) -> bool) {
+        self.rooms.retain(|room, _| keep(room));
+    }
+
     /// Up to `limit` users after `after` (in id order) and the totals.
     pub fn page(&self, room: &str, after: &str, limit: usize) -> PresencePage {
         let Some(entry) = self.rooms.get(room) else { return PresencePage::default() };
@@ -224,6 +229,16 @@ mod tests {
         let (joined, left) = p.replace("r", &2, []);
         assert!(joined.is_empty());
         assert_eq!(left, vec![Arc::from("bob")]);
+    }
+
+    #[test]
+    fn rooms_owned_elsewhere_are_forgotten() {
+        let mut p = RoomPresence::<u8>::default();
+        p.join("r", "alice", &1);
+        p.join("s", "bob", &1);
+        p.retain_rooms(|room| room == "s");
+        assert_eq!(p.page("r", "", 10), PresencePage::default());
+        assert_eq!(p.page("s", "", 10).users, 1);
     }
 
     #[test]

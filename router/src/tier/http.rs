@@ -1,9 +1,11 @@
 //! The router's HTTP API. Public: `GET /health` and `GET /v1/dispatch`.
 //! Admin listener (loopback by default): `GET /metrics`, and behind the
 //! admin key the cluster's admin API: publish to a room (sent only to the
-//! nodes with members), broadcast (every node), room member counts and
-//! connections online (asked of the nodes), revocation (passed to every
-//! node), and the persistent-chat routes of the router core.
+//! nodes with members; to a room with history, through the room's owner),
+//! broadcast (every node), room member counts and connections online
+//! (asked of the nodes), a room's presence (from its owner), revocation
+//! (passed to every node), and the persistent-chat routes of the router
+//! core.
 
 use std::sync::Arc;
 
@@ -14,9 +16,10 @@ use axum::middleware;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use corecast_cluster::admin_api::{api_error, require_admin_key, room_push, AdminKey, PublishQuery};
+use corecast_cluster::admin_api::{api_error, presence_json, require_admin_key, room_push, AdminKey, PublishQuery};
 use corecast_proto::internal::InternalFrameBytes;
 use corecast_settings::build_info;
+use serde::Deserialize;
 use serde_json::{json, Value};
 use tokio::net::TcpListener;
 
@@ -46,6 +49,7 @@ pub async fn serve_admin(listener: TcpListener, tier: Shared) {
     let admin = Router::new()
         .route("/v1/admin/rooms/{room}/publish", post(publish))
         .route("/v1/admin/rooms/{room}", get(room_members))
+        .route("/v1/admin/rooms/{room}/presence", get(room_presence))
         .route("/v1/admin/broadcast", post(broadcast))
         .route("/v1/admin/online", get(online))
         .route("/v1/admin/users/{user}/revoke", post(revoke))
@@ -83,12 +87,72 @@ async fn publish(
     Query(query): Query<PublishQuery>,
     payload: Bytes,
 ) -> Response {
+    if tier.hub.streams().has_stream(&room) {
+        return publish_to_stream(&tier, &room, &query.from, &payload);
+    }
     let frame = match room_push(&room, &query.from, &payload) {
         Ok(frame) => InternalFrameBytes::encode(&frame),
         Err(e) => return corecast_cluster::admin_api::too_large(e),
     };
     let nodes = tier.hub.publish_room(&room, &frame, None);
     Json(json!({ "room": room, "nodes": nodes })).into_response()
+}
+
+/// A message for a room with history gets its position from the room's
+/// owner, which sends it to every member. It goes to the owner the way a
+/// member's message does: through a linked node, whose uplink picks the
+/// owner among the routers it is linked to (this one or another).
+fn publish_to_stream(tier: &Tier, room: &str, from: &str, payload: &[u8]) -> Response {
+    // Checked here, as the owner would refuse it unseen.
+    if let Err(e) = room_push(room, from, payload) {
+        return corecast_cluster::admin_api::too_large(e);
+    }
+    match tier.hub.relay_publish(room, from, payload) {
+        Some(node) => Json(json!({ "room": room, "via_node": node })).into_response(),
+        None => api_error(StatusCode::SERVICE_UNAVAILABLE, "no server node is linked to this router to relay it"),
+    }
+}
+
+#[derive(Deserialize)]
+struct PresenceQuery {
+    /// Users after this id.
+    #[serde(default)]
+    after: String,
+    /// At most this many (1,000 at most).
+    #[serde(default = "default_presence_limit")]
+    limit: usize,
+}
+
+fn default_presence_limit() -> usize {
+    100
+}
+
+/// Who is in a room with presence, answered by the router that owns the
+/// room. Another router answers 421 Misdirected Request naming the owner
+/// (its id, and its public HTTP address from the registry), since only
+/// the owner hears the room's joins and leaves.
+async fn room_presence(
+    State(tier): State<Shared>,
+    Path(room): Path<String>,
+    Query(query): Query<PresenceQuery>,
+) -> Response {
+    let owner = tier.room_owner(&room);
+    if owner != tier.id {
+        let http_addr = match tier.registry.routers().await {
+            Ok(routers) => routers.into_iter().find(|r| r.id == owner).map(|r| r.http_addr),
+            Err(_) => None,
+        };
+        let body = json!({
+            "error": format!("router {owner} owns this room; ask its admin API"),
+            "owner": owner,
+            "owner_http_addr": http_addr,
+        });
+        return (StatusCode::MISDIRECTED_REQUEST, Json(body)).into_response();
+    }
+    match tier.hub.streams().presence_page(&room, &query.after, query.limit) {
+        Some(page) => Json(presence_json(&room, &page)).into_response(),
+        None => api_error(StatusCode::NOT_FOUND, "this room keeps no presence"),
+    }
 }
 
 async fn broadcast(State(tier): State<Shared>, payload: Bytes) -> Response {

@@ -1,6 +1,7 @@
 //! The router's view of the cluster, kept current from Redis: its own
 //! registration (renewed every third of its lifetime, carrying its epoch),
-//! the set of live routers that decides which conversations it owns, and
+//! the set of live routers that decides which conversations it owns (and
+//! which rooms' presence its admin API answers for), and
 //! the server nodes with their pulled health for dispatch.
 //!
 //! Ownership and epochs: the router serves nothing until it has been
@@ -80,6 +81,9 @@ pub async fn keep_registered(tier: Arc<Tier>, mut info: RouterInfo) {
         match tier.registry.routers().await {
             Ok(registered) => {
                 let changed = set.update(&registered);
+                if changed {
+                    tier.set_routers(set.members.iter().cloned().collect());
+                }
                 // Two polls after start every node and router has seen us.
                 let ready = started.elapsed() >= 2 * period;
                 if ready && (changed || !serving) {
@@ -103,7 +107,9 @@ pub async fn keep_registered(tier: Arc<Tier>, mut info: RouterInfo) {
 }
 
 /// Lists the registered server nodes and pulls each one's health, every
-/// `health_pull_ms`; dispatch answers from the latest snapshot. While Redis
+/// `health_pull_ms`; dispatch answers from the latest snapshot. A linked
+/// node missing from the listing for a registration lifetime has its link
+/// closed (its host is gone without closing it). While Redis
 /// does not answer, the last nodes listed stay and their health is still
 /// pulled, so dispatch keeps sending clients to those that are healthy; the
 /// answer says `stale` and `corecast_dispatch_stale` is 1.
@@ -119,6 +125,8 @@ pub async fn watch_nodes(tier: Arc<Tier>) {
                     tracing::info!("server nodes listed from Redis again: dispatch is current");
                 }
                 tier.routes.saw_nodes(nodes.iter().map(|n| n.id.clone()));
+                let ids: Vec<String> = nodes.iter().map(|n| n.id.clone()).collect();
+                tier.hub.unlink_unregistered(&ids, Duration::from_millis(tier.config.registry_ttl_ms as u64));
                 known = nodes;
                 stale = false;
             }

@@ -25,6 +25,7 @@ use metrics_exporter_prometheus::PrometheusHandle;
 use crate::dispatch::rank;
 use crate::health::HealthBoard;
 use crate::link_hub::LinkHub;
+use crate::room_streams::RoomStreams;
 use crate::{node_http, CoreConfig, RouterCore};
 use config::{RouterConfig, StoreChoice};
 use corecast_cluster::dispatch::DispatchAnswer;
@@ -79,6 +80,28 @@ impl Tier {
     /// the nodes are the last known ones because Redis did not answer.
     fn set_nodes(&self, nodes: Vec<NodeInfo>, health: HealthBoard, stale: bool) {
         *self.nodes_lock() = NodeView { nodes, health, stale };
+    }
+
+    /// Replaces the live routers with a newer view of the registry, and
+    /// forgets the rooms another router owns in it. The nodes move a room
+    /// when their links change, which can lag this view by a discovery
+    /// poll: a stream started here meanwhile for a room owned elsewhere is
+    /// dropped once more a registration lifetime later.
+    fn set_routers(&self, routers: Vec<String>) {
+        self.hub.streams().set_routers(routers);
+        let hub = self.hub.clone();
+        let later = Duration::from_millis(self.config.registry_ttl_ms as u64);
+        tokio::spawn(async move {
+            tokio::time::sleep(later).await;
+            hub.streams().forget_histories_owned_elsewhere();
+        });
+    }
+
+    /// The router that owns `room` among the live routers as the registry
+    /// shows them: the one the nodes pick while their links to all of them
+    /// are up.
+    pub fn room_owner(&self, room: &str) -> String {
+        self.hub.streams().owner_of(room)
     }
 
     /// The registered server nodes.
@@ -160,7 +183,9 @@ pub async fn run(config: RouterConfig, admin_key: String, prometheus: Prometheus
         (Some(cert), Some(key)) => Some(corecast_cluster::link::tls::acceptor(cert, key)?),
         _ => None,
     };
-    let hub = Arc::new(LinkHub::new(admin_key.clone(), link_tls));
+    let budget = usize::try_from(config.room_history_budget_bytes).unwrap_or(usize::MAX);
+    let streams = RoomStreams::new(config.room_policy(), budget, &id);
+    let hub = Arc::new(LinkHub::new(admin_key.clone(), link_tls, streams));
     let core_config = CoreConfig {
         small_group_limit: config.small_group_limit,
         store_timeout: Duration::from_millis(config.store_timeout_ms as u64),
@@ -201,6 +226,7 @@ pub async fn run(config: RouterConfig, admin_key: String, prometheus: Prometheus
     });
     let link_tls = tier.config.link_tls_cert_file.is_some();
     tracing::info!(router = %id, link = %info.link_addr, link_tls, http = %info.http_addr, "router starting");
+    tokio::spawn(hub.clone().expire_room_histories());
     tokio::spawn(hub.serve(link_listener, core, routes));
     tokio::spawn(membership::keep_registered(tier.clone(), info));
     tokio::spawn(membership::watch_nodes(tier.clone()));

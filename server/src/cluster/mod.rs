@@ -8,8 +8,10 @@
 //! router that owns their conversation (rendezvous hashing over the routers
 //! with a link up); room pushes go to the router that owns the room, which
 //! passes them to the other nodes with members; the node's first join and
-//! last leave of each room are announced to every router. Frames from the
-//! routers are handed to the shards that need them.
+//! last leave of each room are announced to every router. Frames for the
+//! owner of a room with history or presence (messages, catch-ups, HISTORY,
+//! PRESENCE, member reports) go to the router that owns the room the same
+//! way. Frames from the routers are handed to the shards that need them.
 //!
 //! It also keeps the node's token revocations in step with the list the
 //! routers record in Redis.

@@ -1,7 +1,12 @@
 //! The uplink's state: the router links that are up, which of this node's
 //! shards have members of each room, room announcements waiting for the
-//! routers' acknowledgements, and the chat requests waiting for an answer
-//! on each link.
+//! routers' acknowledgements, and the requests (chat, and those for a
+//! room's owner) waiting for an answer on each link.
+//!
+//! When the set of linked routers changes (a link comes up or goes down)
+//! every shard is asked to report its members of rooms with presence
+//! again: a room may have a new owner, and a router that lost a link
+//! forgot what came over it.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -14,7 +19,7 @@ use corecast_proto::{encode_server, ErrorCode, ServerMessage};
 use rustc_hash::FxHashMap;
 
 use super::ClusterSettings;
-use crate::shard::{InterestAck, Mesh};
+use crate::shard::{InterestAck, Mesh, ShardCommand};
 
 /// How long a JOIN waits for the routers to acknowledge its room's first
 /// member on this node before it is answered anyway (a router that does not
@@ -36,6 +41,8 @@ struct State {
     rooms: Interest<u16>,
     /// First-member announcements waiting for the routers.
     announcements: Announcements<InterestAck>,
+    /// Requests waiting for an answer (by conn id and rid): the router
+    /// each went to.
     pending: FxHashMap<(u64, u32), String>,
 }
 
@@ -121,14 +128,28 @@ impl Uplink {
         let _ = frames.try_send(InternalFrameBytes::encode(&hello));
         state.routers.insert(router.to_string(), RouterPeer { frames, generation });
         metrics::gauge!("corecast_uplink_routers").set(state.routers.len() as f64);
+        drop(state);
+        self.ask_presence_reports();
+    }
+
+    /// Asks every shard to report its members of rooms with presence to
+    /// their owners again (their snapshots replace what they reported).
+    fn ask_presence_reports(&self) {
+        for (shard, sender) in self.mesh.all() {
+            if sender.try_send(ShardCommand::ReportPresence).is_err() {
+                metrics::counter!("corecast_drops_total", "shard" => shard.to_string(), "reason" => "inbox_full")
+                    .increment(1);
+            }
+        }
     }
 
     /// Forgets a link that went down and answers every request still
     /// waiting on it with `unavailable`.
     pub fn link_down(&self, router: &str, generation: u64) {
-        let failed: Vec<(u64, u32)> = {
+        let (removed, failed) = {
             let mut state = self.state();
-            if state.routers.get(router).is_some_and(|peer| peer.generation == generation) {
+            let removed = state.routers.get(router).is_some_and(|peer| peer.generation == generation);
+            if removed {
                 state.routers.remove(router);
             }
             metrics::gauge!("corecast_uplink_routers").set(state.routers.len() as f64);
@@ -137,10 +158,13 @@ impl Uplink {
             for key in &failed {
                 state.pending.remove(key);
             }
-            failed
+            (removed, failed)
         };
         for (conn_id, rid) in failed {
             self.reply_unavailable(conn_id, rid, "the router link was lost; retry");
+        }
+        if removed {
+            self.ask_presence_reports();
         }
     }
 
@@ -359,10 +383,15 @@ impl Uplink {
                 }
                 self.mesh.deliver(&frame, |_| 0);
             }
+            // An operator's message to a room with history, published on a
+            // router's admin API: on to the room's owner, as ours go.
+            ArchivedInternalFrame::RoomPublish { .. } => self.to_owner(frame),
             _ => {}
         }
     }
 
+    /// Answers request `(conn_id, rid)` with `unavailable` (a JOIN whose
+    /// catch-up it answers leaves the room again on its shard).
     fn reply_unavailable(&self, conn_id: u64, rid: u32, message: &str) {
         metrics::counter!("corecast_uplink_unavailable_total").increment(1);
         let mut frames = Vec::new();
