@@ -4,10 +4,12 @@
 //! code; they differ only in where the outputs go.
 
 use std::hash::Hash;
+use std::sync::Arc;
 
 use bytes::Bytes;
 use corecast_proto::internal::{ArchivedInternalFrame, InternalFrame, InternalFrameBytes};
 use corecast_proto::{encode_server, PresenceEntry, PushKind, ServerMessage};
+use rustc_hash::FxHashMap;
 
 use super::history::{CatchUp, RoomHistories};
 use super::options::RoomPolicy;
@@ -36,18 +38,31 @@ pub enum OwnerOutput {
     },
 }
 
+/// How long an owner remembers the users whose source went away: a
+/// snapshot that brings one back within it is a real return (a join
+/// event), any other member a snapshot brings is not news.
+const DEPARTED_KEEP_MS: u64 = 60_000;
+
 /// Histories and presence of the rooms this owner owns.
 pub struct StreamOwner<S> {
     policy: RoomPolicy,
     histories: RoomHistories,
     /// By source and the member's shard there.
     presence: RoomPresence<(S, u16)>,
+    /// (room, user) pairs whose leave event came from a lost source, and
+    /// when: only these get a join event when a snapshot brings them back.
+    departed: FxHashMap<(Arc<str>, Arc<str>), u64>,
 }
 
 impl<S: Clone + Eq + Hash> StreamOwner<S> {
     /// An owner applying `policy`, holding histories within `budget_bytes`.
     pub fn new(policy: RoomPolicy, budget_bytes: usize) -> StreamOwner<S> {
-        StreamOwner { policy, histories: RoomHistories::new(budget_bytes), presence: RoomPresence::default() }
+        StreamOwner {
+            policy,
+            histories: RoomHistories::new(budget_bytes),
+            presence: RoomPresence::default(),
+            departed: FxHashMap::default(),
+        }
     }
 
     /// Handles a frame sent to the owner by `source` (a node in a cluster,
@@ -112,6 +127,7 @@ impl<S: Clone + Eq + Hash> StreamOwner<S> {
                 let options = self.policy.options_for(room).filter(|o| o.has_presence())?;
                 let source = (source.clone(), shard.to_native());
                 let event = if *joined {
+                    self.departed.remove(&(Arc::from(room.as_str()), Arc::from(user.as_str())));
                     self.presence.join(room, user, &source)
                 } else {
                     self.presence.leave(room, user, &source)
@@ -125,8 +141,17 @@ impl<S: Clone + Eq + Hash> StreamOwner<S> {
                 if !options.join_leave_events {
                     return None;
                 }
-                let events = joined.iter().map(|user| presence_event(room, user, true, now_ms));
-                Some(events.chain(left.iter().map(|user| presence_event(room, user, false, now_ms))).collect())
+                // A snapshot reports members, not joins: a new owner (the
+                // routers changed) hears of everyone at once. Only a user
+                // whose leave was announced when their source went away
+                // is announced back.
+                let room: Arc<str> = Arc::from(room.as_str());
+                let returned: Vec<Arc<str>> = joined
+                    .into_iter()
+                    .filter(|user| self.departed.remove(&(room.clone(), user.clone())).is_some())
+                    .collect();
+                let events = returned.iter().map(|user| presence_event(&room, user, true, now_ms));
+                Some(events.chain(left.iter().map(|user| presence_event(&room, user, false, now_ms))).collect())
             }
             ArchivedInternalFrame::PresenceQuery { room, conn_id, rid, after, limit } => {
                 let page = self.presence_page(room, after, limit.to_native() as usize);
@@ -163,12 +188,15 @@ impl<S: Clone + Eq + Hash> StreamOwner<S> {
     /// Everything `source` reported left with it; returns the leave events
     /// for rooms that want them.
     pub fn forget_source(&mut self, source: &S, now_ms: u64) -> Vec<OwnerOutput> {
-        self.presence
+        let left: Vec<(Arc<str>, Arc<str>)> = self
+            .presence
             .forget_sources(|(s, _)| s == source)
             .into_iter()
             .filter(|(room, _)| self.policy.options_for(room).is_some_and(|o| o.join_leave_events))
-            .map(|(room, user)| presence_event(&room, &user, false, now_ms))
-            .collect()
+            .collect();
+        let events = left.iter().map(|(room, user)| presence_event(room, user, false, now_ms)).collect();
+        self.departed.extend(left.into_iter().map(|pair| (pair, now_ms)));
+        events
     }
 
     /// Forgets the history and presence of the rooms `keep` refuses (in a
@@ -186,9 +214,11 @@ impl<S: Clone + Eq + Hash> StreamOwner<S> {
         self.histories.retain(keep);
     }
 
-    /// Drops messages past their TTL.
+    /// Drops messages past their TTL, and forgets departures older than
+    /// [`DEPARTED_KEEP_MS`].
     pub fn expire(&mut self, now_ms: u64) {
         self.histories.expire(now_ms);
+        self.departed.retain(|_, at| *at + DEPARTED_KEEP_MS > now_ms);
     }
 
     /// Rooms whose whole history the budget evicted, since start.
@@ -330,6 +360,29 @@ mod tests {
         let request =
             InternalFrame::StreamRequest { room: "lobby".into(), conn_id: 9, rid: 7, since: 0, limit: 1, join: true };
         assert!(send(&mut owner, request, 1).is_none());
+    }
+
+    #[test]
+    fn a_snapshot_announces_only_users_that_left_with_their_source() {
+        let mut owner = owner();
+        let snapshot = |users: &[&str]| InternalFrame::RoomPresenceSnapshot {
+            room: "live-1".into(),
+            shard: 0,
+            users: users.iter().map(|u| u.to_string()).collect(),
+        };
+        // A new owner hears of members all at once: no events.
+        let bytes = InternalFrameBytes::encode(&snapshot(&["ann", "bob"]));
+        assert_eq!(owner.handle(bytes.archived(), &1, 1_000).map(|o| o.len()), Some(0));
+        // Their node goes away: leave events; when it comes back, its
+        // snapshot brings them back with join events.
+        assert_eq!(owner.forget_source(&1, 2_000).len(), 2);
+        let bytes = InternalFrameBytes::encode(&snapshot(&["ann", "bob", "cy"]));
+        assert_eq!(owner.handle(bytes.archived(), &1, 3_000).map(|o| o.len()), Some(2), "ann and bob, not cy");
+        // Departures are forgotten after a while.
+        owner.forget_source(&1, 4_000);
+        owner.expire(4_000 + DEPARTED_KEEP_MS);
+        let bytes = InternalFrameBytes::encode(&snapshot(&["ann"]));
+        assert_eq!(owner.handle(bytes.archived(), &1, 4_000 + DEPARTED_KEEP_MS).map(|o| o.len()), Some(0));
     }
 
     #[test]
