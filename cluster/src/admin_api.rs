@@ -64,6 +64,21 @@ pub fn broadcast(payload: &[u8]) -> Result<InternalFrame, EncodeError> {
     Ok(InternalFrame::Broadcast { push: encode_push(PushKind::Broadcast, "", "", payload)? })
 }
 
+/// The query of a room's presence page: `?after=USER&limit=N`.
+#[derive(serde::Deserialize)]
+pub struct PresenceQuery {
+    /// Users after this id.
+    #[serde(default)]
+    pub after: String,
+    /// At most this many (1,000 at most).
+    #[serde(default = "default_presence_limit")]
+    pub limit: usize,
+}
+
+fn default_presence_limit() -> usize {
+    100
+}
+
 /// A room's presence page as the admin APIs (node and router) answer it.
 pub fn presence_json(room: &str, page: &PresencePage) -> serde_json::Value {
     let users: Vec<serde_json::Value> =

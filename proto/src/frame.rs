@@ -48,6 +48,24 @@ impl Header {
         })
     }
 
+    /// The header of the last whole frame in `frames` (frames written back
+    /// to back, such as a reply of several frames), or `None` when they do
+    /// not end on a frame boundary.
+    pub fn of_last(frames: &[u8]) -> Option<Header> {
+        let mut rest = frames;
+        let mut last = None;
+        while !rest.is_empty() {
+            let header = Header::read(rest)?;
+            let len = header.len as usize;
+            if len < HEADER_LEN || len > rest.len() {
+                return None;
+            }
+            last = Some(header);
+            rest = &rest[len..];
+        }
+        last
+    }
+
     /// Appends the header's 12 bytes to `out`.
     pub fn write(&self, out: &mut Vec<u8>) {
         out.extend_from_slice(&self.len.to_be_bytes());
@@ -163,6 +181,19 @@ pub fn peek_frame(buf: &[u8], max_len: u32) -> Result<Peek, FrameError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_last_of_several_frames_is_found_and_a_cut_one_refused() {
+        let mut frames = Vec::new();
+        for (op, rid) in [(0x90, 0), (0x84, 7)] {
+            Header { len: HEADER_LEN as u32 + 2, ver: VERSION, op, flags: 0, rid }.write(&mut frames);
+            frames.extend_from_slice(&[1, 2]);
+        }
+        let last = Header::of_last(&frames).unwrap();
+        assert_eq!((last.op, last.rid), (0x84, 7));
+        assert_eq!(Header::of_last(&frames[..frames.len() - 1]), None);
+        assert_eq!(Header::of_last(&[]), None);
+    }
 
     #[test]
     fn oversized_length_is_refused_from_four_bytes() {

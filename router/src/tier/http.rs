@@ -16,10 +16,11 @@ use axum::middleware;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use corecast_cluster::admin_api::{api_error, presence_json, require_admin_key, room_push, AdminKey, PublishQuery};
+use corecast_cluster::admin_api::{
+    api_error, presence_json, require_admin_key, room_push, AdminKey, PresenceQuery, PublishQuery,
+};
 use corecast_proto::internal::InternalFrameBytes;
 use corecast_settings::build_info;
-use serde::Deserialize;
 use serde_json::{json, Value};
 use tokio::net::TcpListener;
 
@@ -111,20 +112,6 @@ fn publish_to_stream(tier: &Tier, room: &str, from: &str, payload: &[u8]) -> Res
         Some(node) => Json(json!({ "room": room, "via_node": node })).into_response(),
         None => api_error(StatusCode::SERVICE_UNAVAILABLE, "no server node is linked to this router to relay it"),
     }
-}
-
-#[derive(Deserialize)]
-struct PresenceQuery {
-    /// Users after this id.
-    #[serde(default)]
-    after: String,
-    /// At most this many (1,000 at most).
-    #[serde(default = "default_presence_limit")]
-    limit: usize,
-}
-
-fn default_presence_limit() -> usize {
-    100
 }
 
 /// Who is in a room with presence, answered by the router that owns the

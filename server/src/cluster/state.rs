@@ -15,7 +15,7 @@ use std::time::Duration;
 use corecast_cluster::interest::{Announcements, Interest};
 use corecast_cluster::ownership::owner_of;
 use corecast_proto::internal::{ArchivedChatRequest, ArchivedInternalFrame, InternalFrame, InternalFrameBytes};
-use corecast_proto::{encode_server, ErrorCode, ServerMessage};
+use corecast_proto::{encode_server, ErrorCode, Header, ServerMessage};
 use rustc_hash::FxHashMap;
 
 use super::ClusterSettings;
@@ -51,22 +51,6 @@ pub struct Uplink {
     settings: ClusterSettings,
     mesh: Mesh,
     state: Mutex<State>,
-}
-
-/// The rid of the last whole client frame in `frames` (a stream reply ends
-/// with the JOINED or HISTORY_END that carries the request's rid).
-fn last_frame_rid(frames: &[u8]) -> Option<u32> {
-    let mut rest = frames;
-    let mut rid = None;
-    while rest.len() >= corecast_proto::HEADER_LEN {
-        let len = u32::from_be_bytes([rest[0], rest[1], rest[2], rest[3]]) as usize;
-        if len < corecast_proto::HEADER_LEN || len > rest.len() {
-            return None;
-        }
-        rid = Some(u32::from_be_bytes([rest[8], rest[9], rest[10], rest[11]]));
-        rest = &rest[len..];
-    }
-    rid
 }
 
 /// Lets every waiting JOIN go on.
@@ -378,7 +362,7 @@ impl Uplink {
             }
             ArchivedInternalFrame::Broadcast { .. } => self.mesh.deliver(&frame, |_| 0),
             ArchivedInternalFrame::StreamReply { conn_id, frames, .. } => {
-                if let Some(rid) = last_frame_rid(frames) {
+                if let Some(rid) = Header::of_last(frames).map(|h| h.rid) {
                     self.state().pending.remove(&(conn_id.to_native(), rid));
                 }
                 self.mesh.deliver(&frame, |_| 0);

@@ -16,7 +16,9 @@ use axum::middleware;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use corecast_cluster::admin_api::{api_error, presence_json, require_admin_key, room_push, AdminKey, PublishQuery};
+use corecast_cluster::admin_api::{
+    api_error, presence_json, require_admin_key, room_push, AdminKey, PresenceQuery, PublishQuery,
+};
 use corecast_proto::internal::{InternalFrame, InternalFrameBytes};
 use serde::Deserialize;
 use serde_json::json;
@@ -83,20 +85,6 @@ fn publish_to_stream(state: &ControlState, room: String, from: String, payload: 
         Ok(()) => Json(json!({ "room": room, "shards": 1 })).into_response(),
         Err(_) => api_error(StatusCode::SERVICE_UNAVAILABLE, "the room's owner shard is overloaded"),
     }
-}
-
-#[derive(Deserialize)]
-struct PresenceQuery {
-    /// Users after this id.
-    #[serde(default)]
-    after: String,
-    /// At most this many (1,000 at most).
-    #[serde(default = "default_presence_limit")]
-    limit: usize,
-}
-
-fn default_presence_limit() -> usize {
-    100
 }
 
 /// Who is in a room with presence: totals and a page of users with their

@@ -29,7 +29,7 @@ use std::rc::Rc;
 use bytes::Bytes;
 use corecast_cluster::room_stream::{OwnerOutput, RoomOptions};
 use corecast_proto::internal::{shard_of, ArchivedInternalFrame, InternalFrame, InternalFrameBytes};
-use corecast_proto::{server, ErrorCode};
+use corecast_proto::{server, ErrorCode, Header};
 use rustc_hash::FxHasher;
 
 use super::conn::{conn_id, key_of};
@@ -269,7 +269,7 @@ impl ShardCore {
             return; // the connection went, or its JOIN failed on time
         };
         let pending = self.pending_joins.swap_remove(i);
-        let answered = last_frame_op(&frames) == Some(server::op::JOINED);
+        let answered = Header::of_last(&frames).is_some_and(|h| h.op == server::op::JOINED);
         self.reply(id, frames);
         if !answered {
             // The frames end in an ERROR (no router took the request).
@@ -371,19 +371,4 @@ impl ShardCore {
             self.owner.expire(self.wall_ms);
         }
     }
-}
-
-/// The op of the last whole frame in `frames`.
-fn last_frame_op(frames: &[u8]) -> Option<u8> {
-    let mut rest = frames;
-    let mut op = None;
-    while rest.len() >= corecast_proto::HEADER_LEN {
-        let len = u32::from_be_bytes([rest[0], rest[1], rest[2], rest[3]]) as usize;
-        if len < corecast_proto::HEADER_LEN || len > rest.len() {
-            return None;
-        }
-        op = Some(rest[5]);
-        rest = &rest[len..];
-    }
-    op
 }
