@@ -49,5 +49,25 @@ fuzz_target!(|data: &[u8]| {
         ArchivedInternalFrame::RouteChanged { user } => {
             let _ = user.as_str().len();
         }
+        ArchivedInternalFrame::RoomPublish { room, from, except_conn, payload } => {
+            let _ = (room.as_str().len(), from.as_str().len(), except_conn.to_native(), payload.len());
+        }
+        ArchivedInternalFrame::StreamRequest { room, conn_id, rid, since, limit, join } => {
+            let _ = (room.as_str().len(), conn_id.to_native(), rid.to_native(), since.to_native(), limit.to_native());
+            let _ = *join;
+        }
+        ArchivedInternalFrame::StreamReply { room, conn_id, join, .. } => {
+            let _ = (room.as_str().len(), conn_id.to_native(), *join);
+        }
+        ArchivedInternalFrame::RoomPresence { room, user, shard, joined } => {
+            let _ = (room.as_str().len(), user.as_str().len(), shard.to_native(), *joined);
+        }
+        ArchivedInternalFrame::RoomPresenceSnapshot { room, shard, users } => {
+            let _ = (room.as_str().len(), shard.to_native(), users.iter().map(|u| u.as_str().len()).sum::<usize>());
+        }
+        ArchivedInternalFrame::PresenceQuery { room, conn_id, rid, after, limit } => {
+            let _ = (room.as_str().len(), conn_id.to_native(), rid.to_native(), after.as_str().len());
+            let _ = limit.to_native();
+        }
     }
 });
