@@ -20,11 +20,9 @@
 //! a member away meanwhile would recover from it with a silent gap. So when
 //! the router's view of the live routers (the registry's) changes, it
 //! forgets the rooms another router owns in the new view; a room that comes
-//! back starts a new epoch. The view also says when a node's snapshot of
-//! its members reaches a router that does not own the room (the node is
-//! linked to some routers only, or the owner just died): that router takes
-//! the members in silently, since none of them joined; the owner's events
-//! are the ones members get.
+//! back starts a new epoch. A node's snapshot of its members makes no join
+//! events at any router (none of them just joined), except for users whose
+//! leave was announced when their node went away (`StreamOwner`).
 
 use std::sync::{Arc, Mutex, MutexGuard, Once};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
