@@ -10,8 +10,10 @@
 //! Everything here can be rebuilt from the nodes' announcements: a router
 //! that restarts learns it all again as the nodes reconnect. A node whose
 //! registration has been gone from Redis for a registration lifetime has
-//! its link closed as if it had closed it itself: a vanished host leaves no
-//! connection to see closing.
+//! its members taken out of the rooms' presence (a vanished host leaves no
+//! connection to see closing); its link and room interest stay, since a
+//! node that only missed its renewals under load must lose no message, and
+//! it reports its members again when it finds its registration lost.
 
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -23,7 +25,6 @@ use corecast_proto::internal::{ArchivedInternalFrame, InternalFrame, InternalFra
 use rustc_hash::FxHashMap;
 use subtle::ConstantTimeEq;
 use tokio::net::TcpListener;
-use tokio::sync::Notify;
 use tokio_rustls::TlsAcceptor;
 
 use crate::core::RouterCore;
@@ -36,10 +37,10 @@ const NODE_QUEUE_FRAMES: usize = 64 * 1024;
 struct NodeLink {
     frames: flume::Sender<InternalFrameBytes>,
     generation: u64,
-    /// Ends the link (its node's registration is gone).
-    close: Arc<Notify>,
     /// Since when the node's registration has been missing, if it is.
     missing_since: Option<Instant>,
+    /// Its presence was forgotten for that (once per absence).
+    presence_forgotten: bool,
 }
 
 #[derive(Default)]
@@ -144,7 +145,6 @@ impl LinkHub {
         }
         let node: Arc<str> = Arc::from(node.as_str());
         let (frames_tx, frames_rx) = flume::bounded(NODE_QUEUE_FRAMES);
-        let close = Arc::new(Notify::new());
         let generation = {
             let mut state = self.state();
             state.next_generation += 1;
@@ -153,7 +153,7 @@ impl LinkHub {
             for room in rooms.iter() {
                 state.set_interest(room.as_str(), &node, true);
             }
-            let link = NodeLink { frames: frames_tx, generation, close: close.clone(), missing_since: None };
+            let link = NodeLink { frames: frames_tx, generation, missing_since: None, presence_forgotten: false };
             state.nodes.insert(node.to_string(), link);
             generation
         };
@@ -163,10 +163,7 @@ impl LinkHub {
         tracing::info!(%node, rooms = rooms.len(), "node linked");
         metrics::gauge!("corecast_router_linked_nodes").increment(1);
         let writer_task = tokio::spawn(async move { write_frames(&mut writer, &frames_rx).await });
-        let result = tokio::select! {
-            result = self.read_link(&node, &mut reader, &core, &routes) => result,
-            () = close.notified() => Ok(()),
-        };
+        let result = self.read_link(&node, &mut reader, &core, &routes).await;
         let current = {
             let mut state = self.state();
             let current = state.nodes.get(&*node).is_some_and(|link| link.generation == generation);
@@ -276,26 +273,36 @@ impl LinkHub {
         sent
     }
 
-    /// Closes the links of nodes whose registration has been missing from
-    /// the registry (`registered`, a successful listing) for `grace`: a
-    /// node whose host vanished leaves no connection to notice closing,
-    /// and its members must still leave the rooms' presence. The grace
-    /// outlasts a Redis restart, after which live nodes register again
-    /// within a third of their registration's lifetime.
-    pub fn unlink_unregistered(&self, registered: &[String], grace: Duration) {
+    /// Takes the members of nodes whose registration has been missing from
+    /// the registry (`registered`, a successful listing) for `grace` out of
+    /// the rooms' presence, with leave events: a node whose host vanished
+    /// leaves no connection to notice closing. The link stays: a node that
+    /// was only too slow to renew keeps getting its rooms' messages, and
+    /// reports its members again once it registers anew. The grace outlasts
+    /// a Redis restart, after which live nodes register again within a
+    /// third of their registration's lifetime.
+    pub fn forget_unregistered(&self, registered: &[String], grace: Duration) {
         let now = Instant::now();
-        let mut state = self.state();
-        for (node, link) in state.nodes.iter_mut() {
-            if registered.contains(node) {
-                link.missing_since = None;
-                continue;
+        let gone: Vec<Arc<str>> = {
+            let mut state = self.state();
+            let mut gone = Vec::new();
+            for (node, link) in state.nodes.iter_mut() {
+                if registered.contains(node) {
+                    (link.missing_since, link.presence_forgotten) = (None, false);
+                    continue;
+                }
+                let since = *link.missing_since.get_or_insert(now);
+                if now.duration_since(since) >= grace && !link.presence_forgotten {
+                    link.presence_forgotten = true;
+                    gone.push(Arc::from(node.as_str()));
+                }
             }
-            let since = *link.missing_since.get_or_insert(now);
-            if now.duration_since(since) >= grace {
-                tracing::warn!(%node, "the node's registration is gone: closing its link");
-                metrics::counter!("corecast_router_unregistered_unlinks_total").increment(1);
-                link.close.notify_one();
-            }
+            gone
+        };
+        for node in gone {
+            tracing::warn!(%node, "the node's registration is gone: its members leave the rooms' presence");
+            metrics::counter!("corecast_router_unregistered_presence_forgotten_total").increment(1);
+            self.forget_node_presence(&node);
         }
     }
 
@@ -324,7 +331,7 @@ impl LinkHub {
         let mut state = self.state();
         state.next_generation += 1;
         let generation = state.next_generation;
-        let link = NodeLink { frames, generation, close: Arc::new(Notify::new()), missing_since: None };
+        let link = NodeLink { frames, generation, missing_since: None, presence_forgotten: false };
         state.nodes.insert(node.to_string(), link);
         queued
     }

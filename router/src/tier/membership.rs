@@ -108,8 +108,9 @@ pub async fn keep_registered(tier: Arc<Tier>, mut info: RouterInfo) {
 
 /// Lists the registered server nodes and pulls each one's health, every
 /// `health_pull_ms`; dispatch answers from the latest snapshot. A linked
-/// node missing from the listing for a registration lifetime has its link
-/// closed (its host is gone without closing it). While Redis
+/// node missing from the listing for a registration lifetime has its
+/// members taken out of the rooms' presence (its host may be gone without
+/// closing its link). While Redis
 /// does not answer, the last nodes listed stay and their health is still
 /// pulled, so dispatch keeps sending clients to those that are healthy; the
 /// answer says `stale` and `corecast_dispatch_stale` is 1.
@@ -126,7 +127,7 @@ pub async fn watch_nodes(tier: Arc<Tier>) {
                 }
                 tier.routes.saw_nodes(nodes.iter().map(|n| n.id.clone()));
                 let ids: Vec<String> = nodes.iter().map(|n| n.id.clone()).collect();
-                tier.hub.unlink_unregistered(&ids, Duration::from_millis(tier.config.registry_ttl_ms as u64));
+                tier.hub.forget_unregistered(&ids, Duration::from_millis(tier.config.registry_ttl_ms as u64));
                 known = nodes;
                 stale = false;
             }

@@ -190,6 +190,7 @@ async fn heartbeat(
                     tracing::warn!("Redis had lost this node's registration: writing every route again");
                     metrics::counter!("corecast_node_reregistrations_total").increment(1);
                     rewrite_pending = true;
+                    uplink.ask_presence_reports();
                 }
                 registered_once = true;
             }

@@ -117,8 +117,10 @@ impl Uplink {
     }
 
     /// Asks every shard to report its members of rooms with presence to
-    /// their owners again (their snapshots replace what they reported).
-    fn ask_presence_reports(&self) {
+    /// their owners again (their snapshots replace what they reported):
+    /// after a link came up, and after Redis lost the node's registration
+    /// (the routers then took its members out of the rooms' presence).
+    pub fn ask_presence_reports(&self) {
         for (shard, sender) in self.mesh.all() {
             if sender.try_send(ShardCommand::ReportPresence).is_err() {
                 metrics::counter!("corecast_drops_total", "shard" => shard.to_string(), "reason" => "inbox_full")
