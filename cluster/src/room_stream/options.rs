@@ -115,11 +115,6 @@ impl RoomPolicy {
     pub fn options_for(&self, room: &str) -> Option<RoomOptions> {
         self.rules.iter().find(|(glob, _)| glob.is_match(room)).map(|(_, options)| *options)
     }
-
-    /// Whether no rule is configured (every room is plain).
-    pub fn is_empty(&self) -> bool {
-        self.rules.is_empty()
-    }
 }
 
 #[cfg(test)]

@@ -154,36 +154,39 @@ impl Uplink {
         }
     }
 
-    /// Sends a chat request to the router owning `key`.
-    pub fn forward_request(&self, key: &str, frame: InternalFrameBytes) {
-        let Some((conn_id, rid)) = request_address(&frame) else { return };
+    /// Sends `frame` to the router owning `key` among the linked ones;
+    /// returns whether one took it. A frame whose answer a connection waits
+    /// for (`address`: connection and rid) is remembered until answered, so
+    /// a lost link answers it, and is answered `unavailable` at once when no
+    /// router takes it.
+    fn send_to_owner_of(&self, key: &str, frame: InternalFrameBytes, address: Option<(u64, u32)>) -> bool {
         let sent = {
             let mut state = self.state();
             let routers: Vec<&String> = state.routers.keys().collect();
-            match owner_of(key, &routers).map(str::to_string) {
-                Some(owner) => {
-                    let ok = state.routers.get(&owner).is_some_and(|peer| peer.frames.try_send(frame).is_ok());
-                    if ok {
-                        state.pending.insert((conn_id, rid), owner);
-                    }
-                    ok
-                }
-                None => false,
+            let owner = owner_of(key, &routers);
+            let sent = owner.and_then(|o| state.routers.get(o)).is_some_and(|peer| peer.frames.try_send(frame).is_ok());
+            let owner = owner.filter(|_| sent && address.is_some()).map(str::to_string);
+            if let (Some(owner), Some(address)) = (owner, address) {
+                state.pending.insert(address, owner);
             }
+            sent
         };
-        if !sent {
+        if let (false, Some((conn_id, rid))) = (sent, address) {
             self.reply_unavailable(conn_id, rid, "no router is reachable; retry");
         }
+        sent
+    }
+
+    /// Sends a chat request to the router owning `key`.
+    pub fn forward_request(&self, key: &str, frame: InternalFrameBytes) {
+        let Some(address) = request_address(&frame) else { return };
+        self.send_to_owner_of(key, frame, Some(address));
     }
 
     /// Sends a room push from this node to the router owning the room.
     pub fn publish(&self, frame: InternalFrameBytes) {
         let ArchivedInternalFrame::RoomPush { room, .. } = frame.archived() else { return };
-        let state = self.state();
-        let routers: Vec<&String> = state.routers.keys().collect();
-        let sent = owner_of(room.as_str(), &routers)
-            .and_then(|owner| state.routers.get(owner))
-            .is_some_and(|peer| peer.frames.try_send(frame.clone()).is_ok());
+        let sent = self.send_to_owner_of(room.as_str(), frame.clone(), None);
         let result = if sent { "sent" } else { "dropped" };
         metrics::counter!("corecast_uplink_publishes_total", "result" => result).increment(1);
     }
@@ -203,26 +206,10 @@ impl Uplink {
             }
             _ => return,
         };
-        let sent = {
-            let mut state = self.state();
-            let routers: Vec<&String> = state.routers.keys().collect();
-            match owner_of(room, &routers).map(str::to_string) {
-                Some(owner) => {
-                    let ok = state.routers.get(&owner).is_some_and(|peer| peer.frames.try_send(frame.clone()).is_ok());
-                    if let (true, Some(address)) = (ok, address) {
-                        state.pending.insert(address, owner);
-                    }
-                    ok
-                }
-                None => false,
-            }
-        };
+        let sent = self.send_to_owner_of(room, frame.clone(), address);
         let result = if sent { "sent" } else { "dropped" };
         metrics::counter!("corecast_uplink_owner_frames_total", "kind" => frame.archived().kind(), "result" => result)
             .increment(1);
-        if let (false, Some((conn_id, rid))) = (sent, address) {
-            self.reply_unavailable(conn_id, rid, "no router is reachable; retry");
-        }
     }
 
     /// Sends a frame to every linked router.

@@ -79,7 +79,6 @@ impl Rooms {
     pub fn options_of(&self, name: &str) -> Option<RoomOptions> {
         match self.map.get(name) {
             Some(room) => room.options,
-            None if self.policy.is_empty() => None,
             None => self.policy.options_for(name),
         }
     }
@@ -105,7 +104,7 @@ impl Rooms {
             Some((shared, _)) => shared.clone(),
             None => {
                 let shared: Rc<str> = Rc::from(name);
-                let options = if self.policy.is_empty() { None } else { self.policy.options_for(name) };
+                let options = self.policy.options_for(name);
                 self.map.insert(shared.clone(), Room { options, ..Room::default() });
                 shared
             }

@@ -247,7 +247,7 @@ impl ShardCore {
             ClientRequest::Publish { .. } | ClientRequest::Send { .. } if !self.within_rate(id, rid, bytes.len()) => {}
             ClientRequest::Publish { room, payload } => self.publish(key, id, rid, frame.flags, room, payload),
             ClientRequest::History { room, .. } | ClientRequest::Presence { room, .. }
-                if !self.may_read_room(key, id, rid, room) => {}
+                if !self.may_use_room(key, id, rid, room) => {}
             ClientRequest::History { room, since, limit } => self.history(id, rid, room, since, limit),
             ClientRequest::Presence { room, after, limit } => self.presence_query(id, rid, room, after, limit),
             chat => self.forward_chat(key, id, rid, chat),
@@ -364,9 +364,9 @@ impl ShardCore {
         }
     }
 
-    /// Whether the connection may read `room`'s history or presence: a
+    /// Whether the connection may use `room` (JOIN, HISTORY, PRESENCE): a
     /// valid name its token grants. Answers ERROR when not.
-    fn may_read_room(&mut self, key: usize, id: u64, rid: u32, room: &str) -> bool {
+    fn may_use_room(&mut self, key: usize, id: u64, rid: u32, room: &str) -> bool {
         if room.is_empty() || room.len() > self.config.max_room_name_len {
             let message = format!("room name must be 1..={} bytes", self.config.max_room_name_len);
             self.error(id, rid, ErrorCode::LimitExceeded, &message);
@@ -380,18 +380,12 @@ impl ShardCore {
     }
 
     fn join(&mut self, key: usize, id: u64, rid: u32, room: &str, since: u64) -> Flow {
-        if room.is_empty() || room.len() > self.config.max_room_name_len {
-            let message = format!("room name must be 1..={} bytes", self.config.max_room_name_len);
-            self.error(id, rid, ErrorCode::LimitExceeded, &message);
+        if !self.may_use_room(key, id, rid, room) {
             return Flow::Continue;
         }
         let conn = &self.conns[key];
         if conn.rooms.iter().any(|r| &**r == room) {
             self.reply(id, encode_reply(rid, &ServerMessage::Ok));
-            return Flow::Continue;
-        }
-        if !conn.identity.as_ref().is_some_and(|identity| identity.may_join(room)) {
-            self.error(id, rid, ErrorCode::Forbidden, "the token does not allow this room");
             return Flow::Continue;
         }
         if conn.rooms.len() >= self.config.max_rooms_per_conn {
@@ -417,7 +411,7 @@ impl ShardCore {
             Some(Ok(())) => true,
             None | Some(Err(_)) => false,
         };
-        if self.room_options(room).is_some_and(|o| o.has_stream()) {
+        if self.rooms.options_of(room).is_some_and(|o| o.has_stream()) {
             self.start_catch_up(key, rid, shared, since, !waits);
             return Flow::Pause;
         }
@@ -440,7 +434,7 @@ impl ShardCore {
         if !conn.rooms.iter().any(|r| &**r == room) {
             return self.error(id, rid, ErrorCode::Forbidden, "join the room before publishing to it");
         }
-        if self.room_options(room).is_some_and(|o| o.has_stream()) {
+        if self.rooms.options_of(room).is_some_and(|o| o.has_stream()) {
             let except_conn = if flags & PUBLISH_EXCLUDE_SELF != 0 { id } else { 0 };
             let user = identity.user.clone();
             if let Err((code, message)) = self.publish_to_stream(room, &user, payload, except_conn) {

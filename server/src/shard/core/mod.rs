@@ -394,6 +394,7 @@ impl ShardCore {
                 self.report_member(&room, user, false);
             }
         }
+        // Dropped before `forget_interned`, which counts the id's holders.
         drop(user);
         self.churn = self.churn.saturating_add(1);
         self.links.node_connections.fetch_sub(1, Ordering::Relaxed);

@@ -27,7 +27,7 @@ use std::hash::{Hash, Hasher};
 use std::rc::Rc;
 
 use bytes::Bytes;
-use corecast_cluster::room_stream::{OwnerOutput, RoomOptions};
+use corecast_cluster::room_stream::OwnerOutput;
 use corecast_proto::internal::{shard_of, ArchivedInternalFrame, InternalFrame, InternalFrameBytes};
 use corecast_proto::{server, ErrorCode, Header};
 use rustc_hash::FxHasher;
@@ -64,11 +64,6 @@ pub(super) struct PendingJoin {
 }
 
 impl ShardCore {
-    /// The options of a room this shard knows or could know.
-    pub(super) fn room_options(&self, room: &str) -> Option<RoomOptions> {
-        self.rooms.options_of(room)
-    }
-
     /// Sends a frame to `room`'s owner; false when its queue is full.
     fn send_to_owner(&mut self, room: &str, frame: InternalFrameBytes) -> bool {
         if self.clustered {
@@ -152,7 +147,7 @@ impl ShardCore {
 
     /// HISTORY: the room's stored messages, from its owner.
     pub(super) fn history(&mut self, id: u64, rid: u32, room: &str, since: u64, limit: u16) {
-        if !self.room_options(room).is_some_and(|o| o.has_stream()) {
+        if !self.rooms.options_of(room).is_some_and(|o| o.has_stream()) {
             return self.error(id, rid, ErrorCode::NotFound, "this room keeps no history");
         }
         let request = InternalFrame::StreamRequest { room: room.into(), conn_id: id, rid, since, limit, join: false };
@@ -163,7 +158,7 @@ impl ShardCore {
 
     /// PRESENCE: who is in the room, from its owner.
     pub(super) fn presence_query(&mut self, id: u64, rid: u32, room: &str, after: &str, limit: u16) {
-        if !self.room_options(room).is_some_and(|o| o.has_presence()) {
+        if !self.rooms.options_of(room).is_some_and(|o| o.has_presence()) {
             return self.error(id, rid, ErrorCode::NotFound, "this room keeps no presence");
         }
         let query = InternalFrame::PresenceQuery { room: room.into(), conn_id: id, rid, after: after.into(), limit };
@@ -175,7 +170,7 @@ impl ShardCore {
     /// Tells the owner of a room with presence that a connection of `user`
     /// joined or left it.
     pub(super) fn report_member(&mut self, room: &str, user: &str, joined: bool) {
-        if !self.room_options(room).is_some_and(|o| o.has_presence()) {
+        if !self.rooms.options_of(room).is_some_and(|o| o.has_presence()) {
             return;
         }
         let frame = InternalFrame::RoomPresence { room: room.into(), user: user.into(), shard: self.id, joined };
