@@ -47,12 +47,28 @@ fn frame_from_owner(h: &mut Harness, frame: InternalFrame) {
     h.core.end_round();
 }
 
-fn room_push(room: &str, seq: u64, text: &str) -> InternalFrame {
-    let mut push = Vec::new();
+/// A room PUSH as the owner encodes it, appended to `out`.
+fn push_bytes(room: &str, seq: u64, text: &str, out: &mut Vec<u8>) {
     let message =
         ServerMessage::Push { kind: PushKind::Room, conv: room, from: "p", seq, ts_ms: 1, payload: text.as_bytes() };
-    encode_server(0, 0, &message, &mut push).unwrap();
+    encode_server(0, 0, &message, out).unwrap();
+}
+
+fn room_push(room: &str, seq: u64, text: &str) -> InternalFrame {
+    let mut push = Vec::new();
+    push_bytes(room, seq, text, &mut push);
     InternalFrame::RoomPush { room: room.into(), except_conn: 0, push }
+}
+
+/// A user on shard 0 of 2 JOINs a room shard 1 owns and sends a PING
+/// behind it; the announcement is acknowledged, so the catch-up request is
+/// with the owner. Returns the connection and the two rids.
+fn join_waiting_for_the_owner(h: &mut Harness, room: &str) -> (u64, u32, u32) {
+    let id = h.user("u");
+    let join = h.send(id, &ClientRequest::Join { room, since: 0 });
+    let ping = h.send(id, &ClientRequest::Ping);
+    acknowledge_announcement(h);
+    (id, join, ping)
 }
 
 #[test]
@@ -83,22 +99,13 @@ fn frames_after_a_join_on_the_owner_shard_wait_for_its_answer() {
 fn live_messages_wait_for_the_catch_up_that_holds_them() {
     let mut h = Harness::new(2, with_history());
     let room = room_owned_by_shard_1();
-    let id = h.user("u");
-    let join = h.send(id, &ClientRequest::Join { room: &room, since: 0 });
-    let ping = h.send(id, &ClientRequest::Ping);
-    acknowledge_announcement(&mut h);
+    let (id, join, ping) = join_waiting_for_the_owner(&mut h, &room);
     // The owner sent message 1 before it took the request: it is in the
     // catch-up, so the live copy is not delivered.
     frame_from_owner(&mut h, room_push(&room, 1, "one"));
     assert_eq!(h.written(id), vec![], "neither the live message nor the PING yet");
     let mut frames = Vec::new();
-    encode_server(
-        0,
-        0,
-        &ServerMessage::Push { kind: PushKind::Room, conv: &room, from: "p", seq: 1, ts_ms: 1, payload: b"one" },
-        &mut frames,
-    )
-    .unwrap();
+    push_bytes(&room, 1, "one", &mut frames);
     encode_server(join, 0, &ServerMessage::Joined { room: &room, position: 1, recovered: true }, &mut frames).unwrap();
     frame_from_owner(&mut h, InternalFrame::StreamReply { room: room.clone(), conn_id: id, frames, join: true });
     frame_from_owner(&mut h, room_push(&room, 2, "two"));
@@ -118,10 +125,7 @@ fn live_messages_wait_for_the_catch_up_that_holds_them() {
 fn an_owner_that_never_answers_fails_the_join_after_a_bounded_time() {
     let mut h = Harness::new(2, with_history());
     let room = room_owned_by_shard_1();
-    let id = h.user("u");
-    let join = h.send(id, &ClientRequest::Join { room: &room, since: 0 });
-    let ping = h.send(id, &ClientRequest::Ping);
-    acknowledge_announcement(&mut h);
+    let (id, join, ping) = join_waiting_for_the_owner(&mut h, &room);
     h.advance(super::super::streams::CATCH_UP_WAIT_MS - 200);
     assert_eq!(h.written(id), vec![]);
     h.advance(200);
