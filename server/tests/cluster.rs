@@ -16,6 +16,8 @@ use std::net::SocketAddr;
 use common::cluster::{eventually, Cluster, Node, RouterProc};
 use common::https::key;
 use common::{token, Client, Reply, WAIT};
+use corecast_cluster::registry::redis::Registry;
+use corecast_cluster::registry::KEY_PREFIX;
 use corecast_proto::{ClientRequest, ErrorCode, PushKind, PUBLISH_NO_REPLY};
 use corecast_testkit::redis_server::RedisServer;
 
@@ -224,6 +226,33 @@ fn after_a_redis_restart_nodes_register_again_and_routing_recovers() {
     eventually("dave is online", || router.admin_get("/v1/admin/users/dave/presence")["online"] == true);
     let (_, seq) = common::send_acked(&mut alice, DIRECT, "dave", 3, b"welcome");
     assert_eq!(next_chat_push(&mut dave).seq, seq);
+}
+
+#[test]
+fn routes_outlive_their_ttl_while_connected_the_node_rewriting_them_from_its_shards() {
+    corecast_testkit::redis_server::require();
+    // Routes live 900 ms; the node rewrites them every 300 ms, reading them
+    // from its two shards' connection records (it keeps no copy).
+    let cluster = Cluster::start(1, &[("a", &["--route-ttl-ms", "900"])]);
+    let users: Vec<String> = (0..40).map(|i| format!("viewer-{i}")).collect();
+    let clients: Vec<Client> = users.iter().map(|user| user_on(&cluster.nodes[0], user)).collect();
+    // What Redis holds, read as the routers read it.
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let registry = runtime.block_on(Registry::connect(&cluster.routes_redis.url(), KEY_PREFIX)).unwrap();
+    let routed = || -> Vec<(String, Vec<u64>)> {
+        let routes = runtime.block_on(registry.routes(&users)).unwrap();
+        routes.into_iter().map(|(user, routes)| (user, routes.iter().map(|r| r.conn_id).collect())).collect()
+    };
+    eventually("every viewer is routed", || routed().iter().all(|(_, conns)| conns.len() == 1));
+    let node = &cluster.nodes[0].server;
+    let before = node.metric_sum("corecast_route_refreshes_total");
+    // Four more refreshes take at least 1.2 s: longer than a route lives
+    // unless it is rewritten.
+    eventually("four more route refreshes", || node.metric_sum("corecast_route_refreshes_total") >= before + 4.0);
+    let lapsed: Vec<String> =
+        routed().into_iter().filter(|(_, conns)| conns.len() != 1).map(|(user, _)| user).collect();
+    assert!(lapsed.is_empty(), "routes lapsed while connected: {lapsed:?}");
+    drop(clients);
 }
 
 #[test]

@@ -90,8 +90,8 @@ pub async fn run(
     revocations: Arc<Revocations>,
     inbox: flume::Receiver<CoreCommand>,
 ) {
-    let uplink = Arc::new(Uplink::new(settings.clone(), mesh));
-    let routes = registration::start(uplink.clone(), registry.clone(), status);
+    let uplink = Arc::new(Uplink::new(settings.clone(), mesh.clone()));
+    let routes = registration::start(uplink.clone(), registry.clone(), mesh.clone(), status);
     tokio::spawn(revocation_sync::follow(registry.clone(), revocations, settings.registry_ttl / 3));
     tokio::spawn(router_link::discover(uplink.clone(), registry.clone()));
     while let Ok(command) = inbox.recv_async().await {

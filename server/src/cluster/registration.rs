@@ -8,42 +8,36 @@
 //! connection stays, and at once when Redis turns out to have lost the
 //! node's registration (a restart without persistence).
 //!
-//! The node keeps its connections' routes to rewrite them: per user, each
-//! connection's id and device, in about a hundred bytes per connection (the
-//! node id is the same for all, so it is not stored). The control thread
-//! that runs this returns its free allocator pages once the route writes of
-//! a burst (a login storm, a refresh) are over.
+//! The node keeps no copy of its routes: to rewrite them it reads them from
+//! the shards a page at a time (`ShardCommand::ListRoutes`), whose
+//! connection records already hold each user and device. The control
+//! thread that runs this returns its free allocator pages once the route
+//! writes of a burst (a login storm, a refresh) are over.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use corecast_cluster::registry::redis::Registry;
 use corecast_proto::internal::{InternalFrame, InternalFrameBytes};
-use corecast_proto::sync::lock;
-use rustc_hash::FxHashMap;
-use smallvec::SmallVec;
 use tokio::sync::mpsc;
 
 use super::Uplink;
 use crate::allocator::{release_free_pages, QuietAfterBurst};
+use crate::shard::{Mesh, ShardCommand};
 use crate::status::NodeStatus;
 
-/// Most route changes written in one batch.
+/// Most route changes written in one batch, and most routes in one page
+/// read from a shard.
 const BATCH: usize = 1000;
+/// How long a shard may take to answer for a page of its routes.
+const PAGE_WAIT: Duration = Duration::from_secs(5);
 
 enum RouteOp {
     Online { user: Box<str>, conn_id: u64, device: Box<str> },
     Offline { user: Box<str>, conn_id: u64 },
 }
-
-/// A connection's route on this node: its id and device.
-type ConnRoute = (u64, Box<str>);
-
-/// The routes of this node's connections, by user; most users have one
-/// connection here, kept inline.
-type NodeRoutes = Arc<Mutex<FxHashMap<Box<str>, SmallVec<[ConnRoute; 1]>>>>;
 
 /// Hands route changes to the writer task.
 #[derive(Clone)]
@@ -63,19 +57,17 @@ impl RouteWriter {
 
 /// Starts the registration heartbeat, the route writer and the route
 /// refresher.
-pub fn start(uplink: Arc<Uplink>, registry: Registry, status: Arc<NodeStatus>) -> RouteWriter {
-    let routes: NodeRoutes = Arc::default();
+pub fn start(uplink: Arc<Uplink>, registry: Registry, shards: Mesh, status: Arc<NodeStatus>) -> RouteWriter {
     let wrote = Arc::new(AtomicBool::new(false));
     let (tx, rx) = mpsc::unbounded_channel();
-    tokio::spawn(write_routes(uplink.clone(), registry.clone(), routes.clone(), wrote.clone(), rx));
-    tokio::spawn(heartbeat(uplink, registry, routes, wrote, status));
+    tokio::spawn(write_routes(uplink.clone(), registry.clone(), wrote.clone(), rx));
+    tokio::spawn(heartbeat(uplink, registry, shards, wrote, status));
     RouteWriter(tx)
 }
 
 async fn write_routes(
     uplink: Arc<Uplink>,
     registry: Registry,
-    routes: NodeRoutes,
     wrote: Arc<AtomicBool>,
     mut ops: mpsc::UnboundedReceiver<RouteOp>,
 ) {
@@ -89,20 +81,10 @@ async fn write_routes(
         for op in batch.drain(..) {
             match op {
                 RouteOp::Online { user, conn_id, device } => {
-                    lock(&routes).entry(user.clone()).or_default().push((conn_id, device.clone()));
                     added.push((user.clone(), conn_id, device));
                     changed.push(user);
                 }
                 RouteOp::Offline { user, conn_id } => {
-                    {
-                        let mut local = lock(&routes);
-                        if let Some(conns) = local.get_mut(&user) {
-                            conns.retain(|(id, _)| *id != conn_id);
-                            if conns.is_empty() {
-                                local.remove(&user);
-                            }
-                        }
-                    }
                     // A route added in this batch and already gone is not written.
                     let before = added.len();
                     added.retain(|(u, id, _)| !(u == &user && *id == conn_id));
@@ -132,31 +114,43 @@ async fn write_routes(
     }
 }
 
-/// Writes every route of this node again, a chunk at a time; returns
-/// whether all were written.
-async fn refresh_all(registry: &Registry, node: &str, routes: &NodeRoutes, ttl: Duration) -> bool {
-    let all: Vec<(Box<str>, u64, Box<str>)> = lock(routes)
-        .iter()
-        .flat_map(|(user, conns)| conns.iter().map(|(id, device)| (user.clone(), *id, device.clone())))
-        .collect();
-    for chunk in all.chunks(BATCH * 10) {
-        let fields: Vec<(&str, u64, &str)> = chunk.iter().map(|(u, id, d)| (&**u, *id, &**d)).collect();
-        if let Err(e) = registry.refresh_node_routes(node, &fields, ttl).await {
-            tracing::warn!("could not refresh routes in Redis: {e}");
-            metrics::counter!("corecast_route_write_failures_total").increment(1);
-            return false;
+/// Writes every route of this node again, a page of one shard at a time;
+/// returns whether all were written. With `announce`, each user written is
+/// announced to the routers too: after Redis lost everything, routers may
+/// have cached them as offline.
+async fn refresh_all(uplink: &Uplink, registry: &Registry, shards: &Mesh, ttl: Duration, announce: bool) -> bool {
+    let node = uplink.node_id();
+    for (shard, inbox) in shards.all() {
+        let mut from = Some(0);
+        while let Some(start) = from {
+            let (reply, answer) = flume::bounded(1);
+            if inbox.send_async(ShardCommand::ListRoutes { from: start, limit: BATCH, reply }).await.is_err() {
+                return false;
+            }
+            let page = match tokio::time::timeout(PAGE_WAIT, answer.recv_async()).await {
+                Ok(Ok(page)) => page,
+                _ => {
+                    tracing::warn!(shard, "a shard did not list its routes in time; the refresh is retried");
+                    return false;
+                }
+            };
+            let fields: Vec<(&str, u64, &str)> = page.routes.iter().map(|(u, id, d)| (&**u, *id, &**d)).collect();
+            if let Err(e) = registry.refresh_node_routes(node, &fields, ttl).await {
+                tracing::warn!("could not refresh routes in Redis: {e}");
+                metrics::counter!("corecast_route_write_failures_total").increment(1);
+                return false;
+            }
+            if announce {
+                for (user, _, _) in &page.routes {
+                    uplink.to_routers(&InternalFrameBytes::encode(&InternalFrame::RouteChanged {
+                        user: user.to_string(),
+                    }));
+                }
+            }
+            from = page.next;
         }
     }
     true
-}
-
-/// After Redis lost everything, routers may have cached these users as
-/// offline: tell them to look again.
-fn announce_all(uplink: &Uplink, routes: &NodeRoutes) {
-    let users: Vec<String> = lock(routes).keys().map(|user| user.to_string()).collect();
-    for user in users {
-        uplink.to_routers(&InternalFrameBytes::encode(&InternalFrame::RouteChanged { user }));
-    }
 }
 
 /// Renews the registration and the routes until the node drains, then
@@ -164,12 +158,11 @@ fn announce_all(uplink: &Uplink, routes: &NodeRoutes) {
 async fn heartbeat(
     uplink: Arc<Uplink>,
     registry: Registry,
-    routes: NodeRoutes,
+    shards: Mesh,
     wrote: Arc<AtomicBool>,
     status: Arc<NodeStatus>,
 ) {
     let settings = uplink.settings().clone();
-    let node = settings.node.id.clone();
     let mut quiet = QuietAfterBurst::default();
     let period = settings.registry_ttl / 3;
     let refresh_every = (settings.route_ttl / 3).max(period);
@@ -197,13 +190,14 @@ async fn heartbeat(
             Err(e) => tracing::warn!("could not renew the node's registration in Redis: {e}"),
         }
         if rewrite_pending {
-            if refresh_all(&registry, &node, &routes, settings.route_ttl).await {
-                announce_all(&uplink, &routes);
+            if refresh_all(&uplink, &registry, &shards, settings.route_ttl, true).await {
                 rewrite_pending = false;
                 last_refresh = tokio::time::Instant::now();
             }
         } else if last_refresh.elapsed() >= refresh_every {
-            refresh_all(&registry, &node, &routes, settings.route_ttl).await;
+            if refresh_all(&uplink, &registry, &shards, settings.route_ttl, false).await {
+                metrics::counter!("corecast_route_refreshes_total").increment(1);
+            }
             wrote.store(true, Ordering::Relaxed);
             last_refresh = tokio::time::Instant::now();
         }

@@ -61,6 +61,17 @@ pub enum ShardCommand {
         /// Where to send the page.
         reply: flume::Sender<corecast_cluster::room_stream::PresencePage>,
     },
+    /// A page of this shard's routes, for the node's route refresh: the
+    /// authenticated connections in slots `from` and after, at most
+    /// `limit` of them.
+    ListRoutes {
+        /// The first slot to look at.
+        from: u32,
+        /// At most this many routes.
+        limit: usize,
+        /// Where to send the page.
+        reply: flume::Sender<RoutePage>,
+    },
     /// Close every connection of `user` with CLOSE kicked.
     Kick {
         /// User id.
@@ -70,6 +81,16 @@ pub enum ShardCommand {
     },
     /// Stop accepting, close every connection with a reconnect hint, exit.
     Shutdown,
+}
+
+/// One page of a shard's routes: each authenticated connection's user,
+/// connection id and device.
+#[derive(Debug, Default)]
+pub struct RoutePage {
+    /// The routes of this page.
+    pub routes: Vec<(Box<str>, u64, Box<str>)>,
+    /// The slot to ask for next; `None` when this was the last page.
+    pub next: Option<u32>,
 }
 
 /// What a shard sends to the control plane: to the in-process router core

@@ -255,6 +255,9 @@ impl ShardCore {
                 }
                 let _ = reply.send(ids.len());
             }
+            ShardCommand::ListRoutes { from, limit, reply } => {
+                let _ = reply.send(self.route_page(from, limit));
+            }
             ShardCommand::ReportPresence => self.report_presence(),
             ShardCommand::PresencePage { room, after, limit, reply } => {
                 let _ = reply.send(self.owner.presence_page(&room, &after, limit));

@@ -27,6 +27,7 @@ mod input;
 mod interest;
 mod output;
 mod presence;
+mod routes;
 mod streams;
 #[cfg(test)]
 mod tests;

@@ -10,6 +10,7 @@ mod deadlines;
 mod interest;
 mod limits;
 mod memory;
+mod routes;
 mod streams;
 mod websocket;
 
