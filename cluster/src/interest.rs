@@ -1,8 +1,9 @@
 //! Room interest, the same at every level of the fan-out tree: which peers
-//! (shards of a node, nodes of a router) have members of which room, and
-//! the announcements of a room's first member that wait for every peer to
-//! acknowledge, with a bounded wait. A shard announces to the other shards,
-//! a node's uplink to the routers; a JOIN is answered once every peer has
+//! have members of which room (a shard keeps one table for the other
+//! shards, a node's uplink one for its shards, a router one for its nodes),
+//! and the announcements of a room's first member that wait for every peer
+//! to acknowledge, with a bounded wait. A shard announces to the other
+//! shards, a node's uplink to the routers; a JOIN is answered once every peer has
 //! acknowledged or the deadline has passed, so a stuck peer delays a first
 //! JOIN by a bounded time instead of forever. Plain state: time is passed
 //! in (ticks or milliseconds, whatever the owner counts in), nothing here
@@ -11,38 +12,107 @@
 use rustc_hash::FxHashMap;
 use smallvec::SmallVec;
 
-/// Which peers have members of which room.
-pub struct Interest<P> {
-    rooms: FxHashMap<Box<str>, SmallVec<[P; 2]>>,
+/// The peers with members of one room. Two kinds: shard ids as bits
+/// ([`ShardSet`], for the shards of a node, seen from a shard or from the
+/// node's uplink) and a short list ([`PeerList`], for the nodes of a
+/// router).
+pub trait PeerSet: Default {
+    /// What names a peer.
+    type Peer;
+    /// Adds `peer` (nothing when it is in already).
+    fn insert(&mut self, peer: Self::Peer);
+    /// Removes `peer`.
+    fn remove(&mut self, peer: &Self::Peer);
+    /// Whether no peer is in.
+    fn is_empty(&self) -> bool;
 }
 
-impl<P> Default for Interest<P> {
-    fn default() -> Self {
-        Interest { rooms: FxHashMap::default() }
+/// Peers named by value, most rooms having one or two.
+pub type PeerList<P> = SmallVec<[P; 2]>;
+
+impl<P: PartialEq> PeerSet for PeerList<P> {
+    type Peer = P;
+
+    fn insert(&mut self, peer: P) {
+        if !self.contains(&peer) {
+            self.push(peer);
+        }
+    }
+
+    fn remove(&mut self, peer: &P) {
+        self.retain(|p| p != peer);
+    }
+
+    fn is_empty(&self) -> bool {
+        self.as_slice().is_empty()
     }
 }
 
-impl<P: PartialEq + Clone> Interest<P> {
+/// A set of shard ids, one bit each (shard ids are below 128).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct ShardSet(u128);
+
+impl ShardSet {
+    /// The shard ids in the set, lowest first.
+    pub fn iter(self) -> impl Iterator<Item = u16> {
+        (0..u128::BITS as u16).filter(move |s| self.0 & (1 << s) != 0)
+    }
+
+    /// The set as a bit mask.
+    pub fn bits(self) -> u128 {
+        self.0
+    }
+}
+
+impl PeerSet for ShardSet {
+    type Peer = u16;
+
+    fn insert(&mut self, shard: u16) {
+        self.0 |= 1 << (shard % 128);
+    }
+
+    fn remove(&mut self, shard: &u16) {
+        self.0 &= !(1 << (shard % 128));
+    }
+
+    fn is_empty(&self) -> bool {
+        self.0 == 0
+    }
+}
+
+/// Which peers have members of which room.
+pub struct Interest<S> {
+    rooms: FxHashMap<Box<str>, S>,
+    none: S,
+}
+
+impl<S: Default> Default for Interest<S> {
+    fn default() -> Self {
+        Interest { rooms: FxHashMap::default(), none: S::default() }
+    }
+}
+
+impl<S: PeerSet> Interest<S> {
     /// `peer` has members of `room`. True when the room had no peer before.
-    pub fn join(&mut self, room: &str, peer: P) -> bool {
+    pub fn join(&mut self, room: &str, peer: S::Peer) -> bool {
         match self.rooms.get_mut(room) {
             Some(peers) => {
-                if !peers.contains(&peer) {
-                    peers.push(peer);
-                }
+                peers.insert(peer);
                 false
             }
             None => {
-                self.rooms.insert(room.into(), SmallVec::from_elem(peer, 1));
+                let mut peers = S::default();
+                peers.insert(peer);
+                self.rooms.insert(room.into(), peers);
                 true
             }
         }
     }
 
     /// `peer` has no more members of `room`. True when no peer has any.
-    pub fn leave(&mut self, room: &str, peer: &P) -> bool {
+    pub fn leave(&mut self, room: &str, peer: &S::Peer) -> bool {
         let Some(peers) = self.rooms.get_mut(room) else { return false };
-        peers.retain(|p| p != peer);
+        peers.remove(peer);
         let empty = peers.is_empty();
         if empty {
             self.rooms.remove(room);
@@ -50,9 +120,9 @@ impl<P: PartialEq + Clone> Interest<P> {
         empty
     }
 
-    /// The peers with members of `room`.
-    pub fn peers(&self, room: &str) -> &[P] {
-        self.rooms.get(room).map_or(&[], |peers| peers.as_slice())
+    /// The peers with members of `room` (empty when none).
+    pub fn peers(&self, room: &str) -> &S {
+        self.rooms.get(room).unwrap_or(&self.none)
     }
 
     /// Every room some peer has members of.
@@ -61,9 +131,9 @@ impl<P: PartialEq + Clone> Interest<P> {
     }
 
     /// Forgets a peer that went away, in every room.
-    pub fn forget(&mut self, peer: &P) {
+    pub fn forget(&mut self, peer: &S::Peer) {
         self.rooms.retain(|_, peers| {
-            peers.retain(|p| p != peer);
+            peers.remove(peer);
             !peers.is_empty()
         });
     }
@@ -161,19 +231,38 @@ mod tests {
 
     #[test]
     fn first_join_and_last_leave_are_reported_once() {
-        let mut interest = Interest::default();
-        assert!(interest.join("r", 1u16));
-        assert!(!interest.join("r", 2));
-        assert!(!interest.join("r", 2));
-        assert_eq!(interest.peers("r"), &[1, 2]);
-        assert!(!interest.leave("r", &1));
-        assert!(interest.leave("r", &2));
+        let mut interest: Interest<PeerList<&str>> = Interest::default();
+        assert!(interest.join("r", "n1"));
+        assert!(!interest.join("r", "n2"));
+        assert!(!interest.join("r", "n2"));
+        assert_eq!(interest.peers("r").as_slice(), &["n1", "n2"]);
+        assert!(!interest.leave("r", &"n1"));
+        assert!(interest.leave("r", &"n2"));
         assert!(interest.peers("r").is_empty());
-        interest.join("a", 7);
-        interest.join("b", 7);
-        interest.join("b", 8);
-        interest.forget(&7);
+        interest.join("a", "n7");
+        interest.join("b", "n7");
+        interest.join("b", "n8");
+        interest.forget(&"n7");
         assert_eq!(interest.rooms().collect::<Vec<_>>(), vec!["b"]);
+    }
+
+    #[test]
+    fn shard_sets_behave_as_peer_lists() {
+        let mut interest: Interest<ShardSet> = Interest::default();
+        assert!(interest.join("r", 3));
+        assert!(!interest.join("r", 5));
+        assert!(!interest.join("r", 5));
+        assert_eq!(interest.peers("r").iter().collect::<Vec<_>>(), vec![3, 5]);
+        assert_eq!(interest.peers("r").bits(), (1 << 3) | (1 << 5));
+        assert!(!interest.leave("r", &3));
+        assert!(interest.leave("r", &5));
+        assert!(interest.peers("r").is_empty());
+        interest.join("a", 127);
+        interest.join("b", 127);
+        interest.join("b", 0);
+        interest.forget(&127);
+        assert_eq!(interest.rooms().collect::<Vec<_>>(), vec!["b"]);
+        assert_eq!(interest.peers("b").iter().collect::<Vec<_>>(), vec![0]);
     }
 
     #[test]

@@ -18,7 +18,7 @@
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use corecast_cluster::interest::Interest;
+use corecast_cluster::interest::{Interest, PeerList};
 use corecast_cluster::link::codec::{read_frame, write_frames, LinkError};
 use corecast_cluster::link::tls::{self, LinkReader, LinkWriter};
 use corecast_proto::internal::{ArchivedInternalFrame, InternalFrame, InternalFrameBytes};
@@ -47,7 +47,7 @@ struct NodeLink {
 struct HubState {
     nodes: FxHashMap<String, NodeLink>,
     /// Which nodes have members of which room.
-    rooms: Interest<Arc<str>>,
+    rooms: Interest<PeerList<Arc<str>>>,
     next_generation: u64,
 }
 

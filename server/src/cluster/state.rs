@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use corecast_cluster::interest::{Announcements, Interest};
+use corecast_cluster::interest::{Announcements, Interest, PeerSet, ShardSet};
 use corecast_cluster::ownership::owner_of;
 use corecast_proto::internal::{ArchivedChatRequest, ArchivedInternalFrame, InternalFrame, InternalFrameBytes};
 use corecast_proto::{encode_server, ErrorCode, Header, ServerMessage};
@@ -38,7 +38,7 @@ struct RouterPeer {
 struct State {
     routers: BTreeMap<String, RouterPeer>,
     /// Which of this node's shards have members of which room.
-    rooms: Interest<u16>,
+    rooms: Interest<ShardSet>,
     /// First-member announcements waiting for the routers.
     announcements: Announcements<InterestAck>,
     /// Requests waiting for an answer (by conn id and rid): the router
@@ -345,8 +345,7 @@ impl Uplink {
                 self.mesh.deliver(&frame, |_| 0);
             }
             ArchivedInternalFrame::RoomPush { .. } => {
-                let rooms =
-                    |room: &str| self.state().rooms.peers(room).iter().fold(0u128, |mask, s| mask | 1 << (s % 128));
+                let rooms = |room: &str| self.state().rooms.peers(room).bits();
                 self.mesh.deliver(&frame, rooms);
             }
             ArchivedInternalFrame::Broadcast { .. } => self.mesh.deliver(&frame, |_| 0),

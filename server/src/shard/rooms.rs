@@ -4,24 +4,22 @@
 //! rooms are flushed on a tick).
 //!
 //! A room's first local member is announced to every other shard (see
-//! `core::interest`); this map only says who has members.
+//! `core::interest`); which other shards have members is kept in the
+//! cluster crate's `Interest`, the table the node's uplink and the routers
+//! keep too.
 
 use std::rc::Rc;
 
+use corecast_cluster::interest::{Interest, ShardSet};
 use corecast_cluster::room_stream::{RoomOptions, RoomPolicy};
 use indexmap::IndexSet;
 use rustc_hash::{FxBuildHasher, FxHashMap};
 
-/// A set of shards as a bit mask (shard ids are below [`super::MAX_SHARDS`]).
-pub type ShardMask = u128;
-
-/// One room as this shard sees it.
+/// One room with members on this shard.
 #[derive(Default)]
 pub struct Room {
     /// Slab keys of this shard's member connections.
     pub members: IndexSet<u32, FxBuildHasher>,
-    /// Other shards with members.
-    pub remote_shards: ShardMask,
     /// The options of the `[[rooms]]` rule the name matches; `None` for a
     /// plain room.
     pub options: Option<RoomOptions>,
@@ -43,10 +41,6 @@ impl Room {
         self.rate_window_count = self.rate_window_count.saturating_add(1);
         self.rate_window_count > hot_per_window
     }
-
-    fn is_unused(&self) -> bool {
-        self.members.is_empty() && self.remote_shards == 0
-    }
 }
 
 /// What [`Rooms::join`] did.
@@ -60,11 +54,12 @@ pub enum JoinOutcome {
     FirstLocalMember,
 }
 
-/// Every room this shard has members of or hears about.
+/// Every room this shard has members of, and which other shards have
+/// members of which room.
 #[derive(Default)]
 pub struct Rooms {
     map: FxHashMap<Rc<str>, Room>,
-    with_local_members: usize,
+    remote: Interest<ShardSet>,
     policy: RoomPolicy,
 }
 
@@ -85,10 +80,15 @@ impl Rooms {
 
     /// Every room with local members, with its options and member keys.
     pub fn with_members(&self) -> impl Iterator<Item = (&Rc<str>, &Room)> {
-        self.map.iter().filter(|(_, room)| !room.members.is_empty())
+        self.map.iter()
     }
 
-    /// The room, if this shard knows it.
+    /// The other shards with members of `name`.
+    pub fn remote_shards(&self, name: &str) -> ShardSet {
+        *self.remote.peers(name)
+    }
+
+    /// The room, if it has members on this shard.
     pub fn get(&self, name: &str) -> Option<&Room> {
         self.map.get(name)
     }
@@ -124,7 +124,6 @@ impl Rooms {
         if !was_empty {
             return (shared, JoinOutcome::Joined);
         }
-        self.with_local_members += 1;
         (shared, JoinOutcome::FirstLocalMember)
     }
 
@@ -137,9 +136,6 @@ impl Rooms {
         }
         let last = room.members.is_empty();
         if last {
-            self.with_local_members -= 1;
-        }
-        if room.is_unused() {
             self.map.remove(name);
         }
         last
@@ -148,30 +144,23 @@ impl Rooms {
     /// Records that `shard` gained its first or lost its last member of
     /// `name`.
     pub fn set_remote(&mut self, name: &str, shard: u16, has_members: bool) {
-        let bit: ShardMask = 1 << shard;
         if has_members {
-            self.entry(name).1.remote_shards |= bit;
-        } else if let Some(room) = self.map.get_mut(name) {
-            room.remote_shards &= !bit;
-            if room.is_unused() {
-                self.map.remove(name);
-            }
+            self.remote.join(name, shard);
+        } else {
+            self.remote.leave(name, &shard);
         }
     }
 
     /// Number of rooms with at least one member on this shard.
     pub fn local_room_count(&self) -> usize {
-        self.with_local_members
+        self.map.len()
     }
-}
-
-/// The shard ids in a mask, lowest first.
-pub fn shards_in(mask: ShardMask) -> impl Iterator<Item = u16> {
-    (0..ShardMask::BITS as u16).filter(move |s| mask & (1 << s) != 0)
 }
 
 #[cfg(test)]
 mod tests {
+    use corecast_cluster::interest::PeerSet;
+
     use super::*;
 
     #[test]
@@ -192,14 +181,19 @@ mod tests {
     }
 
     #[test]
-    fn remote_interest_keeps_room_until_cleared() {
+    fn remote_interest_is_kept_apart_from_local_members() {
         let mut rooms = Rooms::default();
         rooms.set_remote("r", 3, true);
         rooms.set_remote("r", 5, true);
-        assert_eq!(shards_in(rooms.get("r").unwrap().remote_shards).collect::<Vec<_>>(), vec![3, 5]);
+        assert_eq!(rooms.remote_shards("r").iter().collect::<Vec<_>>(), vec![3, 5]);
+        assert!(rooms.get("r").is_none(), "no local member");
+        rooms.join("r", 1);
         rooms.set_remote("r", 3, false);
         rooms.set_remote("r", 5, false);
-        assert!(rooms.get("r").is_none());
+        assert!(rooms.remote_shards("r").is_empty());
+        assert_eq!(rooms.get("r").map(|room| room.members.len()), Some(1));
+        assert!(rooms.leave("r", 1));
+        assert_eq!(rooms.local_room_count(), 0);
     }
 
     #[test]

@@ -5,13 +5,13 @@
 //! tick, and the commands other shards and the control plane send.
 
 use bytes::Bytes;
+use corecast_cluster::interest::PeerSet;
 use corecast_proto::internal::{shard_of, ArchivedInternalFrame, ChatRequest, InternalFrame, InternalFrameBytes};
 use corecast_proto::ErrorCode;
 
 use super::conn::{conn_id, key_of, NO_TICK};
 use super::{Now, ShardCore};
 use crate::shard::inbox::{CoreCommand, ShardCommand};
-use crate::shard::rooms::shards_in;
 
 /// Result of queuing a PUSH to one connection.
 enum Queued {
@@ -175,8 +175,8 @@ impl ShardCore {
     /// cluster the same frame to the uplink for the other nodes.
     pub(super) fn publish_to_room(&mut self, room: &str, push: Vec<u8>, except_conn: u64) {
         self.metrics.encodes.increment(1);
-        let remote = self.rooms.get(room).map_or(0, |r| r.remote_shards);
-        if remote == 0 && !self.clustered {
+        let remote = self.rooms.remote_shards(room);
+        if remote.is_empty() && !self.clustered {
             self.deliver_to_room_members(room, &Bytes::from(push), except_conn);
             return;
         }
@@ -190,9 +190,9 @@ impl ShardCore {
     /// Delivers a `RoomPush` to this shard's members of `room` and sends it
     /// to every other shard with members.
     pub(super) fn fan_out_frame(&mut self, room: &str, frame: &InternalFrameBytes, except_conn: u64) {
-        let remote = self.rooms.get(room).map_or(0, |r| r.remote_shards);
+        let remote = self.rooms.remote_shards(room);
         self.deliver_to_room_members(room, &frame.wire_push(), except_conn);
-        for shard in shards_in(remote) {
+        for shard in remote.iter() {
             if !self.links.frames.send(shard, frame.clone()) {
                 self.metrics.drops_inbox_full.increment(1);
             }
