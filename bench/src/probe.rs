@@ -2,7 +2,8 @@
 //! server on this host given by `--server-pid`: resident memory
 //! (`/proc/PID/status` VmRSS), proportional memory (`/proc/PID/smaps_rollup`
 //! Pss: pages shared between processes, such as the code of many nodes
-//! running one binary, divided among them), CPU time (`/proc/PID/stat` utime + stime),
+//! running one binary, divided among them; and Anonymous: the process's own
+//! memory, none of it file-backed code), CPU time (`/proc/PID/stat` utime + stime),
 //! the kernel's TCP buffer memory (`/proc/net/sockstat`, pages) and the
 //! kernel's slab memory (`/proc/meminfo`, where socket structures live).
 //! Differences between two samples give per-connection and per-CPU-second
@@ -19,6 +20,10 @@ pub struct Sample {
     /// Server proportional set size in bytes: resident memory with every
     /// shared page counted once over the processes that share it.
     pub pss_bytes: u64,
+    /// Server anonymous memory in bytes: heap, stacks and other memory
+    /// that is the processes' own, without the pages of files they map
+    /// (their code).
+    pub anon_bytes: u64,
     /// Server user + system CPU time in seconds.
     pub cpu_s: f64,
     /// Host-wide TCP socket buffer memory in bytes (sockstat `mem` × page size).
@@ -34,7 +39,9 @@ pub fn sample(pids: &[u32]) -> Result<Sample> {
     for &pid in pids {
         let (rss_bytes, cpu_s) = process(pid)?;
         sample.rss_bytes += rss_bytes;
-        sample.pss_bytes += proportional_set(pid)?;
+        let (pss_bytes, anon_bytes) = proportional_set(pid)?;
+        sample.pss_bytes += pss_bytes;
+        sample.anon_bytes += anon_bytes;
         sample.cpu_s += cpu_s;
     }
     Ok(sample)
@@ -49,11 +56,13 @@ pub fn process(pid: u32) -> Result<(u64, f64)> {
     Ok((rss, cpu))
 }
 
-/// Proportional set size in bytes of process `pid`.
-pub fn proportional_set(pid: u32) -> Result<u64> {
+/// Proportional set size and anonymous memory in bytes of process `pid`.
+pub fn proportional_set(pid: u32) -> Result<(u64, u64)> {
     let rollup =
         std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup")).with_context(|| format!("server pid {pid}"))?;
-    Ok(kib_field(&rollup, "Pss:").ok_or_else(|| anyhow!("no Pss for pid {pid}"))? * 1024)
+    let pss = kib_field(&rollup, "Pss:").ok_or_else(|| anyhow!("no Pss for pid {pid}"))?;
+    let anon = kib_field(&rollup, "Anonymous:").ok_or_else(|| anyhow!("no Anonymous for pid {pid}"))?;
+    Ok((pss * 1024, anon * 1024))
 }
 
 /// The host's kernel socket memory: TCP buffers (sockstat) and slab (meminfo).
@@ -144,6 +153,7 @@ mod tests {
         let (one, two) = (sample(&[me]).unwrap(), sample(&[me, me]).unwrap());
         assert!(one.rss_bytes > 0 && two.rss_bytes >= one.rss_bytes, "two pids are summed");
         assert!(one.pss_bytes > 0 && one.pss_bytes <= one.rss_bytes, "PSS never exceeds RSS");
+        assert!(one.anon_bytes > 0 && one.anon_bytes <= one.rss_bytes, "anonymous memory is part of RSS");
         assert!(one.slab_bytes > 0);
         assert!(max_open_files(std::process::id()).is_some());
     }

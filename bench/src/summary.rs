@@ -122,6 +122,10 @@ pub struct Summary {
     /// Hold: the same with pages the nodes share (their one binary's code)
     /// counted once, not once per node (proportional set size).
     pub server_pss_total_bytes_per_conn: Option<f64>,
+    /// Hold: the nodes' anonymous memory over the connections held: their
+    /// own memory, fixed costs included, without the mapped code that RSS
+    /// counts once per node.
+    pub server_anon_total_bytes_per_conn: Option<f64>,
     /// What fails the run: connections failed, refused or closed (and for
     /// c1m, deliveries lost); empty when it passed.
     pub problems: Vec<String>,
@@ -233,6 +237,7 @@ impl Summary {
             rows.push(("held", opt(self.held)));
             rows.push(("server RSS total / conn", num(self.server_rss_total_bytes_per_conn)));
             rows.push(("server PSS total / conn", num(self.server_pss_total_bytes_per_conn)));
+            rows.push(("server anonymous total / conn", num(self.server_anon_total_bytes_per_conn)));
         }
         rows.extend([
             ("server RSS bytes", opt(self.server_rss_bytes)),

@@ -213,6 +213,7 @@ fn memory_at_hold(summary: &mut Summary, before: Option<Sample>, at: Option<Samp
     summary.server_rss_bytes = Some(a.rss_bytes);
     summary.server_rss_total_bytes_per_conn = Some(a.rss_bytes as f64 / n);
     summary.server_pss_total_bytes_per_conn = Some(a.pss_bytes as f64 / n);
+    summary.server_anon_total_bytes_per_conn = Some(a.anon_bytes as f64 / n);
     summary.server_rss_bytes_per_conn = Some((a.rss_bytes as f64 - b.rss_bytes as f64) / n);
     summary.kernel_bytes_per_conn = Some((a.tcp_mem_bytes as f64 - b.tcp_mem_bytes as f64) / n);
     summary.kernel_slab_bytes_per_conn = Some((a.slab_bytes as f64 - b.slab_bytes as f64) / n);
@@ -251,12 +252,14 @@ mod tests {
     #[test]
     fn memory_is_divided_by_the_connections_held() {
         let before = Sample { rss_bytes: 1_000, slab_bytes: 10_000, ..Sample::default() };
-        let at = Sample { rss_bytes: 5_000, pss_bytes: 3_000, slab_bytes: 50_000, ..Sample::default() };
+        let at =
+            Sample { rss_bytes: 5_000, pss_bytes: 3_000, anon_bytes: 2_000, slab_bytes: 50_000, ..Sample::default() };
         let mut summary = Summary::default();
         memory_at_hold(&mut summary, Some(before), Some(at), 4);
         assert_eq!(summary.server_rss_bytes_per_conn, Some(1_000.0));
         assert_eq!(summary.server_rss_total_bytes_per_conn, Some(1_250.0));
         assert_eq!(summary.server_pss_total_bytes_per_conn, Some(750.0));
+        assert_eq!(summary.server_anon_total_bytes_per_conn, Some(500.0));
         assert_eq!(summary.kernel_slab_bytes_per_conn, Some(10_000.0));
     }
 }
