@@ -7,7 +7,8 @@
 //! inline, and the outbound queue, the partial-frame buffer and the
 //! WebSocket state are boxed and allocated only while they hold something.
 //! No socket, buffer, future or waker lives here: the driver owns the
-//! sockets and the shard's one read buffer.
+//! sockets, the shard's one read buffer and the TLS sessions (the core
+//! sees a TLS connection's plaintext like any other connection's bytes).
 
 use std::rc::Rc;
 
