@@ -10,7 +10,8 @@
 //! client that reads slowly at first (the socket full, rustls holding the
 //! rest) arrives whole and in order; a client that never completes its
 //! handshake is closed by the authentication deadline; one that sends
-//! garbage instead of a ClientHello is closed and disturbs nobody.
+//! garbage instead of a ClientHello is closed and disturbs nobody; a
+//! server-side close ends with close_notify.
 
 mod common;
 
@@ -537,4 +538,22 @@ fn garbage_instead_of_a_client_hello_is_closed_and_others_are_unaffected() {
     assert_eq!(after.recv().1, Some((PushKind::Room, b"still here".to_vec())));
     assert!(after.pushes_until_pong().is_empty());
     assert!(before.pushes_until_pong().is_empty());
+}
+
+#[test]
+fn a_server_close_over_tls_ends_with_close_notify() {
+    // A client that completes its handshake but never authenticates gets
+    // the deadline's CLOSE, then the server's close_notify (a clean end
+    // of the TLS stream, not a bare TCP close). The linger is long enough
+    // for the CLOSE to go out however slowly the handshake goes.
+    let (server, _dir) =
+        tls_server_with_config("auth_timeout_ms = 1000\ntimer_tick_ms = 50\nclose_linger_ms = 10000\n");
+    let mut client = TlsClient::connect(&server);
+    client.server_certificate();
+    assert_eq!(client.recv().0, op::CLOSE);
+    let mut rest = [0u8; 64];
+    match client.tls.read(&mut rest) {
+        Ok(0) => {}
+        other => panic!("expected close_notify and the end of the stream, got {other:?}"),
+    }
 }
