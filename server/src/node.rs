@@ -215,10 +215,7 @@ pub fn run(config: Config) -> anyhow::Result<()> {
         (Some(cert), Some(key)) => Some(CertStore::open(cert, key).context("the control plane's certificate")?),
         _ => None,
     };
-    let tls = match &certs {
-        Some(certs) => Some(monoio_rustls::TlsAcceptor::from(certs.server_config()?)),
-        None => None,
-    };
+    let tls = certs.as_ref().map(|certs| certs.server_config()).transpose()?;
     let web_addr = config.web_listen_addr();
     let web_listener = std::net::TcpListener::bind(web_addr)
         .with_context(|| format!("binding the public HTTP listener on {web_addr}"))?;

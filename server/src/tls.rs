@@ -1,6 +1,7 @@
 //! TLS for client connections: the certificate chain and key named in the
 //! configuration, served through a rustls configuration (ring crypto, TLS
-//! 1.2 and 1.3) that each shard wraps its accepted sockets with.
+//! 1.2 and 1.3) from which each shard starts a rustls session for every
+//! socket it accepts.
 //!
 //! The certificate can be replaced without a restart: [`CertStore::reload`]
 //! (on SIGHUP or `POST /v1/admin/tls/reload`) reads the files again and, if

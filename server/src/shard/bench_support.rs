@@ -13,7 +13,7 @@ use bytes::Bytes;
 use corecast_proto::internal::{InternalFrame, InternalFrameBytes};
 use corecast_proto::{encode_client, encode_server, ClientRequest, PushKind, ServerMessage};
 
-use super::core::{Framing, Io, Links, Now, Output, ShardCore};
+use super::core::{Framing, Links, Now, Output, ShardCore};
 use super::{Mesh, ShardCommand};
 use crate::auth::{mint_token, TokenVerifier};
 use crate::config::Config;
@@ -74,7 +74,7 @@ impl CoreFixture {
             *next
         };
         let mut core = self.core.borrow_mut();
-        let id = core.accept(Self::now(), fd, IpAddr::V4(Ipv4Addr::LOCALHOST), Io::Readiness, Framing::Raw);
+        let id = core.accept(Self::now(), fd, IpAddr::V4(Ipv4Addr::LOCALHOST), Framing::Raw);
         let mut frame = Vec::new();
         let auth = ClientRequest::Auth { token, device: "" };
         encode_client(1, 0, &auth, &mut frame).unwrap_or_else(|e| unreachable!("encoding AUTH: {e}"));

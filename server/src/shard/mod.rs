@@ -65,8 +65,8 @@ pub struct ShardContext {
     pub core: flume::Sender<CoreCommand>,
     /// This shard's heartbeat for the stall watchdog.
     pub pulse: Arc<Pulse>,
-    /// TLS for client connections, when configured.
-    pub tls: Option<monoio_rustls::TlsAcceptor>,
+    /// The TLS configuration for client connections, when configured.
+    pub tls: Option<Arc<rustls::ServerConfig>>,
     /// Connections open on the whole node (every shard counts its own).
     pub node_connections: Arc<std::sync::atomic::AtomicUsize>,
     /// Where the shard says it has started (its runtime built, its

@@ -7,7 +7,8 @@
 //! inline, and the outbound queue, the partial-frame buffer and the
 //! WebSocket state are boxed and allocated only while they hold something.
 //! No socket, buffer, future or waker lives here: the driver owns the
-//! sockets and the shard's one read buffer.
+//! sockets, the shard's one read buffer and the TLS sessions (the core
+//! sees a TLS connection's plaintext like any other connection's bytes).
 
 use std::rc::Rc;
 
@@ -40,15 +41,6 @@ pub fn key_of(conn_id: u64) -> (u32, u32) {
 
 /// Most connections one shard can name.
 pub const MAX_KEYS: usize = 1 << KEY_BITS;
-
-/// How the driver moves a connection's bytes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Io {
-    /// The shard reads and writes the socket itself when it is ready.
-    Readiness,
-    /// A task owns a byte stream (TLS) and feeds the shard.
-    Stream,
-}
 
 /// What the client speaks on this connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -101,8 +93,6 @@ pub struct Conn {
     pub fd: i32,
     /// Generation of this slab slot, part of the connection id.
     pub generation: u32,
-    /// How bytes move.
-    pub io: Io,
     /// What the client speaks.
     pub framing: Framing,
     /// Input is not handled until a JOIN's room announcement completes.
@@ -146,19 +136,10 @@ pub struct Conn {
 
 impl Conn {
     /// A fresh, unauthenticated connection.
-    pub fn new(
-        fd: i32,
-        generation: u32,
-        io: Io,
-        framing: Framing,
-        now: u32,
-        frames: TokenBucket,
-        bytes: TokenBucket,
-    ) -> Conn {
+    pub fn new(fd: i32, generation: u32, framing: Framing, now: u32, frames: TokenBucket, bytes: TokenBucket) -> Conn {
         Conn {
             fd,
             generation,
-            io,
             framing,
             paused: false,
             catching_up: false,

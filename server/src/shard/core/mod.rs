@@ -43,7 +43,7 @@ use corecast_proto::ErrorCode;
 use rustc_hash::FxHashSet;
 use slab::Slab;
 
-pub use conn::{conn_id, Framing, Io};
+pub use conn::{conn_id, Framing};
 pub use interest::InterestAck;
 pub use output::Output;
 pub use streams::owner_shard;
@@ -78,8 +78,6 @@ pub struct Released {
     pub conn_id: u64,
     /// Its socket.
     pub fd: i32,
-    /// How its bytes moved (a stream task closes its own socket).
-    pub io: Io,
 }
 
 /// Deadlines and limits converted to this shard's ticks.
@@ -303,7 +301,7 @@ impl ShardCore {
     /// Admits (or refuses) a freshly accepted socket and returns its
     /// connection id. A refused connection is told why with CLOSE (after
     /// the handshake, for WebSocket) and closed.
-    pub fn accept(&mut self, now: Now, fd: i32, source: IpAddr, io: Io, framing: Framing) -> u64 {
+    pub fn accept(&mut self, now: Now, fd: i32, source: IpAddr, framing: Framing) -> u64 {
         self.set_now(now);
         self.metrics.accepts.increment(1);
         self.churn = self.churn.saturating_add(1);
@@ -314,7 +312,7 @@ impl ShardCore {
         let tick = self.tick32();
         let frames = self.settings.publish_frames.full(self.now_tick);
         let bytes = self.settings.publish_bytes.full(self.now_tick);
-        let mut conn = Conn::new(fd, generation, io, framing, tick, frames, bytes);
+        let mut conn = Conn::new(fd, generation, framing, tick, frames, bytes);
         if framing == Framing::WebSocket {
             let mut ws = crate::shard::ws_codec::WsState::new(self.config.ws_max_message_len as u64);
             ws.refusal = refusal;
@@ -325,7 +323,7 @@ impl ShardCore {
             // Beyond what an id can name: drop the socket without a word.
             let conn = self.conns.remove(key);
             self.links.node_connections.fetch_sub(1, Ordering::Relaxed);
-            self.released.push(Released { conn_id: 0, fd: conn.fd, io: conn.io });
+            self.released.push(Released { conn_id: 0, fd: conn.fd });
             return 0;
         }
         let id = conn_id(self.id, generation, key as u32);
@@ -409,7 +407,7 @@ impl ShardCore {
             None if !conn.is_closing() => self.unauthenticated = self.unauthenticated.saturating_sub(1),
             None => {}
         }
-        self.released.push(Released { conn_id: id, fd: conn.fd, io: conn.io });
+        self.released.push(Released { conn_id: id, fd: conn.fd });
     }
 
     /// Interns a user or device id: one shared string per distinct id on
@@ -483,16 +481,9 @@ impl ShardCore {
         !conn.paused || conn.input.as_ref().is_none_or(|i| i.len() < self.config.max_frame_len as usize)
     }
 
-    /// The socket of a connection the driver reads and writes itself.
-    pub fn readiness_fd(&self, id: u64) -> Option<i32> {
-        let key = self.live_key(id)?;
-        let conn = &self.conns[key];
-        (conn.io == Io::Readiness).then_some(conn.fd)
-    }
-
-    /// Whether connection `id` is open.
-    pub fn is_live(&self, id: u64) -> bool {
-        self.live_key(id).is_some()
+    /// The socket of connection `id`, while it is open.
+    pub fn fd(&self, id: u64) -> Option<i32> {
+        self.live_key(id).map(|key| self.conns[key].fd)
     }
 
     /// Whether connection `id` holds an outbound queue and an input buffer.

@@ -3,17 +3,18 @@
 //! happens into the core's events, and carries out what the core lists
 //! (bytes to write, sockets to close, input to read again).
 //!
-//! Plain connections (TCP and WebSocket) are driven from the readiness set
-//! by one task: no task, future or buffer per connection. TLS connections
-//! are driven by a task each (`stream`), since the TLS library wants a
-//! byte stream. The core is only ever borrowed inside the synchronous
+//! Every connection (TCP and WebSocket, plain or TLS) is driven from the
+//! readiness set by one task: no task, future, waker or read buffer per
+//! connection. A TLS connection adds only its rustls session, which the
+//! driver keeps (`tls`); the core sees its plaintext like any other
+//! connection's bytes. The core is only ever borrowed inside the synchronous
 //! methods of [`Driver`], never across an `await`: every async loop here
 //! awaits, then calls one of those methods.
 
 mod readiness;
 mod send_ring;
 mod socket;
-mod stream;
+mod tls;
 
 use std::cell::{Cell, RefCell};
 use std::future::poll_fn;
@@ -25,13 +26,14 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use rustc_hash::FxHashMap;
 
-use super::core::{Framing, Io, Now, Output, Released, ShardCore};
+use super::core::{Framing, Now, Output, Released, ShardCore};
 use super::inbox::ShardCommand;
 use crate::allocator::{release_free_pages, QuietAfterBurst};
 use crate::stall::{Activity, Pulse};
 use readiness::{Readiness, Ready};
 use send_ring::SendRing;
 use socket::Done;
+use tls::TlsConn;
 
 /// Readiness tokens of the listeners (connection ids never reach these).
 const TCP_LISTENER: u64 = u64::MAX;
@@ -55,18 +57,17 @@ pub struct Listener {
 
 /// The driver of one shard.
 pub struct Driver {
-    /// This driver, for the tasks it starts.
-    me: std::rc::Weak<Driver>,
     core: RefCell<ShardCore>,
     started: Instant,
     readiness: Readiness,
     listeners: Vec<Listener>,
-    tls: Option<monoio_rustls::TlsAcceptor>,
+    /// The TLS configuration, when clients must speak TLS.
+    tls: Option<Arc<rustls::ServerConfig>>,
+    /// The rustls session of every TLS connection, by connection id.
+    tls_conns: RefCell<FxHashMap<u64, Box<TlsConn>>>,
     read_buffer: RefCell<Vec<u8>>,
     /// Connections (and listeners) with more to read than one round took.
     again: RefCell<Vec<u64>>,
-    /// Writers of stream-driven connections, parked until they have output.
-    stream_writers: RefCell<FxHashMap<u64, Waker>>,
     flush_waker: RefCell<Option<Waker>>,
     pulse: Arc<Pulse>,
     /// Scratch lists reused every round.
@@ -88,7 +89,7 @@ impl Driver {
     pub fn new(
         core: ShardCore,
         listeners: Vec<Listener>,
-        tls: Option<monoio_rustls::TlsAcceptor>,
+        tls: Option<Arc<rustls::ServerConfig>>,
         pulse: Arc<Pulse>,
     ) -> anyhow::Result<Rc<Driver>> {
         let readiness = Readiness::new()?;
@@ -97,27 +98,21 @@ impl Driver {
             let token = if i == 0 { TCP_LISTENER } else { WS_LISTENER };
             readiness.add_listener(listener.socket.as_raw_fd(), token)?;
         }
-        Ok(Rc::new_cyclic(|me| Driver {
-            me: me.clone(),
+        Ok(Rc::new(Driver {
             core: RefCell::new(core),
             started: Instant::now(),
             readiness,
             listeners,
             tls,
+            tls_conns: RefCell::new(FxHashMap::default()),
             read_buffer: RefCell::new(vec![0; READ_BUFFER]),
             again: RefCell::new(Vec::new()),
-            stream_writers: RefCell::new(FxHashMap::default()),
             flush_waker: RefCell::new(None),
             pulse,
             scratch: RefCell::new(Scratch::default()),
             send_ring: RefCell::new(SendRing::new()),
             accepting: Cell::new(true),
         }))
-    }
-
-    fn self_rc(&self) -> Rc<Driver> {
-        // The driver lives in an Rc for as long as its tasks run.
-        self.me.upgrade().unwrap_or_else(|| unreachable!("a driver's method ran after it was dropped"))
     }
 
     fn now(&self) -> Now {
@@ -201,27 +196,34 @@ impl Driver {
 
     fn admit(&self, fd: i32, source: std::net::IpAddr, framing: Framing) {
         let now = self.now();
-        let Some(tls) = self.tls.clone() else {
-            let id = self.core.borrow_mut().accept(now, fd, source, Io::Readiness, framing);
-            if id != 0 {
-                if let Err(e) = self.readiness.add(fd, id) {
-                    tracing::warn!("could not watch a new connection: {e}");
-                    self.core.borrow_mut().on_peer_closed(now, id);
-                }
+        let session = match self.tls.as_ref().map(|config| TlsConn::new(config.clone())).transpose() {
+            Ok(session) => session,
+            Err(e) => {
+                tracing::warn!("could not start a TLS session: {e}");
+                socket::close(fd);
+                return;
             }
-            return;
         };
-        let id = self.core.borrow_mut().accept(now, fd, source, Io::Stream, framing);
+        let id = self.core.borrow_mut().accept(now, fd, source, framing);
         if id == 0 {
             return;
         }
-        stream::spawn(self, id, fd, tls);
+        if let Some(session) = session {
+            self.tls_conns.borrow_mut().insert(id, session);
+        }
+        if let Err(e) = self.readiness.add(fd, id) {
+            tracing::warn!("could not watch a new connection: {e}");
+            self.core.borrow_mut().on_peer_closed(now, id);
+        }
     }
 
     /// Reads what connection `id` has, into the shard's buffer.
     fn read(&self, id: u64) {
         self.pulse.enter(Activity::Read);
-        let Some(fd) = self.core.borrow().readiness_fd(id) else { return };
+        let Some(fd) = self.core.borrow().fd(id) else { return };
+        if self.tls.is_some() {
+            return self.read_tls(id, fd);
+        }
         let mut buffer = self.read_buffer.borrow_mut();
         for _ in 0..READS_PER_ROUND {
             if !self.core.borrow().wants_input(id) {
@@ -248,18 +250,21 @@ impl Driver {
 
     /// Writes what the connections in `ids` have queued, as far as their
     /// sockets take, all of a round's sends in one submission; a connection
-    /// that has more after a complete write goes again.
+    /// that has more after a complete write goes again. TLS connections
+    /// write their records with a plain `sendmsg` each instead.
     fn write(&self, ids: &mut Vec<u64>) {
         self.pulse.enter(Activity::Write);
         let mut ring = self.send_ring.borrow_mut();
+        let mut tls_batch = Vec::new();
         while !ids.is_empty() {
             {
                 let mut core = self.core.borrow_mut();
                 for id in ids.drain(..) {
-                    let Some(fd) = core.readiness_fd(id) else {
-                        self.wake_stream_writer(id);
+                    let Some(fd) = core.fd(id) else { continue };
+                    if self.tls.is_some() {
+                        self.write_tls(&mut core, id, fd, &mut tls_batch);
                         continue;
-                    };
+                    }
                     let batch = ring.next(id, fd);
                     match core.take_output(id, batch) {
                         Output::Write => {}
@@ -323,13 +328,10 @@ impl Driver {
             let idle = ids.is_empty() && released.is_empty() && resumed.is_empty();
             self.write(&mut ids);
             for gone in &released {
-                match gone.io {
-                    Io::Readiness => socket::close(gone.fd),
-                    Io::Stream => {
-                        socket::shutdown_both(gone.fd);
-                        self.wake_stream_writer(gone.conn_id);
-                    }
+                if self.tls.is_some() {
+                    self.release_tls(gone.conn_id);
                 }
+                socket::close(gone.fd);
             }
             for id in resumed {
                 self.read(id);
@@ -349,12 +351,6 @@ impl Driver {
             if let Some(waker) = self.flush_waker.borrow_mut().take() {
                 waker.wake();
             }
-        }
-    }
-
-    fn wake_stream_writer(&self, id: u64) {
-        if let Some(waker) = self.stream_writers.borrow_mut().remove(&id) {
-            waker.wake();
         }
     }
 

@@ -1,7 +1,8 @@
-//! The shard's readiness set: every socket the shard drives itself (its
-//! listeners and its plain connections) is registered once, edge-triggered,
+//! The shard's readiness set: every socket the shard drives (its listeners
+//! and its connections, plain or TLS) is registered once, edge-triggered,
 //! in one epoll instance (`mio`). An idle connection then waits in the
-//! kernel: no future, no buffer, no waker in user space. The shard's one
+//! kernel: no future, no buffer, no waker in user space (a TLS
+//! connection's rustls session aside: `tls.rs`). The shard's one
 //! I/O task waits for the set itself through the monoio runtime (an
 //! io_uring poll of the epoll descriptor, or the epoll driver's own
 //! readiness), then collects every ready socket without blocking.

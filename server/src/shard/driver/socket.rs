@@ -1,7 +1,7 @@
 //! The few socket calls the driver makes on the connections it drives
 //! itself: accept (non-blocking, close-on-exec, with the peer address),
-//! read into the shard's buffer, a vectored write of shared frames, shut a
-//! direction, close. Written on `libc` because they work on bare
+//! read into the shard's buffer, a vectored write of shared frames, a
+//! writer for TLS records, shut the write side, close. Written on `libc` because they work on bare
 //! descriptors the shard owns in its slab, without a per-connection socket
 //! object; every call is non-blocking.
 
@@ -111,17 +111,43 @@ pub fn write(fd: RawFd, frames: &[Bytes], iovecs: &mut Vec<libc::iovec>) -> Done
     }
 }
 
+/// Most buffers one `sendmsg` takes on Linux.
+const IOV_MAX: usize = 1024;
+
+/// A descriptor as an [`io::Write`], for a TLS connection to write its
+/// records into: each call is one non-blocking `sendmsg`, and a full socket
+/// is `WouldBlock`.
+pub struct Sink(pub RawFd);
+
+impl io::Write for Sink {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.write_vectored(&[io::IoSlice::new(buf)])
+    }
+
+    fn write_vectored(&mut self, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
+        // SAFETY: msghdr is plain data; zeroed is valid (no name, no control).
+        let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+        // IoSlice is ABI-compatible with iovec on Unix; sendmsg only reads.
+        msg.msg_iov = bufs.as_ptr() as *mut libc::iovec;
+        msg.msg_iovlen = bufs.len().min(IOV_MAX) as _;
+        // SAFETY: the iovecs point into `bufs`, which outlive the call.
+        let n = unsafe { libc::sendmsg(self.0, &msg, libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL) };
+        if n < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(n as usize)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
 /// Shuts the write side: the peer reads the end of the stream after what
 /// was written.
 pub fn shutdown_write(fd: RawFd) {
     // SAFETY: plain syscall on a descriptor the shard owns.
     unsafe { libc::shutdown(fd, libc::SHUT_WR) };
-}
-
-/// Shuts both directions (ends a stream task's pending read and write).
-pub fn shutdown_both(fd: RawFd) {
-    // SAFETY: plain syscall on a descriptor a stream task keeps open.
-    unsafe { libc::shutdown(fd, libc::SHUT_RDWR) };
 }
 
 /// Closes a descriptor the shard owns (it leaves the readiness set with

@@ -21,7 +21,7 @@ use bytes::Bytes;
 use corecast_proto::internal::{ArchivedChatRequest, ArchivedInternalFrame};
 use corecast_proto::{decode_server, encode_client, peek_frame, ClientRequest, Peek, ServerMessage};
 
-use super::{Framing, Io, Links, Now, Output, Released, ShardCore};
+use super::{Framing, Links, Now, Output, Released, ShardCore};
 use crate::auth::{mint_token, TokenVerifier};
 use crate::config::Config;
 use crate::shard::inbox::{CoreCommand, Mesh, ShardCommand};
@@ -123,7 +123,7 @@ impl Harness {
     pub fn connect_as(&mut self, framing: Framing) -> u64 {
         self.next_fd += 1;
         let now = self.now();
-        let id = self.core.accept(now, self.next_fd, IpAddr::V4(Ipv4Addr::LOCALHOST), Io::Readiness, framing);
+        let id = self.core.accept(now, self.next_fd, IpAddr::V4(Ipv4Addr::LOCALHOST), framing);
         assert_ne!(id, 0);
         id
     }
