@@ -1,11 +1,14 @@
 //! Room options by name pattern: the `[[rooms]]` rules of both binaries'
 //! settings, compiled once. The first rule whose glob matches a room's name
 //! gives its options; a room that matches none behaves as a plain room (no
-//! history, no presence) at a plain room's cost.
+//! history, no presence) at a plain room's cost. The globs are the `glob`
+//! crate's patterns, matched without path rules (`*` matches `/` too): a
+//! small matcher, where a regex-based one would add a regex engine to every
+//! node for one-line patterns.
 
 use std::sync::Arc;
 
-use globset::{Glob, GlobMatcher};
+use glob::Pattern;
 use serde::{Deserialize, Serialize};
 
 /// One `[[rooms]]` rule as written in the settings.
@@ -83,7 +86,7 @@ pub enum RoomRuleError {
 /// The compiled rules, cheap to clone and share between threads.
 #[derive(Debug, Clone, Default)]
 pub struct RoomPolicy {
-    rules: Arc<[(GlobMatcher, RoomOptions)]>,
+    rules: Arc<[(Pattern, RoomOptions)]>,
 }
 
 impl RoomPolicy {
@@ -94,10 +97,10 @@ impl RoomPolicy {
             if rule.join_leave_events && !rule.presence {
                 return Err(RoomRuleError::EventsWithoutPresence { index, pattern: rule.pattern.clone() });
             }
-            let glob = Glob::new(&rule.pattern).map_err(|e| RoomRuleError::BadPattern {
+            let glob = Pattern::new(&rule.pattern).map_err(|e| RoomRuleError::BadPattern {
                 index,
                 pattern: rule.pattern.clone(),
-                reason: e.kind().to_string(),
+                reason: e.msg.to_string(),
             })?;
             let options = RoomOptions {
                 history_size: rule.history_size,
@@ -105,7 +108,7 @@ impl RoomPolicy {
                 presence: rule.presence,
                 join_leave_events: rule.join_leave_events,
             };
-            compiled.push((glob.compile_matcher(), options));
+            compiled.push((glob, options));
         }
         Ok(RoomPolicy { rules: compiled.into() })
     }
@@ -113,7 +116,7 @@ impl RoomPolicy {
     /// The options of `room`: those of the first matching rule, or `None`
     /// for a plain room.
     pub fn options_for(&self, room: &str) -> Option<RoomOptions> {
-        self.rules.iter().find(|(glob, _)| glob.is_match(room)).map(|(_, options)| *options)
+        self.rules.iter().find(|(glob, _)| glob.matches(room)).map(|(_, options)| *options)
     }
 }
 
@@ -132,6 +135,21 @@ mod tests {
         assert!(policy.options_for("live-vip-1").unwrap().presence);
         assert_eq!(policy.options_for("live-7").unwrap().history_size, 100);
         assert_eq!(policy.options_for("lobby"), None);
+    }
+
+    #[test]
+    fn globs_match_any_character_one_character_and_classes() {
+        let policy =
+            RoomPolicy::new(&[rule("live-*", 1, false), rule("chat-?", 2, false), rule("team-[ab]*", 3, false)])
+                .unwrap();
+        let size = |room: &str| policy.options_for(room).map(|options| options.history_size);
+        assert_eq!(size("live-"), Some(1));
+        assert_eq!(size("live-eu/stage.main"), Some(1), "* crosses / and dots: room names are not paths");
+        assert_eq!(size("chat-7"), Some(2));
+        assert_eq!(size("chat-77"), None);
+        assert_eq!(size("team-a1"), Some(3));
+        assert_eq!(size("team-c1"), None);
+        assert_eq!(size("Live-1"), None, "case matters");
     }
 
     #[test]
