@@ -80,10 +80,13 @@ pub enum InternalFrame {
         /// The announcement's id.
         id: u64,
     },
-    /// Node → routers: `user`'s connections changed; drop cached routes.
+    /// Node → routers: these users' connections changed; drop their cached
+    /// routes. One frame per batch of route writes, not one per user: a
+    /// login storm would otherwise queue a frame per connection on every
+    /// router link.
     RouteChanged {
-        /// User id.
-        user: String,
+        /// User ids.
+        users: Vec<String>,
     },
     /// A message for a room with a stream, on its way to the room's owner
     /// (its owner shard, or in a cluster its owner router), which gives it

@@ -201,7 +201,11 @@ impl LinkHub {
                     let ack = InternalFrameBytes::encode(&InternalFrame::InterestAck { id: id.to_native() });
                     self.to_node(node, ack);
                 }
-                ArchivedInternalFrame::RouteChanged { user } => routes.forget(user.as_str()),
+                ArchivedInternalFrame::RouteChanged { users } => {
+                    for user in users.iter() {
+                        routes.forget(user.as_str());
+                    }
+                }
                 ArchivedInternalFrame::RoomPush { room, except_conn, push } => {
                     // The excluded connection is the origin node's own; the
                     // origin delivered locally, so others get the push as is.

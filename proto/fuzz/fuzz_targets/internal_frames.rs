@@ -46,8 +46,8 @@ fuzz_target!(|data: &[u8]| {
         ArchivedInternalFrame::InterestAck { id } => {
             let _ = id.to_native();
         }
-        ArchivedInternalFrame::RouteChanged { user } => {
-            let _ = user.as_str().len();
+        ArchivedInternalFrame::RouteChanged { users } => {
+            let _ = users.iter().map(|u| u.as_str().len()).sum::<usize>();
         }
         ArchivedInternalFrame::RoomPublish { room, from, except_conn, payload } => {
             let _ = (room.as_str().len(), from.as_str().len(), except_conn.to_native(), payload.len());

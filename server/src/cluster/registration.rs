@@ -3,8 +3,8 @@
 //! connection that authenticated here.
 //!
 //! Route changes are written in arrival order by one task, in batches, and
-//! each changed user is then announced to the routers so their caches drop
-//! it. Every route is rewritten every third of its lifetime while the
+//! the users of a batch are then announced to the routers in one frame so
+//! their caches drop them. Every route is rewritten every third of its lifetime while the
 //! connection stays, and at once when Redis turns out to have lost the
 //! node's registration (a restart without persistence).
 //!
@@ -108,9 +108,8 @@ async fn write_routes(
         }
         changed.sort_unstable();
         changed.dedup();
-        for user in changed {
-            uplink.to_routers(&InternalFrameBytes::encode(&InternalFrame::RouteChanged { user: user.into() }));
-        }
+        let users = changed.into_iter().map(String::from).collect();
+        uplink.to_routers(&InternalFrameBytes::encode(&InternalFrame::RouteChanged { users }));
     }
 }
 
@@ -140,12 +139,9 @@ async fn refresh_all(uplink: &Uplink, registry: &Registry, shards: &Mesh, ttl: D
                 metrics::counter!("corecast_route_write_failures_total").increment(1);
                 return false;
             }
-            if announce {
-                for (user, _, _) in &page.routes {
-                    uplink.to_routers(&InternalFrameBytes::encode(&InternalFrame::RouteChanged {
-                        user: user.to_string(),
-                    }));
-                }
+            if announce && !page.routes.is_empty() {
+                let users = page.routes.iter().map(|(user, _, _)| user.to_string()).collect();
+                uplink.to_routers(&InternalFrameBytes::encode(&InternalFrame::RouteChanged { users }));
             }
             from = page.next;
         }
