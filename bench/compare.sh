@@ -111,23 +111,8 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-free_port() {
-    local p
-    for _ in $(seq 1 200); do
-        p=$((20000 + RANDOM % 12000))
-        if ! port_open "$p"; then echo "$p"; return; fi
-    done
-    log "no free port found"; exit 1
-}
-wait_port() {
-    for _ in $(seq 1 100); do
-        port_open "$1" && return 0
-        kill -0 "$server_pid" 2>/dev/null || return 1
-        sleep 0.1
-    done
-    return 1
-}
+# Port helpers shared by the bench scripts.
+source "$repo/bench/ports.sh"
 
 # Starts $1 pinned to $SERVER_CPU; sets server_pid, port, extra_args.
 start_server() {

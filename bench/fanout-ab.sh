@@ -46,18 +46,8 @@ export CORECAST_ADMIN_KEY=fanout-ab-admin-key-0123456789
 server_pid=""
 trap '[ -n "$server_pid" ] && kill -9 "$server_pid" 2>/dev/null; true' EXIT
 
-free_port() {
-    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
-}
-
-wait_port() {
-    for _ in $(seq 1 100); do
-        if (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; then return 0; fi
-        sleep 0.1
-    done
-    echo "port $1 never opened" >&2
-    return 1
-}
+# Port helpers shared by the bench scripts.
+source "$repo/bench/ports.sh"
 
 # run BUILD ROUND: one server start, one bench run, results in $out/BUILD-ROUND.json
 run() {

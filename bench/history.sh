@@ -98,19 +98,8 @@ EOF
 server_pid=""
 trap '[ -n "$server_pid" ] && kill -9 "$server_pid" 2>/dev/null; true' EXIT
 
-free_port() {
-    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
-}
-
-wait_port() {
-    for _ in $(seq 1 100); do
-        if (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; then return 0; fi
-        kill -0 "$server_pid" 2>/dev/null || return 1
-        sleep 0.1
-    done
-    echo "port $1 never opened" >&2
-    return 1
-}
+# Port helpers shared by the bench scripts.
+source bench/ports.sh
 
 # run NAME SCENARIO ARGS...: a fresh node, one bench run, results in $OUT/NAME.json
 run() {
